@@ -1,0 +1,15 @@
+/* Every subcommand: int ml_cmd_<name>(int argc, char **argv), argv[0] being the subcommand.
+ * Each lives in cli/cmd_<name>.c, parses its options with cli/args.h and calls the library. */
+#ifndef ML_CLI_COMMANDS_H
+#define ML_CLI_COMMANDS_H
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} ml_command;
+
+extern const ml_command ml_commands[];
+extern const int ml_num_commands;
+
+#endif

@@ -1,0 +1,33 @@
+#include "common/arena.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+size_t ml_arena_reserve(ml_arena *a, size_t n) {
+    const size_t step = ML_ALIGN / sizeof(float);
+    size_t off = a->used;
+    a->used += (n + step - 1) / step * step;
+    return off;
+}
+
+void *ml_aligned_calloc(size_t bytes) {
+    size_t rounded = (bytes + ML_ALIGN - 1) / ML_ALIGN * ML_ALIGN;
+    if (rounded == 0) rounded = ML_ALIGN;
+    void *p = aligned_alloc(ML_ALIGN, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+ml_status ml_arena_commit(ml_arena *a, const char *what) {
+    a->base = ml_aligned_calloc(a->used * sizeof(float));
+    if (!a->base)
+        return ml_fail(ML_ERR_NOMEM, "out of memory allocating %s (%.1f MiB)", what,
+                       (double)a->used * 4 / 1048576.0);
+    a->capacity = a->used;
+    return ML_OK;
+}
+
+void ml_arena_free(ml_arena *a) {
+    free(a->base);
+    memset(a, 0, sizeof *a);
+}

@@ -1,0 +1,30 @@
+#include "common/signals.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+void ml_atomic_cleanup_all(void); /* common/atomic_file.c */
+
+static volatile sig_atomic_t stop_count;
+
+static void on_signal(int sig) {
+    stop_count++;
+    if (stop_count >= 2) {
+        ml_atomic_cleanup_all();
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+void ml_signals_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int ml_stop_requested(void) { return stop_count > 0; }
+void ml_request_stop(void) { stop_count = 1; }

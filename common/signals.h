@@ -1,0 +1,12 @@
+/* Ctrl-C handling: the first SIGINT/SIGTERM sets a flag that long loops poll (the trainer then
+ * writes a checkpoint and exits); a second one removes pending temporary files and exits at once. */
+#ifndef ML_SIGNALS_H
+#define ML_SIGNALS_H
+
+void ml_signals_install(void);
+/* Non-zero once a stop was requested. */
+int ml_stop_requested(void);
+/* For tests: request a stop as if a signal arrived. */
+void ml_request_stop(void);
+
+#endif

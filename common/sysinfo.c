@@ -1,0 +1,58 @@
+#include "common/sysinfo.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <omp.h>
+
+char *openblas_get_corename(void);
+char *openblas_get_config(void);
+int openblas_get_num_threads(void);
+
+const char *ml_blas_corename(void) { return openblas_get_corename(); }
+
+void ml_blas_describe(char *buf, size_t n) {
+    snprintf(buf, n, "BLAS: %s; kernel %s; %d BLAS threads, %d OpenMP threads", openblas_get_config(),
+             openblas_get_corename(), openblas_get_num_threads(), omp_get_max_threads());
+}
+
+static int cpu_has_avx512(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+const char *ml_blas_kernel_warning(void) {
+    static char msg[512];
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    if (forced && cpu_has_avx512() && (!strcasecmp(forced, "Haswell") || !strcasecmp(forced, "Sandybridge") ||
+                                       !strcasecmp(forced, "Zen") || !strcasecmp(forced, "Prescott"))) {
+        snprintf(msg, sizeof msg,
+                 "note: OPENBLAS_CORETYPE=%s forces AVX2-or-older GEMM kernels on this AVX-512 CPU (about half "
+                 "the sgemm rate); unset it or set OPENBLAS_CORETYPE=SkylakeX for full speed",
+                 forced);
+        return msg;
+    }
+    return NULL;
+}
+
+int ml_num_threads(void) { return omp_get_max_threads(); }
+
+double ml_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+size_t ml_peak_rss_bytes(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (size_t)ru.ru_maxrss * 1024;
+}

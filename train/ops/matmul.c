@@ -1,0 +1,16 @@
+/* Every GEMM of the model goes through OpenBLAS; weights stay in the HF [out, in] layout. */
+#include <cblas.h>
+
+#include "train/ops/ops.h"
+
+void ml_matmul_forward(float *y, const float *x, const float *w, int N, int in, int out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+}
+
+void ml_matmul_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
+                        int out, int accumulate_dx) {
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy, out, w, in,
+                    accumulate_dx ? 1.0f : 0.0f, dx, in);
+    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
+}

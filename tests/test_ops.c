@@ -1,0 +1,326 @@
+/* Finite-difference checks of every kernel's backward against its forward.
+ * Each test defines a scalar L = sum(out * R) for a fixed random R, perturbs input entries by
+ * +-eps and compares (L+ - L-)/(2 eps) with the analytic gradient. fp32 arithmetic limits the
+ * agreement: tolerance |num - ana| <= 2e-3 + 2e-2 * |ana| (eps 1e-2 on O(1) inputs). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/rng.h"
+#include "train/ops/ops.h"
+
+static ml_rng rng;
+
+static float *randn(size_t n, float scale) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = (float)(ml_rng_normal(&rng) * scale);
+    return x;
+}
+
+static double dotd(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* forward callback: computes L for the current inputs */
+typedef double (*loss_fn)(void *ctx);
+
+static void check_grad(const char *what, loss_fn f, void *ctx, float *x, const float *grad, size_t n, int samples) {
+    const float eps = 1e-2f;
+    int worst = -1;
+    double worst_err = 0;
+    for (int s = 0; s < samples; s++) {
+        size_t i = samples >= (int)n ? (size_t)s : (size_t)ml_rng_below(&rng, n);
+        if (i >= n) break;
+        float orig = x[i];
+        x[i] = orig + eps;
+        double lp = f(ctx);
+        x[i] = orig - eps;
+        double lm = f(ctx);
+        x[i] = orig;
+        double num = (lp - lm) / (2 * eps), ana = grad[i];
+        double err = fabs(num - ana) - (2e-3 + 2e-2 * fabs(ana));
+        if (err > worst_err || worst < 0) {
+            worst_err = err;
+            worst = (int)i;
+        }
+        if (err > 0) fail_msg("%s: index %zu numeric %.6f analytic %.6f", what, i, num, ana);
+    }
+}
+
+/* ---------------------------------------------------------------- matmul */
+typedef struct {
+    int N, in, out;
+    float *x, *w, *y, *R;
+} mm_ctx;
+
+static double mm_loss(void *p) {
+    mm_ctx *c = p;
+    ml_matmul_forward(c->y, c->x, c->w, c->N, c->in, c->out);
+    return dotd(c->y, c->R, (size_t)c->N * c->out);
+}
+
+static void test_matmul(void **state) {
+    mm_ctx c = {.N = 7, .in = 13, .out = 5};
+    c.x = randn((size_t)c.N * c.in, 1);
+    c.w = randn((size_t)c.out * c.in, 1);
+    c.y = randn((size_t)c.N * c.out, 1);
+    c.R = randn((size_t)c.N * c.out, 1);
+    float *dx = calloc((size_t)c.N * c.in, 4), *dw = calloc((size_t)c.out * c.in, 4);
+    ml_matmul_backward(dx, dw, c.R, c.x, c.w, c.N, c.in, c.out, 0);
+    check_grad("matmul dx", mm_loss, &c, c.x, dx, (size_t)c.N * c.in, 1000);
+    check_grad("matmul dw", mm_loss, &c, c.w, dw, (size_t)c.out * c.in, 1000);
+    /* accumulate flag adds instead of overwriting */
+    float *dx2 = malloc((size_t)c.N * c.in * 4);
+    for (int i = 0; i < c.N * c.in; i++) dx2[i] = 1.0f;
+    ml_matmul_backward(dx2, NULL, c.R, c.x, c.w, c.N, c.in, c.out, 1);
+    for (int i = 0; i < c.N * c.in; i++) assert_float_equal(dx2[i], dx[i] + 1.0f, 1e-4);
+    free(dx), free(dw), free(dx2), free(c.x), free(c.w), free(c.y), free(c.R);
+}
+
+/* ---------------------------------------------------------------- embedding */
+typedef struct {
+    int N, C, V;
+    int32_t *tok;
+    float *table, *out, *R;
+} emb_ctx;
+
+static double emb_loss(void *p) {
+    emb_ctx *c = p;
+    ml_embedding_forward(c->out, c->tok, c->table, c->N, c->C);
+    return dotd(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void test_embedding(void **state) {
+    emb_ctx c = {.N = 9, .C = 37, .V = 5};
+    int32_t tok[9] = {0, 3, 3, 1, 4, 3, 0, 2, 3}; /* repeats exercise accumulation */
+    c.tok = tok;
+    c.table = randn((size_t)c.V * c.C, 1);
+    c.out = randn((size_t)c.N * c.C, 1);
+    c.R = randn((size_t)c.N * c.C, 1);
+    float *dt = calloc((size_t)c.V * c.C, 4);
+    ml_embedding_backward(dt, c.R, c.tok, c.N, c.C);
+    check_grad("embedding", emb_loss, &c, c.table, dt, (size_t)c.V * c.C, 1000);
+    free(dt), free(c.table), free(c.out), free(c.R);
+}
+
+/* ---------------------------------------------------------------- rmsnorm */
+typedef struct {
+    int N, C;
+    float *x, *w, *y, *rstd, *R;
+} rn_ctx;
+
+static double rn_loss(void *p) {
+    rn_ctx *c = p;
+    ml_rmsnorm_forward(c->y, c->rstd, c->x, c->w, c->N, c->C, 1e-5f);
+    return dotd(c->y, c->R, (size_t)c->N * c->C);
+}
+
+static void test_rmsnorm(void **state) {
+    rn_ctx c = {.N = 6, .C = 40};
+    c.x = randn((size_t)c.N * c.C, 1);
+    c.w = randn((size_t)c.C, 1);
+    c.y = malloc((size_t)c.N * c.C * 4);
+    c.rstd = malloc((size_t)c.N * 4);
+    c.R = randn((size_t)c.N * c.C, 1);
+    rn_loss(&c);
+    float *dx = calloc((size_t)c.N * c.C, 4), *dw = calloc((size_t)c.C, 4);
+    ml_rmsnorm_backward(dx, dw, c.R, c.x, c.w, c.rstd, c.N, c.C);
+    check_grad("rmsnorm dx", rn_loss, &c, c.x, dx, (size_t)c.N * c.C, 1000);
+    check_grad("rmsnorm dw", rn_loss, &c, c.w, dw, (size_t)c.C, 1000);
+    free(dx), free(dw), free(c.x), free(c.w), free(c.y), free(c.rstd), free(c.R);
+}
+
+/* ---------------------------------------------------------------- rope (both pairings) + headnorm */
+typedef struct {
+    int N, T, heads, hd, half_split, norm;
+    int32_t *pos;
+    float *x, *y, *rstd, *R, *cos_t, *sin_t;
+} rope_ctx;
+
+static double rope_loss(void *p) {
+    rope_ctx *c = p;
+    size_t n = (size_t)c->N * c->heads * c->hd;
+    memcpy(c->y, c->x, n * 4);
+    ml_rope_apply(c->y, c->pos, c->cos_t, c->sin_t, c->N, c->T, c->heads, c->hd, c->half_split, 0);
+    if (c->norm) ml_headnorm_forward(c->y, c->rstd, c->N, c->heads, c->hd, 1e-5f);
+    return dotd(c->y, c->R, n);
+}
+
+static void run_rope(int half_split, int norm, int with_pos) {
+    rope_ctx c = {.N = 6, .T = 3, .heads = 3, .hd = 8, .half_split = half_split, .norm = norm};
+    int32_t pos[6] = {5, 0, 17, 2, 9, 30};
+    c.pos = with_pos ? pos : NULL;
+    size_t n = (size_t)c.N * c.heads * c.hd;
+    c.cos_t = malloc(32 * 4 * 4);
+    c.sin_t = malloc(32 * 4 * 4);
+    ml_rope_table(c.cos_t, c.sin_t, 32, c.hd, 10000.0f);
+    c.x = randn(n, 1);
+    c.y = malloc(n * 4);
+    c.rstd = malloc((size_t)c.N * c.heads * 4);
+    c.R = randn(n, 1);
+    rope_loss(&c);
+    float *d = malloc(n * 4);
+    memcpy(d, c.R, n * 4);
+    if (norm) ml_headnorm_backward(d, c.y, c.rstd, c.N, c.heads, c.hd);
+    ml_rope_apply(d, c.pos, c.cos_t, c.sin_t, c.N, c.T, c.heads, c.hd, c.half_split, 1);
+    check_grad(half_split ? "rope half-split" : "rope adjacent", rope_loss, &c, c.x, d, n, 1000);
+    free(d), free(c.x), free(c.y), free(c.rstd), free(c.R), free(c.cos_t), free(c.sin_t);
+}
+
+static void test_rope(void **state) {
+    run_rope(1, 0, 0);
+    run_rope(0, 0, 1);
+    run_rope(1, 1, 1); /* QK-norm after RoPE */
+    run_rope(0, 1, 0);
+}
+
+/* Known values: a rotation by angle p*inv_freq of pairs (i, i+hd/2) vs (2i, 2i+1). */
+static void test_rope_pairings(void **state) {
+    float cos_t[4 * 2], sin_t[4 * 2];
+    ml_rope_table(cos_t, sin_t, 4, 4, 100.0f);
+    /* hd=4: inv_freq = {1, 0.1}; position 1 */
+    float x[4] = {1, 2, 3, 4}, y[4];
+    int32_t pos[1] = {1};
+    memcpy(y, x, sizeof x);
+    ml_rope_apply(y, pos, cos_t, sin_t, 1, 1, 1, 4, 1, 0);
+    /* half split pairs (0,2) angle 1 and (1,3) angle 0.1 */
+    assert_float_equal(y[0], 1 * cosf(1) - 3 * sinf(1), 1e-6);
+    assert_float_equal(y[2], 3 * cosf(1) + 1 * sinf(1), 1e-6);
+    assert_float_equal(y[1], 2 * cosf(0.1f) - 4 * sinf(0.1f), 1e-6);
+    memcpy(y, x, sizeof x);
+    ml_rope_apply(y, pos, cos_t, sin_t, 1, 1, 1, 4, 0, 0);
+    /* adjacent pairs (0,1) angle 1 and (2,3) angle 0.1 */
+    assert_float_equal(y[0], 1 * cosf(1) - 2 * sinf(1), 1e-6);
+    assert_float_equal(y[1], 1 * sinf(1) + 2 * cosf(1), 1e-6);
+    assert_float_equal(y[2], 3 * cosf(0.1f) - 4 * sinf(0.1f), 1e-6);
+}
+
+/* ---------------------------------------------------------------- attention */
+typedef struct {
+    int B, T, H, KV, hd, window;
+    int32_t *doc;
+    float *q, *k, *v, *out, *lse, *R;
+} att_ctx;
+
+static double att_loss(void *p) {
+    att_ctx *c = p;
+    ml_attention_forward(c->out, c->lse, c->q, c->k, c->v, c->doc, c->B, c->T, c->H, c->KV, c->hd, c->window);
+    return dotd(c->out, c->R, (size_t)c->B * c->T * c->H * c->hd);
+}
+
+static void run_attention(int window, int with_doc) {
+    att_ctx c = {.B = 2, .T = 7, .H = 4, .KV = 2, .hd = 8, .window = window};
+    int32_t doc[14] = {0, 0, 0, 1, 1, 1, 1, 5, 5, 6, 6, 6, 6, 6};
+    c.doc = with_doc ? doc : NULL;
+    size_t nq = (size_t)c.B * c.T * c.H * c.hd, nk = (size_t)c.B * c.T * c.KV * c.hd;
+    c.q = randn(nq, 1), c.k = randn(nk, 1), c.v = randn(nk, 1);
+    c.out = malloc(nq * 4), c.lse = malloc((size_t)c.B * c.H * c.T * 4), c.R = randn(nq, 1);
+    att_loss(&c);
+    float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
+    ml_attention_backward(dq, dk, dv, c.R, c.out, c.lse, c.q, c.k, c.v, c.doc, c.B, c.T, c.H, c.KV, c.hd, c.window);
+    check_grad("attention dq", att_loss, &c, c.q, dq, nq, 2000);
+    check_grad("attention dk", att_loss, &c, c.k, dk, nk, 2000);
+    check_grad("attention dv", att_loss, &c, c.v, dv, nk, 2000);
+    free(dq), free(dk), free(dv), free(c.q), free(c.k), free(c.v), free(c.out), free(c.lse), free(c.R);
+}
+
+static void test_attention(void **state) {
+    run_attention(0, 0);
+    run_attention(3, 0); /* sliding window shorter than T */
+    run_attention(0, 1); /* document mask */
+    run_attention(2, 1);
+}
+
+/* Masking semantics: query 0 sees only itself; with a window of 1 every query sees only itself;
+ * a document mask isolates documents. */
+static void test_attention_masks(void **state) {
+    const int T = 5, hd = 4;
+    float *q = randn(T * hd, 1), *k = randn(T * hd, 1), *v = randn(T * hd, 1), out[5 * 4], lse[5];
+    ml_attention_forward(out, lse, q, k, v, NULL, 1, T, 1, 1, hd, 1);
+    for (int i = 0; i < T * hd; i++) assert_float_equal(out[i], v[i], 1e-6);
+    int32_t doc[5] = {0, 0, 1, 1, 1};
+    float full[5 * 4];
+    ml_attention_forward(full, lse, q, k, v, doc, 1, T, 1, 1, hd, 0);
+    for (int i = 0; i < hd; i++) assert_float_equal(full[2 * hd + i], v[2 * hd + i], 1e-6); /* doc start */
+    ml_attention_forward(out, lse, q, k, v, NULL, 1, T, 1, 1, hd, 0);
+    int differs = 0;
+    for (int i = 2 * hd; i < T * hd; i++) differs |= fabsf(out[i] - full[i]) > 1e-6f;
+    assert_true(differs);
+    free(q), free(k), free(v);
+}
+
+/* ---------------------------------------------------------------- swiglu */
+typedef struct {
+    int n;
+    float *g, *u, *h, *R;
+} sw_ctx;
+
+static double sw_loss(void *p) {
+    sw_ctx *c = p;
+    ml_swiglu_forward(c->h, c->g, c->u, c->n);
+    return dotd(c->h, c->R, (size_t)c->n);
+}
+
+static void test_swiglu(void **state) {
+    sw_ctx c = {.n = 300};
+    c.g = randn(300, 2), c.u = randn(300, 1), c.h = malloc(300 * 4), c.R = randn(300, 1);
+    float *dg = malloc(300 * 4), *du = malloc(300 * 4);
+    ml_swiglu_backward(dg, du, c.R, c.g, c.u, 300);
+    check_grad("swiglu dgate", sw_loss, &c, c.g, dg, 300, 300);
+    check_grad("swiglu dup", sw_loss, &c, c.u, du, 300, 300);
+    free(dg), free(du), free(c.g), free(c.u), free(c.h), free(c.R);
+}
+
+/* ---------------------------------------------------------------- softmax cross-entropy */
+typedef struct {
+    int n, V;
+    int32_t *t;
+    float *z, *work, *losses;
+} ce_ctx;
+
+static double ce_loss(void *p) {
+    ce_ctx *c = p;
+    memcpy(c->work, c->z, (size_t)c->n * c->V * 4);
+    ml_softmax_xent_rows(c->work, c->losses, c->t, c->n, c->V, 0.0f);
+    double s = 0;
+    for (int i = 0; i < c->n; i++) s += c->losses[i];
+    return s;
+}
+
+static void test_cross_entropy(void **state) {
+    int32_t t[5] = {3, -1, 0, 10, 7};
+    ce_ctx c = {.n = 5, .V = 11, .t = t};
+    c.z = randn(55, 3), c.work = malloc(55 * 4), c.losses = malloc(5 * 4);
+    float *d = malloc(55 * 4), losses[5];
+    memcpy(d, c.z, 55 * 4);
+    ml_softmax_xent_rows(d, losses, t, 5, 11, 1.0f);
+    check_grad("cross-entropy", ce_loss, &c, c.z, d, 55, 55);
+    /* reference value for one row: log-sum-exp minus the target logit */
+    double lse = 0, mx = -1e30;
+    for (int v = 0; v < 11; v++) mx = fmax(mx, c.z[v]);
+    for (int v = 0; v < 11; v++) lse += exp(c.z[v] - mx);
+    assert_float_equal(losses[0], log(lse) + mx - c.z[3], 1e-5);
+    assert_float_equal(losses[1], 0.0f, 0.0f); /* ignored target */
+    for (int v = 0; v < 11; v++) assert_float_equal(d[11 + v], 0.0f, 0.0f);
+    free(d), free(c.z), free(c.work), free(c.losses);
+}
+
+int main(void) {
+    ml_rng_seed(&rng, 1234);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_rmsnorm),       cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_rope_pairings), cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_masks), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_cross_entropy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

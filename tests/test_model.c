@@ -116,7 +116,7 @@ static void test_grad_r1(void **state) {
     snprintf(c.name, sizeof c.name, "r1");
     c.dialect = ML_DIALECT_LLAMA4_TEXT;
     c.use_qk_norm = 1;
-    c.rope_pairing = ML_ROPE_HALF_SPLIT;
+    c.rope_pairing = ML_ROPE_ADJACENT;
     c.layer_rope[1] = 0; /* a NoPE layer: no RoPE and no QK-norm there */
     check_model(&c, 0, 0);
 }

@@ -5,6 +5,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 ml_status ml_fsync_path(const char *path) {
@@ -83,6 +84,9 @@ void ml_atomic_abort(ml_atomic_file *f) {
 ml_status ml_read_file(const char *path, char **data, size_t *size) {
     *data = NULL;
     *size = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return ml_fail(ML_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return ml_fail(ML_ERR_IO, "%s is not a regular file", path);
     FILE *fp = fopen(path, "rb");
     if (!fp) return ml_fail(ML_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     if (fseek(fp, 0, SEEK_END) != 0) {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian 12 packages that mobilellm.c builds, runs and tests with. Usage:
+#   scripts/install_deps.sh          build + run (the demo)
+#   scripts/install_deps.sh --test   also the reference tools the tests compare against
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libzstd-dev libcjson-dev libcmocka-dev python3)
+if [[ "${1:-}" == "--test" ]]; then
+  pkgs+=(python3-torch python3-numpy python3-h5py python3-sentencepiece)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [[ "$(id -u)" -ne 0 ]] && SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -102,3 +102,9 @@ int ml_cli_fail(const char *cmd) {
     fprintf(stderr, "mobilellm %s: %s\n", cmd, ml_last_error());
     return 1;
 }
+
+int ml_args_seen(const ml_opt *opts, int n_opts, const char *name) {
+    for (int i = 0; i < n_opts; i++)
+        if (!strcmp(opts[i].name, name)) return opts[i].seen;
+    return 0;
+}

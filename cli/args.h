@@ -26,6 +26,9 @@ typedef struct {
  * following arguments up to the next "--option". */
 int ml_args_parse(const char *cmd, const char *usage, ml_opt *opts, int n_opts, int argc, char **argv);
 
+/* Whether option `name` was given on the command line. */
+int ml_args_seen(const ml_opt *opts, int n_opts, const char *name);
+
 /* Print "mobilellm: <what>: <last library error>" and return the exit code 1. */
 int ml_cli_fail(const char *cmd);
 

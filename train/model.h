@@ -71,6 +71,8 @@ typedef struct {
 
 typedef struct {
     ml_config cfg;
+    char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
+                             export reproduces them bit for bit */
     int n_params;
     ml_param *params;
     size_t num_floats; /* total parameter floats */

@@ -1,0 +1,51 @@
+#include "data/tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/tokenizer_bytes.h"
+
+static ml_status grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return ML_OK;
+    size_t c = *cap ? *cap : 256;
+    while (c < need) {
+        if (c > SIZE_MAX / 2 / elem) return ml_fail(ML_ERR_NOMEM, "buffer of %zu elements is too large", need);
+        c *= 2;
+    }
+    void *q = realloc(*p, c * elem);
+    if (!q) return ml_fail(ML_ERR_NOMEM, "out of memory growing a buffer to %zu elements", c);
+    *p = q;
+    *cap = c;
+    return ML_OK;
+}
+
+ml_status ml_id_buf_reserve(ml_id_buf *b, size_t extra) {
+    if (extra > SIZE_MAX - b->n) return ml_fail(ML_ERR_NOMEM, "id buffer overflow");
+    return grow((void **)&b->ids, &b->cap, b->n + extra, sizeof *b->ids);
+}
+
+void ml_id_buf_free(ml_id_buf *b) {
+    free(b->ids);
+    memset(b, 0, sizeof *b);
+}
+
+ml_status ml_byte_buf_reserve(ml_byte_buf *b, size_t extra) {
+    if (extra > SIZE_MAX - b->n) return ml_fail(ML_ERR_NOMEM, "byte buffer overflow");
+    return grow((void **)&b->bytes, &b->cap, b->n + extra, 1);
+}
+
+void ml_byte_buf_free(ml_byte_buf *b) {
+    free(b->bytes);
+    memset(b, 0, sizeof *b);
+}
+
+ml_status ml_tokenizer_open(ml_tokenizer **t, const char *spec) {
+    *t = NULL;
+    if (!strcmp(spec, "bytes")) return ml_tokenizer_bytes_new(t);
+    /* SentencePiece .model, tiktoken files and tokenizer.json are added behind this switch. */
+    return ml_fail(ML_ERR_UNSUPPORTED, "tokenizer file %s: only 'bytes' is supported yet", spec);
+}
+
+void ml_tokenizer_free(ml_tokenizer *t) {
+    if (t) t->vt->destroy(t);
+}

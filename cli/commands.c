@@ -2,14 +2,30 @@
 #include "cli/commands.h"
 
 #define ML_DECLARE(n) int ml_cmd_##n(int argc, char **argv);
-ML_DECLARE(version)
+ML_DECLARE(init)
+ML_DECLARE(info)
+ML_DECLARE(train)
+ML_DECLARE(eval)
+ML_DECLARE(logits)
 ML_DECLARE(tokenize)
 ML_DECLARE(data)
+ML_DECLARE(export)
+ML_DECLARE(import)
+ML_DECLARE(bench)
+ML_DECLARE(version)
 #undef ML_DECLARE
 
 const ml_command ml_commands[] = {
-    {"version", ml_cmd_version, "print the version and the BLAS kernel in use"},
+    {"init", ml_cmd_init, "new checkpoint from a config (MobileLLM initialisation)"},
+    {"info", ml_cmd_info, "describe a checkpoint"},
+    {"train", ml_cmd_train, "train (or resume) on token shards"},
+    {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
+    {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
     {"tokenize", ml_cmd_tokenize, "text files -> token shard (byte tokenizer)"},
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
+    {"export", ml_cmd_export, "checkpoint -> Hugging Face directory"},
+    {"import", ml_cmd_import, "Hugging Face directory -> checkpoint"},
+    {"bench", ml_cmd_bench, "time a training step: tokens/s, GFLOP/s, MFU, peak memory"},
+    {"version", ml_cmd_version, "print the version and the BLAS kernel in use"},
 };
 const int ml_num_commands = sizeof ml_commands / sizeof ml_commands[0];

@@ -1,0 +1,96 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+int ml_cmd_train(int argc, char **argv) {
+    ml_train_args a;
+    ml_train_args_defaults(&a);
+    const char *optim = "adamw", *schedule = "cosine";
+    ml_str_list data = {0};
+    int64_t seed = (int64_t)a.seed;
+    ml_opt opts[] = {
+        {"config", ML_OPT_STR, &a.config_path, "fresh model from an HF-style config.json (see configs/)", 0, 0},
+        {"init", ML_OPT_STR, &a.init_ckpt, "start from the weights of a checkpoint", 0, 0},
+        {"resume", ML_OPT_STR, &a.resume_ckpt, "continue a run from its checkpoint (bit-exact)", 0, 0},
+        {"data", ML_OPT_STR_LIST, &data, "training token shards", 0, 0},
+        {"val", ML_OPT_STR, &a.val, "held-out shard for periodic evaluation", 0, 0},
+        {"batch", ML_OPT_INT, &a.batch, "sequences per micro-batch (default 4)", 0, 0},
+        {"seq", ML_OPT_INT, &a.seq, "tokens per sequence (default 256)", 0, 0},
+        {"steps", ML_OPT_I64, &a.steps, "total optimizer steps of the run (default 100)", 0, 0},
+        {"stop-after", ML_OPT_I64, &a.stop_after, "stop with a checkpoint after this step (same schedule as --steps)", 0, 0},
+        {"grad-accum", ML_OPT_INT, &a.grad_accum, "micro-batches per step (default 1)", 0, 0},
+        {"optim", ML_OPT_STR, &optim, "adamw | sgd (default adamw)", 0, 0},
+        {"lr", ML_OPT_FLOAT, &a.lr, "peak learning rate (default 2e-3)", 0, 0},
+        {"schedule", ML_OPT_STR, &schedule, "constant | linear | cosine | wsd (default cosine)", 0, 0},
+        {"min-lr-ratio", ML_OPT_FLOAT, &a.min_lr_ratio, "final lr as a fraction of the peak (default 0.1)", 0, 0},
+        {"warmup", ML_OPT_I64, &a.warmup, "linear warmup steps (default 0)", 0, 0},
+        {"wsd-decay", ML_OPT_FLOAT, &a.wsd_decay_fraction, "wsd: fraction of steps in the decay (default 0.2)", 0, 0},
+        {"weight-decay", ML_OPT_FLOAT, &a.weight_decay, "decoupled weight decay, not on norms (default 0.1)", 0, 0},
+        {"beta1", ML_OPT_FLOAT, &a.beta1, "AdamW beta1 (default 0.9)", 0, 0},
+        {"beta2", ML_OPT_FLOAT, &a.beta2, "AdamW beta2 (default 0.95)", 0, 0},
+        {"adam-eps", ML_OPT_FLOAT, &a.eps, "AdamW epsilon (default 1e-8)", 0, 0},
+        {"momentum", ML_OPT_FLOAT, &a.momentum, "SGD momentum (default 0)", 0, 0},
+        {"clip", ML_OPT_FLOAT, &a.clip, "global gradient-norm clip, 0 = off (default 1.0)", 0, 0},
+        {"seed", ML_OPT_I64, &seed, "seed for initialisation and data order (default 1)", 0, 0},
+        {"out", ML_OPT_STR, &a.out_dir, "run directory: checkpoints and metrics.jsonl", 1, 0},
+        {"keep", ML_OPT_INT, &a.keep, "checkpoints kept (default 3)", 0, 0},
+        {"ckpt-every", ML_OPT_I64, &a.ckpt_every, "steps between checkpoints (default: at the end only)", 0, 0},
+        {"eval-every", ML_OPT_I64, &a.eval_every, "steps between evaluations on --val (default: at the end)", 0, 0},
+        {"eval-batches", ML_OPT_INT, &a.eval_batches, "batches per evaluation (default 8)", 0, 0},
+        {"quiet", ML_OPT_FLAG, &a.quiet, "no per-step progress lines", 0, 0},
+    };
+    const int n_opts = sizeof opts / sizeof opts[0];
+    int rc = ml_args_parse("train", "(--config CFG | --init CKPT | --resume CKPT) --data SHARD... --out DIR [options]",
+                           opts, n_opts, argc, argv);
+    if (rc) return rc > 0 ? 0 : 2;
+    char *stored_strings = NULL;
+    if (a.resume_ckpt) {
+        /* A resumed run uses its stored arguments; options given now override them. */
+        char *json = NULL;
+        if (ml_checkpoint_read_args(a.resume_ckpt, &json) != ML_OK) return ml_cli_fail("train");
+        if (json) {
+            const char *keep[64];
+            int n_keep = 0;
+            for (int i = 0; i < n_opts; i++)
+                if (opts[i].seen) {
+                    static char names[64][32];
+                    snprintf(names[n_keep], sizeof names[n_keep], "%s", opts[i].name);
+                    for (char *p = names[n_keep]; *p; p++)
+                        if (*p == '-') *p = '_';
+                    if (!strcmp(names[n_keep], "adam_eps")) snprintf(names[n_keep], 32, "eps");
+                    if (!strcmp(names[n_keep], "wsd_decay")) snprintf(names[n_keep], 32, "wsd_decay_fraction");
+                    keep[n_keep] = names[n_keep];
+                    n_keep++;
+                }
+            ml_status s = ml_train_args_from_json(&a, json, keep, n_keep, &stored_strings);
+            free(json);
+            if (s != ML_OK) return ml_cli_fail("train");
+            static char stored_schedule[16], stored_optim[16];
+            snprintf(stored_schedule, sizeof stored_schedule, "%s", a.schedule);
+            snprintf(stored_optim, sizeof stored_optim, "%s", a.optim);
+            if (!ml_args_seen(opts, n_opts, "schedule")) schedule = stored_schedule;
+            if (!ml_args_seen(opts, n_opts, "optim")) optim = stored_optim;
+            if (!ml_args_seen(opts, n_opts, "seed")) seed = (int64_t)a.seed;
+        }
+    }
+    if (data.count > ML_MAX_DATA_FILES) {
+        fprintf(stderr, "mobilellm train: at most %d --data files\n", ML_MAX_DATA_FILES);
+        return 2;
+    }
+    if (data.count) {
+        a.n_data = data.count;
+        for (int i = 0; i < data.count; i++) a.data[i] = data.items[i];
+    }
+    snprintf(a.optim, sizeof a.optim, "%s", optim);
+    snprintf(a.schedule, sizeof a.schedule, "%s", schedule);
+    a.seed = (uint64_t)seed;
+    ml_status s = ml_train(&a);
+    free(stored_strings);
+    if (s == ML_ERR_INTERRUPTED) return 130;
+    if (s != ML_OK) return ml_cli_fail("train");
+    return 0;
+}

@@ -1,0 +1,440 @@
+#include "train/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/signals.h"
+#include "common/sysinfo.h"
+#include "data/batch_reader.h"
+#include "optim/clip.h"
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
+#include "train/checkpoint.h"
+#include "train/eval.h"
+#include "train/model.h"
+
+void ml_train_args_defaults(ml_train_args *a) {
+    memset(a, 0, sizeof *a);
+    a->batch = 4;
+    a->seq = 256;
+    a->steps = 100;
+    a->grad_accum = 1;
+    snprintf(a->optim, sizeof a->optim, "adamw");
+    snprintf(a->schedule, sizeof a->schedule, "cosine");
+    a->lr = 2e-3f;
+    a->min_lr_ratio = 0.1f;
+    a->weight_decay = 0.1f;
+    a->clip = 1.0f;
+    a->beta1 = 0.9f;
+    a->beta2 = 0.95f;
+    a->eps = 1e-8f;
+    a->wsd_decay_fraction = 0.2f;
+    a->seed = 1;
+    a->keep = 3;
+    a->eval_batches = 8;
+}
+
+ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return ml_fail(ML_ERR_NOMEM, "out of memory");
+    cJSON *data = cJSON_AddArrayToObject(o, "data");
+    for (int i = 0; i < a->n_data; i++) cJSON_AddItemToArray(data, cJSON_CreateString(a->data[i]));
+    if (a->val) cJSON_AddStringToObject(o, "val", a->val);
+    if (a->config_path) cJSON_AddStringToObject(o, "config", a->config_path);
+    if (a->init_ckpt) cJSON_AddStringToObject(o, "init", a->init_ckpt);
+    cJSON_AddNumberToObject(o, "batch", a->batch);
+    cJSON_AddNumberToObject(o, "seq", a->seq);
+    cJSON_AddNumberToObject(o, "steps", (double)a->steps);
+    cJSON_AddNumberToObject(o, "grad_accum", a->grad_accum);
+    cJSON_AddStringToObject(o, "optim", a->optim);
+    cJSON_AddStringToObject(o, "schedule", a->schedule);
+    cJSON_AddNumberToObject(o, "lr", a->lr);
+    cJSON_AddNumberToObject(o, "min_lr_ratio", a->min_lr_ratio);
+    cJSON_AddNumberToObject(o, "warmup", (double)a->warmup);
+    cJSON_AddNumberToObject(o, "weight_decay", a->weight_decay);
+    cJSON_AddNumberToObject(o, "clip", a->clip);
+    cJSON_AddNumberToObject(o, "beta1", a->beta1);
+    cJSON_AddNumberToObject(o, "beta2", a->beta2);
+    cJSON_AddNumberToObject(o, "eps", a->eps);
+    cJSON_AddNumberToObject(o, "momentum", a->momentum);
+    cJSON_AddNumberToObject(o, "wsd_decay_fraction", a->wsd_decay_fraction);
+    cJSON_AddNumberToObject(o, "seed", (double)a->seed);
+    *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return *json ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory");
+}
+
+static int kept(const char *name, const char *const *keep, int n_keep) {
+    for (int i = 0; i < n_keep; i++)
+        if (!strcmp(keep[i], name)) return 1;
+    return 0;
+}
+
+ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char *const *keep, int n_keep,
+                                  char **strings) {
+    cJSON *o = cJSON_Parse(json);
+    if (!o) return ml_fail(ML_ERR_FORMAT, "stored run arguments are not valid JSON");
+    *strings = NULL;
+#define NUM(key, field, type)                                                 \
+    do {                                                                      \
+        cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);                 \
+        if (cJSON_IsNumber(it) && !kept(key, keep, n_keep)) a->field = (type)it->valuedouble; \
+    } while (0)
+#define STR(key, field)                                                                        \
+    do {                                                                                       \
+        cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);                                  \
+        if (cJSON_IsString(it) && !kept(key, keep, n_keep))                                    \
+            snprintf(a->field, sizeof a->field, "%s", it->valuestring);                        \
+    } while (0)
+    NUM("batch", batch, int);
+    NUM("seq", seq, int);
+    NUM("steps", steps, int64_t);
+    NUM("grad_accum", grad_accum, int);
+    NUM("lr", lr, float);
+    NUM("min_lr_ratio", min_lr_ratio, float);
+    NUM("warmup", warmup, int64_t);
+    NUM("weight_decay", weight_decay, float);
+    NUM("clip", clip, float);
+    NUM("beta1", beta1, float);
+    NUM("beta2", beta2, float);
+    NUM("eps", eps, float);
+    NUM("momentum", momentum, float);
+    NUM("wsd_decay_fraction", wsd_decay_fraction, float);
+    NUM("seed", seed, uint64_t);
+    STR("optim", optim);
+    STR("schedule", schedule);
+#undef NUM
+#undef STR
+    /* data files: only when the user did not name them again */
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data");
+    if (cJSON_IsArray(data) && !kept("data", keep, n_keep)) {
+        size_t total = 0;
+        cJSON *it;
+        cJSON_ArrayForEach(it, data) if (cJSON_IsString(it)) total += strlen(it->valuestring) + 1;
+        char *buf = malloc(total + 1), *p = buf;
+        if (!buf) {
+            cJSON_Delete(o);
+            return ml_fail(ML_ERR_NOMEM, "out of memory");
+        }
+        a->n_data = 0;
+        cJSON_ArrayForEach(it, data) if (cJSON_IsString(it) && a->n_data < ML_MAX_DATA_FILES) {
+            strcpy(p, it->valuestring);
+            a->data[a->n_data++] = p;
+            p += strlen(p) + 1;
+        }
+        *strings = buf;
+    }
+    cJSON_Delete(o);
+    return ML_OK;
+}
+
+ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg) {
+    ml_optim_segment *segs = malloc(sizeof *segs * (size_t)m->n_params);
+    if (!segs) return ml_fail(ML_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n_params; i++)
+        segs[i] = (ml_optim_segment){m->params[i].offset, m->params[i].numel, m->params[i].weight_decay};
+    ml_status s = ml_optim_create(o, cfg, segs, m->n_params, m->param_arena.capacity, NULL);
+    free(segs);
+    return s;
+}
+
+/* ---------------------------------------------------------------- checkpoints on disk */
+
+static void ckpt_path(char *buf, size_t n, const char *dir, int64_t step) {
+    snprintf(buf, n, "%s/ckpt_%08lld.h5", dir, (long long)step);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Keep the newest `keep` checkpoints of the run directory. */
+static void prune_checkpoints(const char *dir, int keep) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    char *names[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        size_t len = strlen(e->d_name);
+        if (!strncmp(e->d_name, "ckpt_", 5) && len > 3 && !strcmp(e->d_name + len - 3, ".h5"))
+            names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    for (int i = 0; i < n; i++) {
+        if (i < n - keep) {
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+            unlink(p);
+        }
+        free(names[i]);
+    }
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+typedef struct {
+    ml_model model;
+    ml_optimizer opt;
+    ml_schedule sched;
+    ml_batch_reader *train, *val;
+    int has_val;
+    ml_train_state st;
+    int32_t *tokens, *targets;
+    FILE *metrics;
+    char *args_json;
+} trainer;
+
+static ml_status evaluate(trainer *t, const ml_train_args *a, double *val_loss) {
+    int64_t n;
+    return ml_eval_loss(&t->model, t->val, a->batch, a->seq, a->eval_batches, val_loss, &n);
+}
+
+static ml_status save(trainer *t, const ml_train_args *a, int64_t step) {
+    char path[4096];
+    ckpt_path(path, sizeof path, a->out_dir, step);
+    t->st.step = step;
+    ml_data_cursor c = ml_batch_reader_get_cursor(t->train);
+    memset(t->st.cursor, 0, sizeof t->st.cursor);
+    t->st.cursor[0] = (int64_t)c.epoch;
+    t->st.cursor[1] = (int64_t)c.shard;
+    t->st.cursor[2] = (int64_t)c.offset;
+    /* the optimizer's state is borrowed, not copied, for the save */
+    snprintf(t->st.optimizer, sizeof t->st.optimizer, "%s", ml_optim_kind_name(t->opt.cfg.kind));
+    t->st.optimizer_step = t->opt.t;
+    t->st.n_optim_state = ml_optim_num_state(&t->opt);
+    for (int i = 0; i < t->st.n_optim_state; i++) {
+        const char *name;
+        t->st.optim_state[i] = ml_optim_state(&t->opt, i, &name);
+        snprintf(t->st.optim_state_name[i], sizeof t->st.optim_state_name[i], "%s", name);
+    }
+    t->st.owns_optim_state = 0;
+    free(t->st.args_json);
+    t->st.args_json = strdup(t->args_json);
+    ML_TRY(ml_checkpoint_save(path, &t->model, &t->st));
+    prune_checkpoints(a->out_dir, a->keep);
+    return ML_OK;
+}
+
+static void fmt_eta(char *buf, size_t n, double seconds) {
+    if (!isfinite(seconds) || seconds < 0) seconds = 0;
+    long s = (long)seconds;
+    if (s >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+    else
+        snprintf(buf, n, "%ldm%02lds", s / 60, s % 60);
+}
+
+static ml_status run(trainer *t, const ml_train_args *a) {
+    ml_model *m = &t->model;
+    const int64_t tokens_per_step = (int64_t)a->batch * a->seq * a->grad_accum;
+    const double flops_per_token = ml_config_train_flops_per_token(&m->cfg, a->seq);
+    const float grad_scale = 1.0f / (float)tokens_per_step;
+    ml_batch b = {.tokens = t->tokens, .targets = t->targets, .B = a->batch, .T = a->seq};
+    double t_start = ml_now_seconds();
+    int64_t first_step = t->st.step;
+    if (first_step >= a->steps)
+        printf("checkpoint is already at step %lld of %lld: nothing to do\n", (long long)first_step,
+               (long long)a->steps);
+    for (int64_t step = first_step; step < a->steps; step++) {
+        double t0 = ml_now_seconds();
+        ml_model_zero_grad(m);
+        double loss_sum = 0;
+        int64_t scored = 0;
+        for (int micro = 0; micro < a->grad_accum; micro++) {
+            ML_TRY(ml_batch_reader_next(t->train, t->tokens, t->targets, NULL, NULL));
+            ML_TRY(ml_model_forward(m, &b));
+            double s;
+            int64_t n;
+            ML_TRY(ml_model_head_loss(m, &b, grad_scale, &s, &n));
+            ML_TRY(ml_model_backward(m, &b));
+            loss_sum += s;
+            scored += n;
+        }
+        double loss = loss_sum / (double)(scored ? scored : 1);
+        /* clip_grad_norm leaves non-finite gradients untouched and returns their norm */
+        double gnorm = ml_clip_grad_norm(m->grad_arena.base, m->grad_arena.capacity, a->clip);
+        float lr = ml_lr_at(&t->sched, step);
+        int skipped = !isfinite(loss) || !isfinite(gnorm);
+        if (!skipped) ML_TRY(ml_optim_step(&t->opt, m->param_arena.base, m->grad_arena.base, lr));
+        t->st.tokens_seen += tokens_per_step;
+        double now = ml_now_seconds(), dt = now - t0;
+        double tok_s = (double)tokens_per_step / dt;
+        double done = (double)(step + 1 - first_step), left = (double)(a->steps - step - 1);
+        char eta[32];
+        fmt_eta(eta, sizeof eta, (now - t_start) / done * left);
+        if (skipped)
+            fprintf(stderr, "step %lld: loss %g, grad norm %g not finite: update skipped\n", (long long)step + 1,
+                    loss, gnorm);
+        if (!a->quiet)
+            printf("step %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f GFLOP/s | ETA %s\n",
+                   (long long)step + 1, (long long)a->steps, loss, lr, gnorm, tok_s, tok_s * flops_per_token / 1e9, eta);
+        fprintf(t->metrics,
+                "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
+                "\"gflops\":%.2f,\"skipped\":%s}\n",
+                (long long)step + 1, loss, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
+                tok_s * flops_per_token / 1e9, skipped ? "true" : "false");
+        fflush(t->metrics);
+        int last = step + 1 == a->steps;
+        if (t->has_val && ((a->eval_every > 0 && (step + 1) % a->eval_every == 0) || last)) {
+            double vl;
+            ML_TRY(evaluate(t, a, &vl));
+            printf("eval  step %lld | val loss %.4f | ppl %.2f\n", (long long)step + 1, vl, exp(vl));
+            fprintf(t->metrics, "{\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.4f}\n", (long long)step + 1, vl,
+                    exp(vl));
+            fflush(t->metrics);
+        }
+        if (last || (a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0)) ML_TRY(save(t, a, step + 1));
+        if (a->stop_after > 0 && step + 1 == a->stop_after && !last) {
+            ML_TRY(save(t, a, step + 1));
+            printf("stopped after step %lld as asked; resume with --resume %s/ckpt_%08lld.h5\n", (long long)step + 1,
+                   a->out_dir, (long long)step + 1);
+            return ML_OK;
+        }
+        if (ml_stop_requested() && !last) {
+            ML_TRY(save(t, a, step + 1));
+            printf("interrupted: checkpoint written at step %lld in %s (resume with --resume)\n",
+                   (long long)step + 1, a->out_dir);
+            return ml_fail(ML_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint saved", (long long)step + 1);
+        }
+    }
+    return ML_OK;
+}
+
+/* Copy the checkpoint's optimizer state into the fresh optimizer (same kind required). */
+static ml_status restore_optimizer(trainer *t) {
+    const char *kind = ml_optim_kind_name(t->opt.cfg.kind);
+    if (!t->st.optimizer[0]) return ml_fail(ML_ERR_FORMAT, "checkpoint holds no optimizer state to resume from");
+    if (strcmp(t->st.optimizer, kind) != 0)
+        return ml_fail(ML_ERR_ARG, "checkpoint was trained with %s, not %s: resume needs the same optimizer",
+                       t->st.optimizer, kind);
+    for (int i = 0; i < ml_optim_num_state(&t->opt); i++) {
+        const char *name;
+        float *dst = ml_optim_state(&t->opt, i, &name);
+        int found = 0;
+        for (int j = 0; j < t->st.n_optim_state; j++)
+            if (!strcmp(t->st.optim_state_name[j], name)) {
+                memcpy(dst, t->st.optim_state[j], t->opt.num_floats * sizeof(float));
+                found = 1;
+            }
+        if (!found) return ml_fail(ML_ERR_FORMAT, "checkpoint lacks optimizer state '%s'", name);
+    }
+    t->opt.t = t->st.optimizer_step;
+    return ML_OK;
+}
+
+ml_status ml_train(const ml_train_args *a) {
+    int sources = !!a->config_path + !!a->init_ckpt + !!a->resume_ckpt;
+    if (sources != 1) return ml_fail(ML_ERR_ARG, "give exactly one of --config, --init, --resume");
+    if (a->n_data < 1) return ml_fail(ML_ERR_ARG, "no training data (--data SHARD...)");
+    if (!a->out_dir) return ml_fail(ML_ERR_ARG, "missing --out DIR");
+    if (a->batch < 1 || a->seq < 1 || a->grad_accum < 1 || a->steps < 1)
+        return ml_fail(ML_ERR_ARG, "--batch, --seq, --grad-accum and --steps must be positive");
+    if (mkdir(a->out_dir, 0755) != 0 && errno != EEXIST)
+        return ml_fail(ML_ERR_IO, "cannot create output directory %s: %s", a->out_dir, strerror(errno));
+
+    trainer t;
+    memset(&t, 0, sizeof t);
+    ml_status s = ML_OK;
+    if (a->config_path) {
+        ml_config cfg;
+        s = ml_config_load(&cfg, a->config_path);
+        if (s == ML_OK) s = ml_model_create(&t.model, &cfg);
+        if (s == ML_OK) ml_model_init_weights(&t.model, a->seed);
+        ml_rng_seed(&t.st.rng, a->seed);
+    } else if (a->init_ckpt) {
+        s = ml_checkpoint_load(a->init_ckpt, &t.model, NULL);
+        ml_rng_seed(&t.st.rng, a->seed);
+    } else {
+        s = ml_checkpoint_load(a->resume_ckpt, &t.model, &t.st);
+    }
+    if (s != ML_OK) goto done;
+    s = ml_model_reserve(&t.model, a->batch, a->seq, a->seq);
+    if (s != ML_OK) goto done;
+    ml_batch_opts bo = {.B = a->batch, .T = a->seq, .pos_mode = ML_POS_ROW};
+    s = ml_batch_reader_open(&t.train, a->data, a->n_data, &bo);
+    if (s != ML_OK) goto done;
+    if ((uint32_t)t.model.cfg.vocab_size < ml_batch_reader_vocab_size(t.train)) {
+        s = ml_fail(ML_ERR_CONFIG, "data vocabulary (%u, tokenizer %s) is larger than the model's (%d)",
+                    ml_batch_reader_vocab_size(t.train), ml_batch_reader_tokenizer(t.train), t.model.cfg.vocab_size);
+        goto done;
+    }
+    if (a->val) {
+        s = ml_batch_reader_open(&t.val, &a->val, 1, &bo);
+        if (s != ML_OK) goto done;
+        t.has_val = 1;
+    }
+    if (a->resume_ckpt) {
+        ml_data_cursor c = {(uint64_t)t.st.cursor[0], (uint64_t)t.st.cursor[1], (uint64_t)t.st.cursor[2]};
+        s = ml_batch_reader_set_cursor(t.train, &c);
+        if (s != ML_OK) goto done;
+    }
+    {
+        ml_optim_kind kind;
+        s = ml_optim_kind_parse(a->optim, &kind);
+        if (s != ML_OK) goto done;
+        ml_optim_config oc = ml_optim_defaults(kind);
+        oc.beta1 = a->beta1;
+        oc.beta2 = a->beta2;
+        oc.eps = a->eps;
+        oc.weight_decay = a->weight_decay;
+        oc.momentum = a->momentum;
+        s = ml_optimizer_for_model(&t.opt, &t.model, &oc);
+        if (s != ML_OK) goto done;
+        if (a->resume_ckpt) s = restore_optimizer(&t);
+        if (s != ML_OK) goto done;
+        t.sched = ml_schedule_defaults(a->lr, a->steps);
+        s = ml_schedule_kind_parse(a->schedule, &t.sched.kind);
+        t.sched.warmup_steps = a->warmup;
+        t.sched.min_ratio = a->min_lr_ratio;
+        t.sched.decay_fraction = a->wsd_decay_fraction;
+        if (s == ML_OK) s = ml_schedule_check(&t.sched);
+        if (s != ML_OK) goto done;
+    }
+    size_t N = (size_t)a->batch * a->seq;
+    t.tokens = malloc(N * sizeof(int32_t));
+    t.targets = malloc(N * sizeof(int32_t));
+    if (!t.tokens || !t.targets) {
+        s = ml_fail(ML_ERR_NOMEM, "out of memory for batch buffers");
+        goto done;
+    }
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", a->out_dir);
+    t.metrics = fopen(mpath, a->resume_ckpt ? "a" : "w");
+    if (!t.metrics) {
+        s = ml_fail(ML_ERR_IO, "cannot open %s: %s", mpath, strerror(errno));
+        goto done;
+    }
+    s = ml_train_args_to_json(a, &t.args_json);
+    if (s != ML_OK) goto done;
+    {
+        char blas[256];
+        ml_blas_describe(blas, sizeof blas);
+        printf("model %s: %lld parameters, %d layers x %d (%s), batch %d x %d x accum %d, %s, %s lr %.2e\n",
+               t.model.cfg.name, (long long)ml_config_num_params(&t.model.cfg), t.model.cfg.num_layers,
+               t.model.cfg.layer_repeat, t.model.cfg.tie_word_embeddings ? "tied" : "untied", a->batch, a->seq,
+               a->grad_accum, a->optim, a->schedule, a->lr);
+        printf("%s\n", blas);
+        const char *warn = ml_blas_kernel_warning();
+        if (warn) printf("%s\n", warn);
+        if (a->resume_ckpt) printf("resuming %s at step %lld\n", a->resume_ckpt, (long long)t.st.step);
+    }
+    s = run(&t, a);
+done:
+    if (t.metrics) fclose(t.metrics);
+    free(t.tokens);
+    free(t.targets);
+    free(t.args_json);
+    ml_batch_reader_close(t.train);
+    ml_batch_reader_close(t.val);
+    ml_optim_free(&t.opt);
+    ml_train_state_free(&t.st);
+    ml_model_free(&t.model);
+    return s;
+}

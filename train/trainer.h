@@ -1,0 +1,54 @@
+/* The training loop: data -> forward/loss/backward -> clip -> optimizer, with progress lines,
+ * periodic evaluation, a metrics JSONL file, atomic checkpoints (the last K kept, one on Ctrl-C)
+ * and bit-exact resume. */
+#ifndef ML_TRAINER_H
+#define ML_TRAINER_H
+
+#include <stdint.h>
+
+#include "common/status.h"
+#include "optim/optimizer.h"
+#include "train/model.h"
+
+#define ML_MAX_DATA_FILES 256
+
+typedef struct {
+    /* where the model comes from: exactly one of these */
+    const char *config_path; /* fresh model from an HF-style config.json (initialised from seed) */
+    const char *init_ckpt;   /* weights from a checkpoint; fresh optimizer and step 0 */
+    const char *resume_ckpt; /* everything: weights, optimizer, step, data cursor, RNG */
+    const char *data[ML_MAX_DATA_FILES];
+    int n_data;
+    const char *val; /* held-out shard (optional) */
+    int batch, seq;
+    int64_t steps; /* total steps of the run: the schedule's horizon (resume continues up to this) */
+    int64_t stop_after; /* stop (with a checkpoint) after this step, e.g. to split a run; 0 = run to the end */
+    int grad_accum;
+    char optim[16];    /* adamw | sgd */
+    char schedule[16]; /* constant | linear | cosine | wsd */
+    float lr, min_lr_ratio, weight_decay, clip, beta1, beta2, eps, momentum, wsd_decay_fraction;
+    int64_t warmup;
+    uint64_t seed;
+    const char *out_dir;
+    int keep;             /* checkpoints kept */
+    int64_t ckpt_every;   /* steps between checkpoints (0: only at the end) */
+    int64_t eval_every;   /* steps between evaluations (0: only at the end) */
+    int eval_batches;     /* batches per evaluation */
+    int quiet;            /* no per-step progress lines */
+} ml_train_args;
+
+/* MobileLLM defaults (AdamW 0.9/0.95/1e-8, wd 0.1, cosine to 0.1x, clip 1.0). */
+void ml_train_args_defaults(ml_train_args *a);
+/* Serialise / parse the run arguments (stored in checkpoints). Strings point into `owner`. */
+ml_status ml_train_args_to_json(const ml_train_args *a, char **json);
+/* Fill `a` from JSON written by ml_train_args_to_json, except fields whose name is listed in
+ * `keep` (options the user gave explicitly). Strings are copied into `strings` (freed by caller). */
+ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char *const *keep, int n_keep,
+                                  char **strings);
+
+/* An optimizer over the model's parameter table (weight decay on matrices and the embedding). */
+ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg);
+
+ml_status ml_train(const ml_train_args *a);
+
+#endif

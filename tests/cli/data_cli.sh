@@ -3,29 +3,7 @@
 # splitting, validation hold-out, and bad input (one-line error, non-zero exit, no output).
 # usage: data_cli.sh <mobilellm> <source-dir>
 set -u
-M="$1"
-mkdir -p test_files
-W=$(mktemp -d "$PWD/test_files/data_cli.XXXXXX")
-trap 'rm -rf "$W"' EXIT
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-ok() { "$@" || fail "$*"; }
-
-# expect_fail NAME OUTPUT... -- CMD...: exits non-zero, one line on stderr, no OUTPUT left, no temp files.
-expect_fail() {
-    local name="$1"; shift
-    local outs=()
-    while [ "$1" != "--" ]; do outs+=("$1"); shift; done
-    shift
-    "$@" >"$W/stdout" 2>"$W/stderr"
-    local rc=$?
-    if [ $rc -eq 0 ]; then fail "$name: exit 0"; fi
-    if [ "$(wc -l <"$W/stderr")" -ne 1 ]; then fail "$name: stderr is not one line:"; cat "$W/stderr" >&2; fi
-    grep -q '^mobilellm' "$W/stderr" || fail "$name: message does not start with 'mobilellm'"
-    for o in "${outs[@]}"; do [ -e "$o" ] && fail "$name: output $o was left"; done
-    ls "$W" | grep -q '\.tmp\.' && fail "$name: a temporary file was left"
-    echo "ok: $name: $(cat "$W/stderr")"
-}
+source "$(dirname "$0")/common.bash"
 
 # ---- inputs: generated text (the demo must not depend on ../shared), a nested directory,
 # a binary file, and a header from /usr/include when there is one.
@@ -136,5 +114,5 @@ expect_fail "dump --text: other tokenizer" -- "$M" data dump "$W/other.shard" --
 expect_fail "dump: start beyond the end" -- "$M" data dump "$W/dir.shard" --start 100000000
 expect_fail "data: unknown subcommand" -- "$M" data frobnicate "$W/dir.shard"
 
-if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
+finish
 echo "all data CLI tests passed"

@@ -1,0 +1,35 @@
+# Shared helpers of the CLI tests (sourced; not a test itself).
+# Sets M (the mobilellm binary), SRC (source dir), W (a fresh work dir removed at exit) and
+# provides fail / ok / expect_fail / finish.
+M="$1"
+SRC="$2"
+mkdir -p test_files
+W=$(mktemp -d "$PWD/test_files/$(basename "$0" .sh).XXXXXX")
+trap 'rm -rf "$W"' EXIT
+PY=/usr/bin/python3
+fails=0
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+ok() { "$@" || fail "$*"; }
+
+# expect_fail NAME OUTPUT... -- CMD...: exits non-zero without crashing, one line on stderr that
+# starts with 'mobilellm', no OUTPUT left, no temporary files left in $W.
+expect_fail() {
+    local name="$1"; shift
+    local outs=()
+    while [ "$1" != "--" ]; do outs+=("$1"); shift; done
+    shift
+    "$@" >"$W/stdout" 2>"$W/stderr"
+    local rc=$?
+    if [ $rc -eq 0 ]; then fail "$name: exit 0"; fi
+    if [ $rc -ge 128 ]; then fail "$name: crashed (exit $rc)"; fi
+    if [ "$(wc -l <"$W/stderr")" -ne 1 ]; then fail "$name: stderr is not one line:"; cat "$W/stderr" >&2; fi
+    grep -q '^mobilellm' "$W/stderr" || fail "$name: message does not start with 'mobilellm'"
+    for o in "${outs[@]}"; do [ -e "$o" ] && fail "$name: output $o was left"; done
+    find "$W" -name '*.tmp.*' | grep -q . && fail "$name: a temporary file was left"
+    echo "ok: $name: $(cat "$W/stderr")"
+}
+
+finish() {
+    if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
+    echo "all passed"
+}

@@ -2,7 +2,9 @@
 # run where it is: python3 make_hf_fixtures.py OUTDIR). Each NAME.json is the config transformers
 # wrote; NAME.safetensors holds the weights, tokens [2,12], pos [2,12] (two packed documents
 # per row) and transformers' fp32 eager logits without (logits) and with (logits_pos) those pos.
-import os, sys, torch
+# The committed fixtures were made with transformers 5.17.0 and torch 2.11.0 (CPU, float32).
+import sys
+import torch
 from transformers import (LlamaConfig, LlamaForCausalLM, Llama4TextConfig, Llama4ForCausalLM,
                           MinistralConfig, MinistralForCausalLM)
 from safetensors.torch import save_file

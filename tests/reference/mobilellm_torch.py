@@ -17,8 +17,9 @@ Numerics follow Hugging Face transformers in float32:
   * RoPE: inv_freq = 1 / theta ** (arange(0, hd, 2).float() / hd) in float32, angle = pos.float() *
     inv_freq, cos/sin in float32. Pairing is either half-split (HF Llama `rotate_half`: pairs
     (i, i + hd/2)) or adjacent (Llama-4 / Meta: pairs (2i, 2i + 1)).
-  * QK-norm (R1, `use_qk_norm`): weightless x * rsqrt(mean(x^2) + eps) over each head, applied to q
-    and k AFTER RoPE, only on layers that use RoPE (as transformers' Llama4TextAttention does).
+  * QK-norm (R1, `use_qk_norm`: default true in llama4_text, honoured in any dialect): weightless
+    x * rsqrt(mean(x^2) + eps) over each head, applied to q and k AFTER RoPE, only on layers that
+    use RoPE (as transformers' Llama4TextAttention does).
   * Attention: softmax(q k^T / sqrt(hd) + mask) v with GQA (query head j reads kv head
     j // (H / KV)). Token t attends to token s when s <= t (by index in the row), and:
       - sliding layers: t - s < sliding_window (itself and the previous W-1 tokens, as transformers'
@@ -34,9 +35,15 @@ Config dialects read from an HF-style config.json (see MobileLLMConfig.from_hf_d
   llama4_text (MobileLLM-R1): adjacent RoPE, use_qk_norm, no_rope_layers (1 = the layer uses RoPE),
       FFN width intermediate_size_mlp, FFN tensors named model.layers.{i}.feed_forward.*.
   ministral: per-layer layer_types (sliding_attention / full_attention) with sliding_window.
-Not implemented (rejected with a message rather than silently computed differently): RoPE scaling,
-biases, activations other than silu, Llama-4 chunked attention and attention-temperature tuning
-for sequences long enough to be affected by them.
+Absent keys take the defaults of the matching transformers config class (rms_norm_eps 1e-6 for
+llama/ministral, 1e-5 for mobilellm/llama4_text; rope_theta 10000, llama4_text 500000; ministral
+sliding_window 4096). Not implemented (rejected with a message rather than silently computed
+differently): RoPE scaling, biases, activations other than silu, mixture-of-experts layers,
+Llama-4 chunked attention and attention-temperature tuning for sequences long enough to be
+affected by them (T > attention_chunk_size, T >= floor_scale).
+
+Checked against transformers 5.17 (fixtures/hf, test_reference.py): logits agree to ~1e-5 for
+llama, llama4_text and ministral models.
 
 Parameters carry their Hugging Face names (named_parameters() yields exactly the checkpoint names):
   model.embed_tokens.weight [V, C], model.layers.{i}.input_layernorm.weight [C],

@@ -1,9 +1,17 @@
 #include "io/h5.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 struct ml_h5 {
     hid_t fid;
@@ -84,9 +92,160 @@ int ml_h5_exists(ml_h5 *f, const char *path) {
     }
 }
 
+/* ---------------- whole-file checksum in the HDF5 user block ----------------
+ * HDF5 checksums its metadata, but not raw data, and not the global heap that holds variable-length
+ * strings: HDF5 1.10 loops forever on some corrupted global heaps (seen in the byte-flip test). So
+ * every file we write starts with a 512-byte user block (HDF5 skips it; h5py reads such files):
+ *   0  8  magic "MLH5CRC1"
+ *   8  8  u64 LE file size
+ *   16 4  u32 LE CRC-32C of bytes [512, size)
+ *   20 4  u32 LE CRC-32C of bytes [0, 20) and [24, 512)   (the block itself)
+ * and ml_h5_open_read verifies it before HDF5 parses anything. Files without the magic (written by
+ * other tools) are opened unverified. */
+#define UB_SIZE 512
+static const char ub_magic[8] = {'M', 'L', 'H', '5', 'C', 'R', 'C', '1'};
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1; /* Castagnoli, reflected */
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t n) {
+    pthread_once(&crc_once, crc_init);
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+    return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p, size_t n) {
+    uint64_t c = crc;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = _mm_crc32_u64(c, v);
+    }
+    uint32_t c32 = (uint32_t)c;
+    for (; n; n--, p++) c32 = _mm_crc32_u8(c32, *p);
+    return c32;
+}
+#endif
+
+/* Running CRC-32C (pass ~0 to start, complement at the end). */
+static uint32_t crc32c(uint32_t crc, const void *data, size_t n) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) return crc32c_hw(crc, data, n);
+#endif
+    return crc32c_sw(crc, data, n);
+}
+
+static uint32_t ub_self_crc(const uint8_t *ub) {
+    uint32_t c = crc32c(~0u, ub, 20);
+    return ~crc32c(c, ub + 24, UB_SIZE - 24);
+}
+
+/* CRC-32C of bytes [from, size) of an open file. */
+static ml_status crc_range(int fd, const char *path, uint64_t from, uint64_t size, uint32_t *out) {
+    size_t cap = 1u << 20;
+    uint8_t *buf = malloc(cap);
+    if (!buf) return ml_fail(ML_ERR_NOMEM, "out of memory checksumming %s", path);
+    uint32_t c = ~0u;
+    for (uint64_t off = from; off < size;) {
+        size_t want = size - off < cap ? (size_t)(size - off) : cap;
+        ssize_t got = pread(fd, buf, want, (off_t)off);
+        if (got <= 0) {
+            free(buf);
+            return ml_fail(ML_ERR_IO, "cannot read %s: %s", path, got < 0 ? strerror(errno) : "unexpected end of file");
+        }
+        c = crc32c(c, buf, (size_t)got);
+        off += (uint64_t)got;
+    }
+    free(buf);
+    *out = ~c;
+    return ML_OK;
+}
+
+/* After HDF5 closed the file: fill the user block with the size and checksums. */
+static ml_status ub_seal(const char *path) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return ml_fail(ML_ERR_IO, "cannot reopen %s: %s", path, strerror(errno));
+    struct stat sb;
+    uint8_t ub[UB_SIZE];
+    ml_status s = ML_OK;
+    if (fstat(fd, &sb) != 0 || sb.st_size < UB_SIZE) {
+        s = ml_fail(ML_ERR_IO, "%s: unexpected size after writing", path);
+        goto done;
+    }
+    if (pread(fd, ub, UB_SIZE, 0) != UB_SIZE) {
+        s = ml_fail(ML_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        goto done;
+    }
+    uint64_t size = (uint64_t)sb.st_size;
+    uint32_t data_crc;
+    if ((s = crc_range(fd, path, UB_SIZE, size, &data_crc)) != ML_OK) goto done;
+    memcpy(ub, ub_magic, 8);
+    memcpy(ub + 8, &size, 8);
+    memcpy(ub + 16, &data_crc, 4);
+    uint32_t self = ub_self_crc(ub);
+    memcpy(ub + 20, &self, 4);
+    if (pwrite(fd, ub, UB_SIZE, 0) != UB_SIZE) s = ml_fail(ML_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+done:
+    if (close(fd) != 0 && s == ML_OK) s = ml_fail(ML_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    return s;
+}
+
+/* Before HDF5 opens the file: verify our user block if there is one. */
+static ml_status ub_verify(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ml_fail(ML_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    uint8_t ub[UB_SIZE];
+    ml_status s = ML_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        s = ml_fail(ML_ERR_IO, "%s is not a regular file", path);
+        goto done;
+    }
+    if (sb.st_size < UB_SIZE || pread(fd, ub, UB_SIZE, 0) != UB_SIZE) goto done; /* too short to be ours */
+    uint64_t size;
+    uint32_t want, self, got;
+    memcpy(&size, ub + 8, 8);
+    memcpy(&want, ub + 16, 4);
+    memcpy(&self, ub + 20, 4);
+    if (memcmp(ub, ub_magic, 8) != 0) {
+        /* Not ours, unless only the magic was damaged: then the block's own checksum still matches. */
+        uint8_t fixed[UB_SIZE];
+        memcpy(fixed, ub, UB_SIZE);
+        memcpy(fixed, ub_magic, 8);
+        if (self == ub_self_crc(fixed))
+            s = ml_fail(ML_ERR_FORMAT, "%s: corrupted (damaged file header)", path);
+        goto done; /* another tool's file: HDF5 decides */
+    }
+    if (self != ub_self_crc(ub)) {
+        s = ml_fail(ML_ERR_FORMAT, "%s: corrupted (checksum of the file header does not match)", path);
+        goto done;
+    }
+    if (size != (uint64_t)sb.st_size) {
+        s = ml_fail(ML_ERR_FORMAT, "%s: %s: %lld bytes, written as %llu", path,
+                    size > (uint64_t)sb.st_size ? "truncated" : "modified outside mobilellm.c or corrupted",
+                    (long long)sb.st_size, (unsigned long long)size);
+        goto done;
+    }
+    if ((s = crc_range(fd, path, UB_SIZE, size, &got)) != ML_OK) goto done;
+    if (got != want)
+        s = ml_fail(ML_ERR_FORMAT, "%s: modified outside mobilellm.c or corrupted (file checksum does not match)", path);
+done:
+    close(fd);
+    return s;
+}
+
 static ml_status open_file(ml_h5 **out, const char *path, int create) {
     *out = NULL;
     h5_quiet();
+    if (!create) ML_TRY(ub_verify(path));
     ml_h5 *f = calloc(1, sizeof *f);
     if (!f) return ml_fail(ML_ERR_NOMEM, "out of memory opening %s", path);
     if (strlen(path) >= sizeof f->path) {
@@ -94,7 +253,7 @@ static ml_status open_file(ml_h5 **out, const char *path, int create) {
         return ml_fail(ML_ERR_ARG, "path too long: %s", path);
     }
     snprintf(f->path, sizeof f->path, "%s", path);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl_keep = -1;
     if (fapl < 0) {
         free(f);
         return ml_fail(ML_ERR_IO, "%s: HDF5: %s", path, h5_err());
@@ -109,8 +268,10 @@ static ml_status open_file(ml_h5 **out, const char *path, int create) {
         /* The 1.10 format checksums all metadata (superblock, headers, chunk indexes), so corruption is
          * detected on read rather than misparsed. */
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
-        f->fid = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+        f->fid = fcpl >= 0 && H5Pset_userblock(fcpl, UB_SIZE) >= 0 ? H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl) : -1;
         f->writable = 1;
+        fcpl_keep = fcpl;
     } else {
         f->fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     }
@@ -118,6 +279,7 @@ static ml_status open_file(ml_h5 **out, const char *path, int create) {
     if (f->fid < 0) /* before any other HDF5 call: each one clears the error stack */
         s = ml_fail(create ? ML_ERR_IO : ML_ERR_FORMAT, "cannot %s HDF5 file %s: %s", create ? "create" : "open", path,
                     h5_err());
+    if (fcpl_keep >= 0) H5Pclose(fcpl_keep);
     H5Pclose(fapl);
     if (s != ML_OK) {
         free(f);
@@ -134,6 +296,7 @@ ml_status ml_h5_close(ml_h5 *f) {
     if (!f) return ML_OK;
     ml_status s = ML_OK;
     if (H5Fclose(f->fid) < 0) s = ml_fail(ML_ERR_IO, "cannot close HDF5 file %s: %s", f->path, h5_err());
+    else if (f->writable) s = ub_seal(f->path);
     free(f);
     return s;
 }

@@ -3,8 +3,13 @@
  *   tensor lives at e.g. "params/model.layers.0.self_attn.q_proj.weight". Missing groups are created.
  * - HDF5's own error printing is silenced; every failure becomes one ml_fail message naming the file
  *   and the dataset, with HDF5's innermost error description.
- * - Files are written in the HDF5 1.10 format (all metadata checksummed), so a truncated or corrupted
- *   file fails to open or read instead of being misparsed. Readable by h5py / HDF5 >= 1.10.
+ * - Files are written in the HDF5 1.10 format (all metadata checksummed) with a 512-byte user block
+ *   holding the file size and a CRC-32C of the whole file, written by ml_h5_close. ml_h5_open_read
+ *   verifies it first (one sequential read of the file; hardware CRC), so any truncation or corruption,
+ *   raw data included, is an error before HDF5 parses anything. This also shields us from HDF5 1.10
+ *   looping forever on some corrupted global heaps (where variable-length strings live). Files from
+ *   other tools (no user block) are opened unverified; a file of ours changed by another tool is refused.
+ *   Readable by h5py / HDF5 >= 1.10.
  * - ml_h5_create writes `path` directly: callers wrap it in ml_atomic_begin / ml_h5_close /
  *   ml_atomic_commit (create the file at the atomic file's tmp_path). */
 #ifndef ML_H5_H
@@ -28,9 +33,10 @@ typedef struct {
 
 /* Create (truncate) a file for writing. */
 ml_status ml_h5_create(ml_h5 **f, const char *path);
-/* Open an existing file read-only. */
+/* Open an existing file read-only (verifying our checksum block when present). */
 ml_status ml_h5_open_read(ml_h5 **f, const char *path);
-/* Close (flushing a written file); the status tells whether everything reached the file. NULL-safe. */
+/* Close (flushing a written file, then sealing its checksum block); the status tells whether everything
+ * reached the file. NULL-safe. */
 ml_status ml_h5_close(ml_h5 *f);
 const char *ml_h5_path(const ml_h5 *f);
 

@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "common/atomic_file.h"
 #include "io/h5.h"
 
@@ -20,28 +18,12 @@ void ml_train_state_free(ml_train_state *st) {
     memset(st, 0, sizeof *st);
 }
 
-/* CRC-32 of a tensor's bytes: HDF5 checksums its metadata but not raw data, and a flipped bit in
- * a weight must not load silently. Chunked over 1 GiB because crc32's length is 32-bit. */
-static int64_t tensor_crc(const float *x, size_t n) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    const Bytef *b = (const Bytef *)x;
-    size_t bytes = n * sizeof(float);
-    while (bytes) {
-        uInt chunk = bytes > (1u << 30) ? (1u << 30) : (uInt)bytes;
-        crc = crc32(crc, b, chunk);
-        b += chunk;
-        bytes -= chunk;
-    }
-    return (int64_t)crc;
-}
-
 static ml_status write_tensors(ml_h5 *f, const ml_model *m, const char *group, const float *base) {
     char path[256];
     for (int i = 0; i < m->n_params; i++) {
         const ml_param *p = &m->params[i];
         snprintf(path, sizeof path, "%s/%s", group, p->name);
         ML_TRY(ml_h5_write_f32(f, path, p->ndim, p->shape, base + p->offset, NULL));
-        ML_TRY(ml_h5_set_attr_i64(f, path, "crc32", tensor_crc(base + p->offset, p->numel)));
     }
     return ML_OK;
 }
@@ -150,10 +132,6 @@ static ml_status read_tensors(ml_h5 *f, const ml_model *m, const char *group, fl
         const ml_param *p = &m->params[i];
         snprintf(path, sizeof path, "%s/%s", group, p->name);
         ML_TRY(ml_h5_read_f32(f, path, p->ndim, p->shape, base + p->offset));
-        int64_t stored;
-        ML_TRY(ml_h5_get_attr_i64(f, path, "crc32", &stored));
-        if (stored != tensor_crc(base + p->offset, p->numel))
-            return ml_fail(ML_ERR_FORMAT, "%s: %s is corrupted (checksum mismatch)", ml_h5_path(f), path);
     }
     return ML_OK;
 }

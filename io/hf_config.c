@@ -255,13 +255,11 @@ static ml_status parse_llama4(const jctx *j, ml_config *c) {
     ML_TRY(as_int(j, mlp, "intermediate_size_mlp", &c->intermediate_size));
     ML_TRY(get_bool(j, "use_qk_norm", 1, &c->use_qk_norm));
 
-    /* Mixture of experts: explicit experts, or MoE layers (explicit, or every step-th by default). */
+    /* Mixture of experts. An explicit empty moe_layers makes every layer dense, whatever
+     * num_local_experts says (transformers' own default config writes 16 experts with moe_layers []);
+     * otherwise experts in use, or MoE layers implied by interleave_moe_layer_step, are refused. */
     int experts = 0;
     ML_TRY(get_int(j, "num_local_experts", 0, 0, &experts));
-    if (experts > 0)
-        return jfail(j, ML_ERR_UNSUPPORTED,
-                     "num_local_experts = %d: mixture-of-experts layers are not supported (dense models only)",
-                     experts);
     const cJSON *moe = member(j->root, "moe_layers");
     if (moe) {
         if (!cJSON_IsArray(moe))
@@ -270,6 +268,10 @@ static ml_status parse_llama4(const jctx *j, ml_config *c) {
             return jfail(j, ML_ERR_UNSUPPORTED,
                          "moe_layers is not empty: mixture-of-experts layers are not supported (dense models only)");
     } else {
+        if (experts > 0)
+            return jfail(j, ML_ERR_UNSUPPORTED,
+                         "num_local_experts = %d: mixture-of-experts layers are not supported (dense models only)",
+                         experts);
         int step = 1;
         ML_TRY(get_int(j, "interleave_moe_layer_step", 0, 1, &step));
         if (step > 0 && step <= c->num_layers)

@@ -452,9 +452,13 @@ static void test_dialect_llama4_text(void **state) {
                 "\"attention_chunk_size\":4096,\"layer_types\":[\"sliding_attention\",\"full_attention\"]}",
                 ML_ERR_UNSUPPORTED, "layer_types[0]", "sliding_attention");
 
-    /* MoE in any form is refused. */
-    parse_fails("{" R1_BODY ",\"num_hidden_layers\":2,\"no_rope_layers\":[1,1],\"moe_layers\":[],"
-                "\"num_local_experts\":16,\"attention_chunk_size\":null}",
+    /* MoE layers in any form are refused; experts declared with an explicit empty moe_layers (what
+     * transformers' default Llama4TextConfig writes) leave every layer dense. */
+    c = parse_ok("{" R1_BODY ",\"num_hidden_layers\":2,\"no_rope_layers\":[1,1],\"moe_layers\":[],"
+                 "\"num_local_experts\":16,\"attention_chunk_size\":null}");
+    assert_int_equal(c.num_layers, 2);
+    parse_fails("{" R1_BODY ",\"num_hidden_layers\":2,\"no_rope_layers\":[1,1],"
+                "\"num_local_experts\":16,\"interleave_moe_layer_step\":0,\"attention_chunk_size\":null}",
                 ML_ERR_UNSUPPORTED, "num_local_experts", NULL);
     parse_fails("{" R1_BODY ",\"num_hidden_layers\":2,\"no_rope_layers\":[1,1],\"moe_layers\":[1],"
                 "\"attention_chunk_size\":null}",

@@ -185,7 +185,8 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     if (chunk < 8) chunk = 8;
     if ((size_t)chunk > N) chunk = (int)N;
     m->head_chunk = chunk;
-    size_t head = ml_arena_reserve(a, (size_t)chunk * c->vocab_size + (size_t)chunk);
+    /* logits chunk, plus two floats per row for per-row losses (CE uses one, distillation two) */
+    size_t head = ml_arena_reserve(a, (size_t)chunk * c->vocab_size + 2 * (size_t)chunk);
     int rope_len = max_pos > T ? max_pos : T;
     size_t rope_cos = ml_arena_reserve(a, (size_t)rope_len * (c->head_dim / 2));
     size_t rope_sin = ml_arena_reserve(a, (size_t)rope_len * (c->head_dim / 2));
@@ -303,7 +304,8 @@ ml_status ml_model_forward(ml_model *m, const ml_batch *b) {
 
 /* ---------------------------------------------------------------- fused LM head + loss */
 
-ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, double *loss_sum, int64_t *count) {
+ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn fn, void *ctx, float grad_scale,
+                               double *loss_sum, int64_t *count) {
     if (!b->targets) return ml_fail(ML_ERR_ARG, "loss needs targets");
     const ml_config *c = &m->cfg;
     const int N = b->B * b->T, C = c->hidden_size, V = c->vocab_size;
@@ -315,7 +317,7 @@ ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, d
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *h = m->ln_f + (int64_t)n0 * C;
         ml_matmul_forward(logits, h, m->w.lm_head, rows, C, V);
-        ml_softmax_xent_rows(logits, losses, b->targets + n0, rows, V, grad_scale);
+        fn(ctx, logits, losses, b->targets + n0, n0, rows, V, grad_scale);
         for (int r = 0; r < rows; r++)
             if (b->targets[n0 + r] >= 0) {
                 total += losses[r];
@@ -327,6 +329,16 @@ ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, d
     *loss_sum = total;
     *count = n_scored;
     return ML_OK;
+}
+
+static void cross_entropy_rows(void *ctx, float *logits, float *losses, const int32_t *targets, int row0, int rows,
+                               int V, float grad_scale) {
+    (void)ctx, (void)row0;
+    ml_softmax_xent_rows(logits, losses, targets, rows, V, grad_scale);
+}
+
+ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, double *loss_sum, int64_t *count) {
+    return ml_model_head_custom(m, b, cross_entropy_rows, NULL, grad_scale, loss_sum, count);
 }
 
 ml_status ml_model_logits(ml_model *m, const ml_batch *b, float *logits) {

@@ -87,7 +87,7 @@ typedef struct {
     float *ln_f, *rstd_f;      /* final norm output and its rstd */
     float *d_resid, *d_resid2, *d_ln, *d_q, *d_k, *d_v, *d_att, *d_gate, *d_up, *ffn_h;
     float *d_ln_f;             /* gradient of the final-norm output (from the LM head) */
-    float *head_scratch;       /* [threads? chunk rows, V] logits chunk of the fused head */
+    float *head_scratch;       /* [chunk, V] logits of the fused head, then 2 * chunk per-row floats */
     int head_chunk;
     float *rope_cos, *rope_sin; /* [rope_len, hd/2] */
     int rope_len;
@@ -113,6 +113,16 @@ ml_status ml_model_forward(ml_model *m, const ml_batch *b);
  * d_ln_f and accumulates the LM-head gradient, each scaled by grad_scale (pass 1/count for a
  * mean; divide further for gradient accumulation). */
 ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, double *loss_sum, int64_t *count);
+/* The loss a fused head applies to each chunk of logits: `logits` [rows, V] holds the logits of
+ * tokens [row0, row0 + rows) of the batch; the function writes each row's loss to losses[rows]
+ * and, when grad_scale != 0, overwrites logits with grad_scale * d loss / d logits. Rows whose
+ * target is < 0 must get zero loss and gradient. Cross-entropy is one such function;
+ * distillation (distill/) supplies others. */
+typedef void (*ml_head_loss_fn)(void *ctx, float *logits, float *losses, const int32_t *targets, int row0, int rows,
+                                int V, float grad_scale);
+ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn fn, void *ctx, float grad_scale,
+                               double *loss_sum, int64_t *count);
+
 /* Backward from d_ln_f to every parameter gradient (accumulating). */
 ml_status ml_model_backward(ml_model *m, const ml_batch *b);
 void ml_model_zero_grad(ml_model *m);

@@ -326,6 +326,10 @@ static ml_status restore_optimizer(trainer *t) {
         if (!found) return ml_fail(ML_ERR_FORMAT, "checkpoint lacks optimizer state '%s'", name);
     }
     t->opt.t = t->st.optimizer_step;
+    /* copied: release the loaded arrays (later saves borrow the optimizer's own state) */
+    for (int j = 0; j < t->st.n_optim_state; j++) free(t->st.optim_state[j]);
+    t->st.n_optim_state = 0;
+    t->st.owns_optim_state = 0;
     return ML_OK;
 }
 

@@ -1,0 +1,54 @@
+#include "distill/kd_head.h"
+
+#include "train/ops/ops.h"
+
+ml_status ml_kd_check_pair(const ml_model *student, const ml_model *teacher) {
+    if (student->cfg.vocab_size != teacher->cfg.vocab_size)
+        return ml_fail(ML_ERR_CONFIG,
+                       "teacher %s has a vocabulary of %d, the student %s %d: distillation needs the same "
+                       "tokenizer and vocabulary",
+                       teacher->cfg.name, teacher->cfg.vocab_size, student->cfg.name, student->cfg.vocab_size);
+    if (student->cfg.bos_token_id != teacher->cfg.bos_token_id || student->cfg.eos_token_id != teacher->cfg.eos_token_id)
+        return ml_fail(ML_ERR_CONFIG, "teacher and student disagree on BOS/EOS ids (%d/%d vs %d/%d): not the same tokenizer",
+                       teacher->cfg.bos_token_id, teacher->cfg.eos_token_id, student->cfg.bos_token_id,
+                       student->cfg.eos_token_id);
+    return ML_OK;
+}
+
+typedef struct {
+    ml_model *teacher;
+    const ml_kd_config *cfg;
+    ml_kd_stats *stats;
+    float *kd, *ce; /* per-row parts, in the teacher's spare head scratch */
+} kd_ctx;
+
+static void kd_rows(void *p, float *logits, float *losses, const int32_t *targets, int row0, int rows, int V,
+                    float grad_scale) {
+    kd_ctx *k = p;
+    ml_model *t = k->teacher;
+    const int C = t->cfg.hidden_size;
+    float *zt = t->head_scratch;
+    ml_matmul_forward(zt, t->ln_f + (int64_t)row0 * C, t->w.lm_head, rows, C, V);
+    ml_kd_rows(logits, zt, k->kd, k->ce, targets, rows, V, k->cfg, grad_scale);
+    const float w = k->cfg->ce_weight;
+    for (int r = 0; r < rows; r++) {
+        losses[r] = (1.0f - w) * k->kd[r] + w * k->ce[r];
+        if (targets[r] >= 0) {
+            k->stats->kd_sum += k->kd[r];
+            k->stats->ce_sum += k->ce[r];
+            k->stats->count++;
+        }
+    }
+}
+
+ml_status ml_kd_head_loss(ml_model *student, ml_model *teacher, const ml_batch *b, const ml_kd_config *c,
+                          float grad_scale, double *loss_sum, int64_t *count, ml_kd_stats *stats) {
+    ML_TRY(ml_kd_check_pair(student, teacher));
+    if (teacher->head_chunk < student->head_chunk)
+        return ml_fail(ML_ERR_ARG, "teacher reserved for fewer tokens than the student");
+    ml_kd_stats local = {0};
+    /* per-row parts live in the two row slots after the teacher's logits chunk */
+    float *tail = teacher->head_scratch + (size_t)teacher->head_chunk * teacher->cfg.vocab_size;
+    kd_ctx k = {teacher, c, stats ? stats : &local, tail, tail + teacher->head_chunk};
+    return ml_model_head_custom(student, b, kd_rows, &k, grad_scale, loss_sum, count);
+}

@@ -3,13 +3,15 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/commands.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
-int ml_cmd_train(int argc, char **argv) {
+/* `train` and `distill` share everything but the teacher options. */
+int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     ml_train_args a;
     ml_train_args_defaults(&a);
-    const char *optim = "adamw", *schedule = "cosine";
+    const char *optim = "adamw", *schedule = "cosine", *kd_loss = "fkl";
     ml_str_list data = {0};
     int64_t seed = (int64_t)a.seed;
     ml_opt opts[] = {
@@ -42,16 +44,25 @@ int ml_cmd_train(int argc, char **argv) {
         {"eval-every", ML_OPT_I64, &a.eval_every, "steps between evaluations on --val (default: at the end)", 0, 0},
         {"eval-batches", ML_OPT_INT, &a.eval_batches, "batches per evaluation (default 8)", 0, 0},
         {"quiet", ML_OPT_FLAG, &a.quiet, "no per-step progress lines", 0, 0},
+        /* distill only (kept last) */
+        {"teacher", ML_OPT_STR, &a.teacher, "teacher checkpoint or HF directory (same tokenizer)", 0, 0},
+        {"loss", ML_OPT_STR, &kd_loss, "fkl | rkl | jsd (default fkl)", 0, 0},
+        {"temperature", ML_OPT_FLOAT, &a.temperature, "distillation temperature (default 1)", 0, 0},
+        {"beta", ML_OPT_FLOAT, &a.kd_beta, "JSD mixing weight (default 0.5)", 0, 0},
+        {"ce-weight", ML_OPT_FLOAT, &a.ce_weight, "weight of the hard-label cross-entropy (default 0)", 0, 0},
     };
-    const int n_opts = sizeof opts / sizeof opts[0];
-    int rc = ml_args_parse("train", "(--config CFG | --init CKPT | --resume CKPT) --data SHARD... --out DIR [options]",
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]) - (distill ? 0 : 5);
+    int rc = ml_args_parse(cmd,
+                           distill ? "--teacher CKPT|HF_DIR (--init CKPT | --config CFG | --resume CKPT) --data SHARD... "
+                                     "--out DIR [--loss fkl|rkl|jsd] [--temperature T] [--ce-weight W] [train options]"
+                                   : "(--config CFG | --init CKPT | --resume CKPT) --data SHARD... --out DIR [options]",
                            opts, n_opts, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
-    char *stored_strings = NULL;
+    char *stored_strings = NULL, *stored_teacher = NULL;
     if (a.resume_ckpt) {
         /* A resumed run uses its stored arguments; options given now override them. */
         char *json = NULL;
-        if (ml_checkpoint_read_args(a.resume_ckpt, &json) != ML_OK) return ml_cli_fail("train");
+        if (ml_checkpoint_read_args(a.resume_ckpt, &json) != ML_OK) return ml_cli_fail(cmd);
         if (json) {
             const char *keep[64];
             int n_keep = 0;
@@ -67,8 +78,13 @@ int ml_cmd_train(int argc, char **argv) {
                     n_keep++;
                 }
             ml_status s = ml_train_args_from_json(&a, json, keep, n_keep, &stored_strings);
+            if (s == ML_OK && !a.teacher) s = ml_train_args_stored_teacher(json, &stored_teacher);
             free(json);
-            if (s != ML_OK) return ml_cli_fail("train");
+            if (s != ML_OK) return ml_cli_fail(cmd);
+            static char stored_kd[8];
+            snprintf(stored_kd, sizeof stored_kd, "%s", a.kd_loss);
+            if (!ml_args_seen(opts, n_opts, "loss")) kd_loss = stored_kd;
+            if (stored_teacher) a.teacher = stored_teacher;
             static char stored_schedule[16], stored_optim[16];
             snprintf(stored_schedule, sizeof stored_schedule, "%s", a.schedule);
             snprintf(stored_optim, sizeof stored_optim, "%s", a.optim);
@@ -78,7 +94,7 @@ int ml_cmd_train(int argc, char **argv) {
         }
     }
     if (data.count > ML_MAX_DATA_FILES) {
-        fprintf(stderr, "mobilellm train: at most %d --data files\n", ML_MAX_DATA_FILES);
+        fprintf(stderr, "mobilellm %s: at most %d --data files\n", cmd, ML_MAX_DATA_FILES);
         return 2;
     }
     if (data.count) {
@@ -87,10 +103,19 @@ int ml_cmd_train(int argc, char **argv) {
     }
     snprintf(a.optim, sizeof a.optim, "%s", optim);
     snprintf(a.schedule, sizeof a.schedule, "%s", schedule);
+    snprintf(a.kd_loss, sizeof a.kd_loss, "%s", kd_loss);
+    if (distill && !a.teacher) {
+        fprintf(stderr, "mobilellm distill: missing --teacher (see --help)\n");
+        free(stored_strings);
+        return 2;
+    }
     a.seed = (uint64_t)seed;
     ml_status s = ml_train(&a);
     free(stored_strings);
+    free(stored_teacher);
     if (s == ML_ERR_INTERRUPTED) return 130;
-    if (s != ML_OK) return ml_cli_fail("train");
+    if (s != ML_OK) return ml_cli_fail(cmd);
     return 0;
 }
+
+int ml_cmd_train(int argc, char **argv) { return ml_train_cli("train", argc, argv, 0); }

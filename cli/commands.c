@@ -5,6 +5,7 @@
 ML_DECLARE(init)
 ML_DECLARE(info)
 ML_DECLARE(train)
+ML_DECLARE(distill)
 ML_DECLARE(eval)
 ML_DECLARE(logits)
 ML_DECLARE(tokenize)
@@ -19,6 +20,7 @@ const ml_command ml_commands[] = {
     {"init", ml_cmd_init, "new checkpoint from a config (MobileLLM initialisation)"},
     {"info", ml_cmd_info, "describe a checkpoint"},
     {"train", ml_cmd_train, "train (or resume) on token shards"},
+    {"distill", ml_cmd_distill, "train from a teacher's logits (forward/reverse KL, JSD)"},
     {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
     {"tokenize", ml_cmd_tokenize, "text files -> token shard (byte tokenizer)"},

@@ -12,4 +12,7 @@ typedef struct {
 extern const ml_command ml_commands[];
 extern const int ml_num_commands;
 
+/* `train` and `distill` share one implementation (cli/cmd_train.c). */
+int ml_train_cli(const char *cmd, int argc, char **argv, int distill);
+
 #endif

@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "common/atomic_file.h"
+#include <sys/stat.h>
+
 #include "io/h5.h"
+#include "io/hf_checkpoint.h"
 
 #define ML_CKPT_FORMAT "mobilellm-checkpoint"
 #define ML_CKPT_VERSION 1
@@ -192,4 +195,10 @@ ml_status ml_checkpoint_load(const char *path, ml_model *m, ml_train_state *st) 
         return ml_fail_context(s, "loading %s", path);
     }
     return ML_OK;
+}
+
+ml_status ml_model_load_any(const char *path, ml_model *m) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return ml_hf_import(m, path, NULL);
+    return ml_checkpoint_load(path, m, NULL);
 }

@@ -43,4 +43,7 @@ ml_status ml_checkpoint_read_args(const char *path, char **args_json);
  * training state (moments are allocated here when present). */
 ml_status ml_checkpoint_load(const char *path, ml_model *m, ml_train_state *st);
 
+/* Weights only, from either a checkpoint (.h5) or a Hugging Face directory (config.json + safetensors). */
+ml_status ml_model_load_any(const char *path, ml_model *m);
+
 #endif

@@ -13,6 +13,7 @@
 #include "common/signals.h"
 #include "common/sysinfo.h"
 #include "data/batch_reader.h"
+#include "distill/kd_head.h"
 #include "optim/clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -28,6 +29,9 @@ void ml_train_args_defaults(ml_train_args *a) {
     a->grad_accum = 1;
     snprintf(a->optim, sizeof a->optim, "adamw");
     snprintf(a->schedule, sizeof a->schedule, "cosine");
+    snprintf(a->kd_loss, sizeof a->kd_loss, "fkl");
+    a->temperature = 1.0f;
+    a->kd_beta = 0.5f;
     a->lr = 2e-3f;
     a->min_lr_ratio = 0.1f;
     a->weight_decay = 0.1f;
@@ -66,6 +70,13 @@ ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
     cJSON_AddNumberToObject(o, "momentum", a->momentum);
     cJSON_AddNumberToObject(o, "wsd_decay_fraction", a->wsd_decay_fraction);
     cJSON_AddNumberToObject(o, "seed", (double)a->seed);
+    if (a->teacher) {
+        cJSON_AddStringToObject(o, "teacher", a->teacher);
+        cJSON_AddStringToObject(o, "kd_loss", a->kd_loss);
+        cJSON_AddNumberToObject(o, "temperature", a->temperature);
+        cJSON_AddNumberToObject(o, "kd_beta", a->kd_beta);
+        cJSON_AddNumberToObject(o, "ce_weight", a->ce_weight);
+    }
     *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return *json ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory");
@@ -110,6 +121,10 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     NUM("seed", seed, uint64_t);
     STR("optim", optim);
     STR("schedule", schedule);
+    STR("kd_loss", kd_loss);
+    NUM("temperature", temperature, float);
+    NUM("kd_beta", kd_beta, float);
+    NUM("ce_weight", ce_weight, float);
 #undef NUM
 #undef STR
     /* data files: only when the user did not name them again */
@@ -131,6 +146,16 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
         }
         *strings = buf;
     }
+    cJSON_Delete(o);
+    return ML_OK;
+}
+
+ml_status ml_train_args_stored_teacher(const char *json, char **teacher) {
+    *teacher = NULL;
+    cJSON *o = cJSON_Parse(json);
+    if (!o) return ml_fail(ML_ERR_FORMAT, "stored run arguments are not valid JSON");
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "teacher");
+    if (cJSON_IsString(t)) *teacher = strdup(t->valuestring);
     cJSON_Delete(o);
     return ML_OK;
 }
@@ -181,6 +206,9 @@ static void prune_checkpoints(const char *dir, int keep) {
 
 typedef struct {
     ml_model model;
+    ml_model teacher;
+    int has_teacher;
+    ml_kd_config kd;
     ml_optimizer opt;
     ml_schedule sched;
     ml_batch_reader *train, *val;
@@ -247,12 +275,18 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         ml_model_zero_grad(m);
         double loss_sum = 0;
         int64_t scored = 0;
+        ml_kd_stats kd_stats = {0};
         for (int micro = 0; micro < a->grad_accum; micro++) {
             ML_TRY(ml_batch_reader_next(t->train, t->tokens, t->targets, NULL, NULL));
             ML_TRY(ml_model_forward(m, &b));
             double s;
             int64_t n;
-            ML_TRY(ml_model_head_loss(m, &b, grad_scale, &s, &n));
+            if (t->has_teacher) {
+                ML_TRY(ml_model_forward(&t->teacher, &b));
+                ML_TRY(ml_kd_head_loss(m, &t->teacher, &b, &t->kd, grad_scale, &s, &n, &kd_stats));
+            } else {
+                ML_TRY(ml_model_head_loss(m, &b, grad_scale, &s, &n));
+            }
             ML_TRY(ml_model_backward(m, &b));
             loss_sum += s;
             scored += n;
@@ -272,13 +306,20 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         if (skipped)
             fprintf(stderr, "step %lld: loss %g, grad norm %g not finite: update skipped\n", (long long)step + 1,
                     loss, gnorm);
+        char kd_part[96] = "", kd_json[96] = "";
+        if (t->has_teacher && kd_stats.count) {
+            double kdm = kd_stats.kd_sum / (double)kd_stats.count, cem = kd_stats.ce_sum / (double)kd_stats.count;
+            snprintf(kd_part, sizeof kd_part, " (%s %.4f, ce %.4f)", a->kd_loss, kdm, cem);
+            snprintf(kd_json, sizeof kd_json, "\"kd\":%.6f,\"ce\":%.6f,", kdm, cem);
+        }
         if (!a->quiet)
-            printf("step %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f GFLOP/s | ETA %s\n",
-                   (long long)step + 1, (long long)a->steps, loss, lr, gnorm, tok_s, tok_s * flops_per_token / 1e9, eta);
+            printf("step %6lld/%lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f GFLOP/s | ETA %s\n",
+                   (long long)step + 1, (long long)a->steps, loss, kd_part, lr, gnorm, tok_s,
+                   tok_s * flops_per_token / 1e9, eta);
         fprintf(t->metrics,
-                "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
+                "{\"step\":%lld,\"loss\":%.6f,%s\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
                 "\"gflops\":%.2f,\"skipped\":%s}\n",
-                (long long)step + 1, loss, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
+                (long long)step + 1, loss, kd_json, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
                 tok_s * flops_per_token / 1e9, skipped ? "true" : "false");
         fflush(t->metrics);
         int last = step + 1 == a->steps;
@@ -361,6 +402,17 @@ ml_status ml_train(const ml_train_args *a) {
     if (s != ML_OK) goto done;
     s = ml_model_reserve(&t.model, a->batch, a->seq, a->seq);
     if (s != ML_OK) goto done;
+    if (a->teacher) {
+        t.kd = (ml_kd_config){.temperature = a->temperature, .beta = a->kd_beta, .ce_weight = a->ce_weight};
+        s = ml_kd_kind_parse(a->kd_loss, &t.kd.kind);
+        if (s == ML_OK) s = ml_kd_config_check(&t.kd);
+        if (s == ML_OK) s = ml_model_load_any(a->teacher, &t.teacher);
+        if (s != ML_OK) goto done;
+        t.has_teacher = 1;
+        s = ml_model_reserve(&t.teacher, a->batch, a->seq, a->seq);
+        if (s == ML_OK) s = ml_kd_check_pair(&t.model, &t.teacher);
+        if (s != ML_OK) goto done;
+    }
     ml_batch_opts bo = {.B = a->batch, .T = a->seq, .pos_mode = ML_POS_ROW};
     s = ml_batch_reader_open(&t.train, a->data, a->n_data, &bo);
     if (s != ML_OK) goto done;
@@ -428,6 +480,9 @@ ml_status ml_train(const ml_train_args *a) {
         const char *warn = ml_blas_kernel_warning();
         if (warn) printf("%s\n", warn);
         if (a->resume_ckpt) printf("resuming %s at step %lld\n", a->resume_ckpt, (long long)t.st.step);
+        if (t.has_teacher)
+            printf("distilling from %s (%lld parameters): %s, temperature %g, ce weight %g\n", a->teacher,
+                   (long long)ml_config_num_params(&t.teacher.cfg), a->kd_loss, a->temperature, a->ce_weight);
     }
     s = run(&t, a);
 done:
@@ -440,5 +495,6 @@ done:
     ml_optim_free(&t.opt);
     ml_train_state_free(&t.st);
     ml_model_free(&t.model);
+    if (t.has_teacher) ml_model_free(&t.teacher);
     return s;
 }

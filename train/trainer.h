@@ -35,6 +35,10 @@ typedef struct {
     int64_t eval_every;   /* steps between evaluations (0: only at the end) */
     int eval_batches;     /* batches per evaluation */
     int quiet;            /* no per-step progress lines */
+    /* distillation (online teacher): loss = (1 - ce_weight) tau^2 D(teacher, student) + ce_weight CE */
+    const char *teacher;  /* checkpoint or HF directory; NULL = plain cross-entropy training */
+    char kd_loss[8];      /* fkl | rkl | jsd */
+    float temperature, kd_beta, ce_weight;
 } ml_train_args;
 
 /* MobileLLM defaults (AdamW 0.9/0.95/1e-8, wd 0.1, cosine to 0.1x, clip 1.0). */
@@ -48,6 +52,9 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
 
 /* An optimizer over the model's parameter table (weight decay on matrices and the embedding). */
 ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg);
+
+/* The teacher path stored in run arguments (malloc'd, NULL if none). */
+ml_status ml_train_args_stored_teacher(const char *json, char **teacher);
 
 ml_status ml_train(const ml_train_args *a);
 

@@ -44,6 +44,9 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
         {"eval-every", ML_OPT_I64, &a.eval_every, "steps between evaluations on --val (default: at the end)", 0, 0},
         {"eval-batches", ML_OPT_INT, &a.eval_batches, "batches per evaluation (default 8)", 0, 0},
         {"quiet", ML_OPT_FLAG, &a.quiet, "no per-step progress lines", 0, 0},
+        {"doc-positions", ML_OPT_FLAG, &a.doc_positions, "positions restart at each document (default: continue)", 0, 0},
+        {"doc-mask", ML_OPT_FLAG, &a.doc_mask, "attend only within each document of a packed window", 0, 0},
+        {"rope-theta", ML_OPT_FLOAT, &a.rope_theta, "set RoPE theta for this run (e.g. raised for context extension)", 0, 0},
         /* distill only (kept last) */
         {"teacher", ML_OPT_STR, &a.teacher, "teacher checkpoint or HF directory (same tokenizer)", 0, 0},
         {"loss", ML_OPT_STR, &kd_loss, "fkl | rkl | jsd (default fkl)", 0, 0},

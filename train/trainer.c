@@ -70,6 +70,8 @@ ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
     cJSON_AddNumberToObject(o, "momentum", a->momentum);
     cJSON_AddNumberToObject(o, "wsd_decay_fraction", a->wsd_decay_fraction);
     cJSON_AddNumberToObject(o, "seed", (double)a->seed);
+    cJSON_AddBoolToObject(o, "doc_positions", a->doc_positions);
+    cJSON_AddBoolToObject(o, "doc_mask", a->doc_mask);
     if (a->teacher) {
         cJSON_AddStringToObject(o, "teacher", a->teacher);
         cJSON_AddStringToObject(o, "kd_loss", a->kd_loss);
@@ -119,6 +121,10 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     NUM("momentum", momentum, float);
     NUM("wsd_decay_fraction", wsd_decay_fraction, float);
     NUM("seed", seed, uint64_t);
+    cJSON *bo = cJSON_GetObjectItemCaseSensitive(o, "doc_positions");
+    if (cJSON_IsBool(bo) && !kept("doc_positions", keep, n_keep)) a->doc_positions = cJSON_IsTrue(bo);
+    bo = cJSON_GetObjectItemCaseSensitive(o, "doc_mask");
+    if (cJSON_IsBool(bo) && !kept("doc_mask", keep, n_keep)) a->doc_mask = cJSON_IsTrue(bo);
     STR("optim", optim);
     STR("schedule", schedule);
     STR("kd_loss", kd_loss);
@@ -214,7 +220,7 @@ typedef struct {
     ml_batch_reader *train, *val;
     int has_val;
     ml_train_state st;
-    int32_t *tokens, *targets;
+    int32_t *tokens, *targets, *pos, *doc; /* pos/doc NULL unless the run asks for them */
     FILE *metrics;
     char *args_json;
 } trainer;
@@ -264,7 +270,7 @@ static ml_status run(trainer *t, const ml_train_args *a) {
     const int64_t tokens_per_step = (int64_t)a->batch * a->seq * a->grad_accum;
     const double flops_per_token = ml_config_train_flops_per_token(&m->cfg, a->seq);
     const float grad_scale = 1.0f / (float)tokens_per_step;
-    ml_batch b = {.tokens = t->tokens, .targets = t->targets, .B = a->batch, .T = a->seq};
+    ml_batch b = {.tokens = t->tokens, .targets = t->targets, .pos = t->pos, .doc = t->doc, .B = a->batch, .T = a->seq};
     double t_start = ml_now_seconds();
     int64_t first_step = t->st.step;
     if (first_step >= a->steps)
@@ -277,7 +283,7 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         int64_t scored = 0;
         ml_kd_stats kd_stats = {0};
         for (int micro = 0; micro < a->grad_accum; micro++) {
-            ML_TRY(ml_batch_reader_next(t->train, t->tokens, t->targets, NULL, NULL));
+            ML_TRY(ml_batch_reader_next(t->train, t->tokens, t->targets, t->doc, t->pos));
             ML_TRY(ml_model_forward(m, &b));
             double s;
             int64_t n;
@@ -400,6 +406,10 @@ ml_status ml_train(const ml_train_args *a) {
         s = ml_checkpoint_load(a->resume_ckpt, &t.model, &t.st);
     }
     if (s != ML_OK) goto done;
+    if (a->rope_theta > 0 && a->rope_theta != t.model.cfg.rope_theta) {
+        printf("RoPE theta %g -> %g for this run\n", t.model.cfg.rope_theta, a->rope_theta);
+        t.model.cfg.rope_theta = a->rope_theta; /* the checkpoints of this run carry the new value */
+    }
     s = ml_model_reserve(&t.model, a->batch, a->seq, a->seq);
     if (s != ML_OK) goto done;
     if (a->teacher) {
@@ -413,7 +423,7 @@ ml_status ml_train(const ml_train_args *a) {
         if (s == ML_OK) s = ml_kd_check_pair(&t.model, &t.teacher);
         if (s != ML_OK) goto done;
     }
-    ml_batch_opts bo = {.B = a->batch, .T = a->seq, .pos_mode = ML_POS_ROW};
+    ml_batch_opts bo = {.B = a->batch, .T = a->seq, .pos_mode = a->doc_positions ? ML_POS_DOC : ML_POS_ROW};
     s = ml_batch_reader_open(&t.train, a->data, a->n_data, &bo);
     if (s != ML_OK) goto done;
     if ((uint32_t)t.model.cfg.vocab_size < ml_batch_reader_vocab_size(t.train)) {
@@ -456,7 +466,9 @@ ml_status ml_train(const ml_train_args *a) {
     size_t N = (size_t)a->batch * a->seq;
     t.tokens = malloc(N * sizeof(int32_t));
     t.targets = malloc(N * sizeof(int32_t));
-    if (!t.tokens || !t.targets) {
+    t.pos = a->doc_positions ? malloc(N * sizeof(int32_t)) : NULL;
+    t.doc = a->doc_mask ? malloc(N * sizeof(int32_t)) : NULL;
+    if (!t.tokens || !t.targets || (a->doc_positions && !t.pos) || (a->doc_mask && !t.doc)) {
         s = ml_fail(ML_ERR_NOMEM, "out of memory for batch buffers");
         goto done;
     }
@@ -489,6 +501,8 @@ done:
     if (t.metrics) fclose(t.metrics);
     free(t.tokens);
     free(t.targets);
+    free(t.pos);
+    free(t.doc);
     free(t.args_json);
     ml_batch_reader_close(t.train);
     ml_batch_reader_close(t.val);

@@ -35,6 +35,10 @@ typedef struct {
     int64_t eval_every;   /* steps between evaluations (0: only at the end) */
     int eval_batches;     /* batches per evaluation */
     int quiet;            /* no per-step progress lines */
+    /* packing of documents into windows: positions restart at each document (else they continue
+     * across the window, as implicit positional distillation wants), and an optional document mask */
+    int doc_positions, doc_mask;
+    float rope_theta; /* > 0: set RoPE theta at the start of this run (phase-wise RoPE scaling for IPD) */
     /* distillation (online teacher): loss = (1 - ce_weight) tau^2 D(teacher, student) + ce_weight CE */
     const char *teacher;  /* checkpoint or HF directory; NULL = plain cross-entropy training */
     char kd_loss[8];      /* fkl | rkl | jsd */

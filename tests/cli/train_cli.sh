@@ -53,6 +53,16 @@ ok "$M" train --config "$CFG/tiny-r1.json" "${S[@]}" --steps 8 --stop-after 3 --
 ok "$M" train --resume "$W/s3/ckpt_00000003.h5" --out "$W/s3" >/dev/null
 same_state "$W/s8/ckpt_00000008.h5" "$W/s3/ckpt_00000008.h5" || fail "resumed SGD run differs"
 
+# 3b. packed documents with a document mask, restarting positions and a raised RoPE theta resume exactly
+P=(--config "$CFG/tiny-pro.json" --data "$W/train.shard" --batch 2 --seq 64 --steps 6 --doc-mask --doc-positions
+   --rope-theta 50000 --quiet)
+ok "$M" train "${P[@]}" --out "$W/p6" >/dev/null
+ok "$M" train "${P[@]}" --stop-after 3 --out "$W/p3" >/dev/null
+ok "$M" train --resume "$W/p3/ckpt_00000003.h5" --out "$W/p3" >/dev/null
+same_state "$W/p6/ckpt_00000006.h5" "$W/p3/ckpt_00000006.h5" || fail "packed/masked run resumed differently"
+$PY -c "import h5py, json, sys; assert json.loads(h5py.File(sys.argv[1], 'r').attrs['config_json'])['rope_theta'] == 50000" \
+    "$W/p3/ckpt_00000006.h5" || fail "raised RoPE theta not kept in the checkpoint"
+
 # 4. Ctrl-C: a usable checkpoint, no temporary files, and the resumed run matches an uninterrupted one
 C=(--data "$W/train.shard" --batch 2 --seq 32 --schedule constant --lr 1e-3)
 "$M" train --config "$CFG/tiny-v1.json" "${C[@]}" --steps 100000 --out "$W/int" >"$W/int.log" 2>&1 &

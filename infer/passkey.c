@@ -1,0 +1,156 @@
+#include "infer/passkey.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rng.h"
+#include "common/sysinfo.h"
+
+static const char *const default_filler =
+    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
+
+/* Build "<filler x k with the needle after sentence floor(depth*k)> What is the pass key? The pass key is". */
+static ml_status build_prompt(ml_byte_buf *text, const char *filler, int k, double depth, const char *key) {
+    text->n = 0;
+    char needle[160], question[] = "What is the pass key? The pass key is";
+    snprintf(needle, sizeof needle, "The pass key is %s. Remember it. %s is the pass key. ", key, key);
+    size_t fl = strlen(filler), nl = strlen(needle), ql = strlen(question);
+    ML_TRY(ml_byte_buf_reserve(text, (size_t)k * fl + nl + ql + 1));
+    int at = (int)(depth * k);
+    for (int i = 0; i <= k; i++) {
+        if (i == at) {
+            memcpy(text->bytes + text->n, needle, nl);
+            text->n += nl;
+        }
+        if (i < k) {
+            memcpy(text->bytes + text->n, filler, fl);
+            text->n += fl;
+        }
+    }
+    memcpy(text->bytes + text->n, question, ql);
+    text->n += ql;
+    return ML_OK;
+}
+
+static ml_status count_tokens(const ml_tokenizer *tok, ml_id_buf *ids, const ml_byte_buf *text, size_t *n) {
+    ids->n = 0;
+    unsigned flags = tok->bos >= 0 ? ML_TOK_ADD_BOS : 0;
+    ML_TRY(ml_tokenizer_encode(tok, ids, text->bytes, text->n, flags));
+    *n = ids->n;
+    return ML_OK;
+}
+
+ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengths, int n_lengths,
+                          const ml_passkey_opts *o, ml_passkey_result *out) {
+    const char *filler = o->filler ? o->filler : default_filler;
+    if (!*filler) return ml_fail(ML_ERR_ARG, "filler text is empty");
+    int max_len = 0;
+    for (int i = 0; i < n_lengths; i++) {
+        if (lengths[i] < 32) return ml_fail(ML_ERR_ARG, "pass-key length %d is too short (at least 32 tokens)", lengths[i]);
+        if (lengths[i] > max_len) max_len = lengths[i];
+    }
+    const int cap = max_len + 16;
+    ml_byte_buf text = {0}, full = {0};
+    ml_id_buf ids = {0}, fids = {0};
+    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)cap);
+    float *logits = NULL;
+    ml_status s = tokens ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory");
+    ml_rng rng;
+    ml_rng_seed(&rng, o->seed);
+    const size_t V = (size_t)m->cfg.vocab_size;
+    double t0 = ml_now_seconds();
+    int done = 0, total = n_lengths * o->samples;
+    for (int li = 0; li < n_lengths && s == ML_OK; li++) {
+        ml_passkey_result *r = &out[li];
+        memset(r, 0, sizeof *r);
+        r->length = lengths[li];
+        /* one reservation per length; shorter prompts are padded at the end, which causal
+         * attention never lets earlier positions see */
+        const int Tl = lengths[li] + 8;
+        s = ml_model_reserve(m, 1, Tl, Tl);
+        if (s != ML_OK) break;
+        /* the most filler repetitions whose prompt fits the target length (8 tokens spare for the answer) */
+        char probe_key[] = "12345";
+        size_t n = 0;
+        s = build_prompt(&text, filler, 0, 0.5, probe_key);
+        if (s == ML_OK) s = count_tokens(tok, &ids, &text, &n);
+        if (s == ML_OK && n + 8 > (size_t)lengths[li])
+            s = ml_fail(ML_ERR_ARG, "pass-key length %d is too short: the needle and question alone take %zu tokens",
+                        lengths[li], n);
+        int lo = 0, hi = 1; /* lo fits, hi does not */
+        while (s == ML_OK) {
+            s = build_prompt(&text, filler, hi, 0.5, probe_key);
+            if (s == ML_OK) s = count_tokens(tok, &ids, &text, &n);
+            if (s != ML_OK || n + 8 > (size_t)lengths[li]) break;
+            lo = hi;
+            hi *= 2;
+        }
+        while (s == ML_OK && hi - lo > 1) {
+            int mid = (lo + hi) / 2;
+            s = build_prompt(&text, filler, mid, 0.5, probe_key);
+            if (s == ML_OK) s = count_tokens(tok, &ids, &text, &n);
+            if (n + 8 > (size_t)lengths[li]) hi = mid;
+            else lo = mid;
+        }
+        for (int j = 0; j < o->samples && s == ML_OK; j++) {
+            char key[16];
+            snprintf(key, sizeof key, "%05u", (unsigned)(10000 + ml_rng_below(&rng, 90000)));
+            double depth = (j + 0.5) / o->samples;
+            size_t np, nf;
+            s = build_prompt(&text, filler, lo, depth, key);
+            if (s == ML_OK) s = count_tokens(tok, &ids, &text, &np);
+            if (s != ML_OK) break;
+            /* full = prompt + " " + key */
+            full.n = 0;
+            s = ml_byte_buf_reserve(&full, text.n + 8);
+            if (s != ML_OK) break;
+            memcpy(full.bytes, text.bytes, text.n);
+            full.n = text.n;
+            full.bytes[full.n++] = ' ';
+            memcpy(full.bytes + full.n, key, 5);
+            full.n += 5;
+            s = count_tokens(tok, &fids, &full, &nf);
+            if (s != ML_OK) break;
+            if (nf <= np || nf > (size_t)Tl + 1 || memcmp(fids.ids, ids.ids, np * sizeof(uint32_t)) != 0) {
+                r->skipped++;
+                continue;
+            }
+            int T = (int)nf - 1; /* predict tokens 1..nf-1 from 0..nf-2 */
+            for (int i = 0; i < Tl; i++) tokens[i] = i < T ? (int32_t)fids.ids[i] : 0;
+            if (!logits) logits = malloc(sizeof(float) * (size_t)cap * V);
+            if (!logits) {
+                s = ml_fail(ML_ERR_NOMEM, "out of memory for logits");
+                break;
+            }
+            ml_batch b = {.tokens = tokens, .B = 1, .T = Tl};
+            s = ml_model_forward(m, &b);
+            if (s == ML_OK) s = ml_model_logits(m, &b, logits);
+            if (s != ML_OK) break;
+            int ok = 1;
+            for (size_t p = np; p < nf && ok; p++) {
+                const float *row = logits + (p - 1) * V;
+                size_t best = 0;
+                for (size_t v = 1; v < V; v++)
+                    if (row[v] > row[best]) best = v;
+                ok = best == fids.ids[p];
+            }
+            r->correct += ok;
+            r->samples++;
+            r->mean_tokens += (double)nf;
+            done++;
+            double el = ml_now_seconds() - t0;
+            fprintf(stderr, "\rpasskey: %d/%d prompts, %.1f prompts/s, ETA %.0fs   ", done, total, done / el,
+                    el / done * (total - done));
+        }
+        if (r->samples) r->mean_tokens /= r->samples;
+    }
+    fprintf(stderr, "\n");
+    free(tokens);
+    free(logits);
+    ml_byte_buf_free(&text);
+    ml_byte_buf_free(&full);
+    ml_id_buf_free(&ids);
+    ml_id_buf_free(&fids);
+    return s;
+}

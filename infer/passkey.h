@@ -1,0 +1,31 @@
+/* Pass-key retrieval: a needle ("The pass key is NNNNN. Remember it. NNNNN is the pass key.") hidden
+ * at a depth inside filler text of a target length, followed by "What is the pass key? The pass key
+ * is"; a sample counts as retrieved when greedy decoding reproduces every token of " NNNNN"
+ * (checked teacher-forced: the argmax at each answer position is the answer token). This is the
+ * long-context probe of implicit positional distillation: a student pre-trained at short context
+ * scores near 0 beyond its training length; a good teacher near 100%. */
+#ifndef ML_PASSKEY_H
+#define ML_PASSKEY_H
+
+#include "data/tokenizer.h"
+#include "train/model.h"
+
+typedef struct {
+    int length;     /* target prompt length in tokens */
+    int samples;    /* prompts evaluated at this length */
+    int correct;    /* retrieved */
+    int skipped;    /* prompts whose answer did not tokenize as a suffix (not counted) */
+    double mean_tokens;
+} ml_passkey_result;
+
+typedef struct {
+    int samples;            /* per length; depths spread evenly over [0, 1) */
+    uint64_t seed;          /* pass keys */
+    const char *filler;     /* filler text (sentences are repeated); NULL = a built-in neutral filler */
+} ml_passkey_opts;
+
+/* The model must not be reserved smaller than max(lengths) + 8 tokens: this function reserves it. */
+ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengths, int n_lengths,
+                          const ml_passkey_opts *o, ml_passkey_result *out);
+
+#endif

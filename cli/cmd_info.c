@@ -4,16 +4,6 @@
 #include "cli/args.h"
 #include "train/checkpoint.h"
 
-static const char *dialect_name(ml_dialect d) {
-    switch (d) {
-    case ML_DIALECT_LLAMA: return "llama";
-    case ML_DIALECT_MOBILELLM: return "mobilellm";
-    case ML_DIALECT_LLAMA4_TEXT: return "llama4_text";
-    case ML_DIALECT_MINISTRAL: return "ministral";
-    }
-    return "?";
-}
-
 int ml_cmd_info(int argc, char **argv) {
     int tensors = 0;
     ml_opt opts[] = {{"tensors", ML_OPT_FLAG, &tensors, "also list every tensor with its shape", 0, 0}};
@@ -33,7 +23,7 @@ int ml_cmd_info(int argc, char **argv) {
     int sliding = 0;
     for (int l = 0; l < c->num_layers; l++) sliding += c->layer_sliding[l];
     printf("checkpoint   %s\n", path);
-    printf("model        %s (%s dialect)\n", c->name, dialect_name(c->dialect));
+    printf("model        %s (%s dialect)\n", c->name, ml_dialect_name(c->dialect));
     printf("parameters   %lld\n", (long long)ml_config_num_params(c));
     printf("shape        %d layers x %d applications, hidden %d, FFN %d, heads %d/%d x %d, vocab %d\n",
            c->num_layers, c->layer_repeat, c->hidden_size, c->intermediate_size, c->num_heads, c->num_kv_heads,

@@ -12,7 +12,7 @@
 #define ML_MAX_HEADS 4096
 #define ML_MAX_POSITIONS (1 << 24)
 
-static const char *dialect_name(ml_dialect d) {
+const char *ml_dialect_name(ml_dialect d) {
     switch (d) {
     case ML_DIALECT_LLAMA: return "llama";
     case ML_DIALECT_MOBILELLM: return "mobilellm";
@@ -117,7 +117,7 @@ ml_status ml_config_validate(ml_config *c) {
     if (!any_sliding) c->sliding_window = 0;
 
     /* What each HF dialect can express; everything we accept must be exportable as its dialect. */
-    const char *dn = dialect_name(c->dialect);
+    const char *dn = ml_dialect_name(c->dialect);
     if (c->dialect == ML_DIALECT_LLAMA4_TEXT) {
         if (c->rope_pairing != ML_ROPE_ADJACENT)
             return ml_fail(ML_ERR_CONFIG, "rope_pairing: llama4_text rotates adjacent pairs (ML_ROPE_ADJACENT)");

@@ -45,6 +45,9 @@ typedef struct {
     char name[128]; /* preset name or source, for messages only */
 } ml_config;
 
+/* "llama", "mobilellm", "llama4_text", "ministral" */
+const char *ml_dialect_name(ml_dialect d);
+
 /* Fill derived fields and reject inconsistent values (one message naming the field). */
 ml_status ml_config_validate(ml_config *c);
 

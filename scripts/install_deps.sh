@@ -5,7 +5,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libzstd-dev libcjson-dev libcmocka-dev python3)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(python3-torch python3-numpy python3-h5py python3-sentencepiece)
+  pkgs+=(python3-torch python3-numpy python3-h5py python3-sentencepiece git)
+  # llama.cpp comes from npm (node-llama-cpp) for the GGUF interop test; keep an existing node/npm
+  command -v npm >/dev/null || pkgs+=(npm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

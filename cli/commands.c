@@ -9,6 +9,7 @@ ML_DECLARE(eval)
 ML_DECLARE(logits)
 ML_DECLARE(tokenize)
 ML_DECLARE(data)
+ML_DECLARE(tokenizer)
 ML_DECLARE(export)
 ML_DECLARE(import)
 ML_DECLARE(bench)
@@ -23,6 +24,7 @@ const ml_command ml_commands[] = {
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
     {"tokenize", ml_cmd_tokenize, "text files -> token shard (byte tokenizer)"},
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
+    {"tokenizer", ml_cmd_tokenizer, "encode, decode, info with a tokenizer (bytes, SentencePiece .model)"},
     {"export", ml_cmd_export, "checkpoint -> Hugging Face directory"},
     {"import", ml_cmd_import, "Hugging Face directory -> checkpoint"},
     {"bench", ml_cmd_bench, "time a training step: tokens/s, GFLOP/s, MFU, peak memory"},

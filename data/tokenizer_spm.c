@@ -712,7 +712,7 @@ static const ml_tokenizer_vtable spm_vt = {spm_encode, spm_decode, spm_destroy};
 
 static ml_status build_model(spm_model *m, const uint8_t *data, size_t size, const char *name) {
     pb r = {data, data + size, data, name};
-    spm_specs sp = {.unk_id = 0, .bos_id = 1, .eos_id = 2, .pad_id = -1, .add_dummy_prefix = 1,
+    spm_specs sp = {.model_type = 1, .unk_id = 0, .bos_id = 1, .eos_id = 2, .pad_id = -1, .add_dummy_prefix = 1,
                     .remove_extra_ws = 1, .escape_ws = 1};
     /* Pass 1: structure, counts, specs. */
     size_t n = 0, pool = 0;
@@ -740,9 +740,11 @@ static ml_status build_model(spm_model *m, const uint8_t *data, size_t size, con
     }
     if (n == 0) return ml_fail(ML_ERR_FORMAT, "%s: not a valid SentencePiece model: no pieces", name);
     if (n > 0x7FFFFFF) return ml_fail(ML_ERR_FORMAT, "%s: %zu pieces is too many", name, n);
-    if (!have_trainer || sp.model_type != BPE_MODEL) {
+    if (!have_trainer)
+        return ml_fail(ML_ERR_FORMAT, "%s: not a valid SentencePiece model: no trainer_spec (truncated file?)", name);
+    if (sp.model_type != BPE_MODEL) {
         static const char *types[] = {"?", "UNIGRAM", "BPE", "WORD", "CHAR"};
-        int t = have_trainer ? sp.model_type : 1;
+        int t = sp.model_type;
         return ml_fail(ML_ERR_UNSUPPORTED, "%s: SentencePiece model type %s; only BPE models are supported", name,
                        t >= 0 && t <= 4 ? types[t] : "?");
     }

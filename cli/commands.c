@@ -22,7 +22,7 @@ const ml_command ml_commands[] = {
     {"train", ml_cmd_train, "train (or resume) on token shards"},
     {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
-    {"tokenize", ml_cmd_tokenize, "text files -> token shard (byte tokenizer)"},
+    {"tokenize", ml_cmd_tokenize, "text files -> token shard (bytes or a tokenizer file)"},
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
     {"tokenizer", ml_cmd_tokenizer, "encode, decode, info with a tokenizer (bytes, SentencePiece .model)"},
     {"export", ml_cmd_export, "checkpoint -> Hugging Face directory"},

@@ -275,7 +275,7 @@ static ml_status run(const tok_args *a) {
 int ml_cmd_tokenize(int argc, char **argv) {
     tok_args a = {.split = "file"};
     ml_opt opts[] = {
-        {"tokenizer", ML_OPT_STR, &a.tokenizer, "tokenizer: 'bytes' (tokenizer files come later)", 1, 0},
+        {"tokenizer", ML_OPT_STR, &a.tokenizer, "tokenizer: 'bytes' or a tokenizer file (SentencePiece .model)", 1, 0},
         {"input", ML_OPT_STR_LIST, &a.inputs, "text files or directories (walked recursively, sorted)", 1, 0},
         {"out", ML_OPT_STR, &a.out, "output token shard", 1, 0},
         {"doc-split", ML_OPT_STR, &a.split, "documents: file (default) | blank-lines | lines", 0, 0},

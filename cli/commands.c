@@ -10,6 +10,7 @@ ML_DECLARE(eval)
 ML_DECLARE(logits)
 ML_DECLARE(tokenize)
 ML_DECLARE(data)
+ML_DECLARE(tokenizer)
 ML_DECLARE(export)
 ML_DECLARE(passkey)
 ML_DECLARE(import)
@@ -24,10 +25,11 @@ const ml_command ml_commands[] = {
     {"distill", ml_cmd_distill, "train from a teacher's logits (forward/reverse KL, JSD)"},
     {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
-    {"tokenize", ml_cmd_tokenize, "text files -> token shard (byte tokenizer)"},
+    {"tokenize", ml_cmd_tokenize, "text files -> token shard (bytes or a tokenizer file)"},
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
+    {"tokenizer", ml_cmd_tokenizer, "encode, decode, info with a tokenizer (bytes, SentencePiece .model)"},
     {"passkey", ml_cmd_passkey, "pass-key retrieval accuracy at long context"},
-    {"export", ml_cmd_export, "checkpoint -> Hugging Face directory"},
+    {"export", ml_cmd_export, "checkpoint -> Hugging Face or GGUF file"},
     {"import", ml_cmd_import, "Hugging Face directory -> checkpoint"},
     {"bench", ml_cmd_bench, "time a training step: tokens/s, GFLOP/s, MFU, peak memory"},
     {"version", ml_cmd_version, "print the version and the BLAS kernel in use"},

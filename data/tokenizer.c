@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/atomic_file.h"
 #include "data/tokenizer_bytes.h"
+#include "data/tokenizer_spm.h"
 
 static ml_status grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return ML_OK;
@@ -42,8 +44,18 @@ void ml_byte_buf_free(ml_byte_buf *b) {
 ml_status ml_tokenizer_open(ml_tokenizer **t, const char *spec) {
     *t = NULL;
     if (!strcmp(spec, "bytes")) return ml_tokenizer_bytes_new(t);
-    /* SentencePiece .model, tiktoken files and tokenizer.json are added behind this switch. */
-    return ml_fail(ML_ERR_UNSUPPORTED, "tokenizer file %s: only 'bytes' is supported yet", spec);
+    /* A tokenizer file: recognised by its content, not its name. */
+    char *data = NULL;
+    size_t n = 0;
+    ml_status s = ml_read_file(spec, &data, &n);
+    if (s != ML_OK) return ml_fail_context(s, "tokenizer");
+    if (ml_spm_sniff(data, n)) s = ml_tokenizer_spm_from_memory(t, data, n, spec);
+    /* tiktoken files and tokenizer.json are added behind this switch. */
+    else
+        s = ml_fail(ML_ERR_UNSUPPORTED, "tokenizer %s: not 'bytes' and not a recognised tokenizer file (SentencePiece .model)",
+                    spec);
+    free(data);
+    return s;
 }
 
 void ml_tokenizer_free(ml_tokenizer *t) {

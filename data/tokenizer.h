@@ -1,7 +1,8 @@
 /* The tokenizer interface: a vtable, so the byte tokenizer (here) and the real ones
- * (SentencePiece, tiktoken, HF tokenizer.json; later) sit behind one type. Open one with
- * ml_tokenizer_open(&t, spec): spec "bytes" is the byte tokenizer; a tokenizer file path will
- * select the others once they exist. */
+ * (SentencePiece here; tiktoken, HF tokenizer.json later) sit behind one type. Open one with
+ * ml_tokenizer_open(&t, spec): spec "bytes" is the byte tokenizer; a tokenizer file path selects
+ * the tokenizer its content says. Encode and decode take a const tokenizer and may run on
+ * several threads at once. */
 #ifndef ML_DATA_TOKENIZER_H
 #define ML_DATA_TOKENIZER_H
 
@@ -51,7 +52,8 @@ struct ml_tokenizer {
     void *impl; /* the implementation's state */
 };
 
-/* spec: "bytes" (the byte tokenizer); anything else fails with ML_ERR_UNSUPPORTED for now. */
+/* spec: "bytes" (the byte tokenizer) or a tokenizer file, recognised by its content: a SentencePiece
+ * .model (data/tokenizer_spm.h). Anything else fails with ML_ERR_UNSUPPORTED. */
 ml_status ml_tokenizer_open(ml_tokenizer **t, const char *spec);
 void ml_tokenizer_free(ml_tokenizer *t); /* NULL is fine */
 

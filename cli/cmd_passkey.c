@@ -68,7 +68,7 @@ int ml_cmd_passkey(int argc, char **argv) {
         for (int i = 0; i < n; i++)
             printf("%-8d %-8.0f %7.1f%%  %d/%d%s\n", res[i].length, res[i].mean_tokens,
                    res[i].samples ? 100.0 * res[i].correct / res[i].samples : 0.0, res[i].correct, res[i].samples,
-                   res[i].skipped ? " (some prompts skipped: answer not a token suffix)" : "");
+                   res[i].skipped ? " (some prompts skipped: the answer did not fit)" : "");
     }
     if (s == ML_OK && json) {
         ml_atomic_file f;

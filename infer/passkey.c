@@ -10,24 +10,37 @@
 static const char *const default_filler =
     "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
-/* Build "<filler x k with the needle after sentence floor(depth*k)> What is the pass key? The pass key is". */
-static ml_status build_prompt(ml_byte_buf *text, const char *filler, int k, double depth, const char *key) {
-    text->n = 0;
-    char needle[160], question[] = "What is the pass key? The pass key is";
-    snprintf(needle, sizeof needle, "The pass key is %s. Remember it. %s is the pass key. ", key, key);
-    size_t fl = strlen(filler), nl = strlen(needle), ql = strlen(question);
-    ML_TRY(ml_byte_buf_reserve(text, (size_t)k * fl + nl + ql + 1));
-    int at = (int)(depth * k);
-    for (int i = 0; i <= k; i++) {
-        if (i == at) {
-            memcpy(text->bytes + text->n, needle, nl);
-            text->n += nl;
-        }
-        if (i < k) {
-            memcpy(text->bytes + text->n, filler, fl);
-            text->n += fl;
-        }
+/* The haystack is the filler text (repeated as needed) cut to about `nbytes` at a sentence end;
+ * the needle goes in at the sentence boundary nearest to depth * length, the question at the end. */
+static size_t sentence_end(const char *h, size_t n, size_t at) {
+    while (at > 0 && at < n && !(h[at - 1] == ' ' && at >= 2 && (h[at - 2] == '.' || h[at - 2] == '\n'))) at--;
+    return at;
+}
+
+static ml_status build_prompt(ml_byte_buf *text, ml_byte_buf *hay, const char *filler, size_t nbytes, double depth,
+                              const char *key) {
+    size_t fl = strlen(filler);
+    hay->n = 0;
+    ML_TRY(ml_byte_buf_reserve(hay, nbytes + 1));
+    while (hay->n < nbytes) {
+        size_t take = nbytes - hay->n < fl ? nbytes - hay->n : fl;
+        memcpy(hay->bytes + hay->n, filler, take);
+        hay->n += take;
     }
+    size_t len = sentence_end(hay->bytes, hay->n, hay->n);
+    if (len == 0) len = hay->n;
+    size_t at = sentence_end(hay->bytes, len, (size_t)(depth * (double)len));
+    char needle[160];
+    const char question[] = "What is the pass key? The pass key is";
+    snprintf(needle, sizeof needle, "The pass key is %s. Remember it. %s is the pass key. ", key, key);
+    size_t nl = strlen(needle), ql = strlen(question);
+    text->n = 0;
+    ML_TRY(ml_byte_buf_reserve(text, len + nl + ql + 2));
+    memcpy(text->bytes, hay->bytes, at);
+    memcpy(text->bytes + at, needle, nl);
+    memcpy(text->bytes + at + nl, hay->bytes + at, len - at);
+    text->n = len + nl;
+    if (text->n && text->bytes[text->n - 1] != ' ' && text->bytes[text->n - 1] != '\n') text->bytes[text->n++] = ' ';
     memcpy(text->bytes + text->n, question, ql);
     text->n += ql;
     return ML_OK;
@@ -51,7 +64,7 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
         if (lengths[i] > max_len) max_len = lengths[i];
     }
     const int cap = max_len + 16;
-    ml_byte_buf text = {0}, full = {0};
+    ml_byte_buf text = {0}, full = {0}, hay = {0};
     ml_id_buf ids = {0}, fids = {0};
     int32_t *tokens = malloc(sizeof(int32_t) * (size_t)cap);
     float *logits = NULL;
@@ -70,25 +83,18 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
         const int Tl = lengths[li] + 8;
         s = ml_model_reserve(m, 1, Tl, Tl);
         if (s != ML_OK) break;
-        /* the most filler repetitions whose prompt fits the target length (8 tokens spare for the answer) */
+        /* the longest haystack whose prompt fits the target length (8 tokens spare for the answer) */
         char probe_key[] = "12345";
         size_t n = 0;
-        s = build_prompt(&text, filler, 0, 0.5, probe_key);
+        s = build_prompt(&text, &hay, filler, 0, 0.5, probe_key);
         if (s == ML_OK) s = count_tokens(tok, &ids, &text, &n);
         if (s == ML_OK && n + 8 > (size_t)lengths[li])
             s = ml_fail(ML_ERR_ARG, "pass-key length %d is too short: the needle and question alone take %zu tokens",
                         lengths[li], n);
-        int lo = 0, hi = 1; /* lo fits, hi does not */
-        while (s == ML_OK) {
-            s = build_prompt(&text, filler, hi, 0.5, probe_key);
-            if (s == ML_OK) s = count_tokens(tok, &ids, &text, &n);
-            if (s != ML_OK || n + 8 > (size_t)lengths[li]) break;
-            lo = hi;
-            hi *= 2;
-        }
-        while (s == ML_OK && hi - lo > 1) {
-            int mid = (lo + hi) / 2;
-            s = build_prompt(&text, filler, mid, 0.5, probe_key);
+        size_t lo = 0, hi = (size_t)lengths[li] * 16; /* lo fits, hi does not (no token is under 1/16 byte) */
+        while (s == ML_OK && hi - lo > 16) {
+            size_t mid = (lo + hi) / 2;
+            s = build_prompt(&text, &hay, filler, mid, 0.5, probe_key);
             if (s == ML_OK) s = count_tokens(tok, &ids, &text, &n);
             if (n + 8 > (size_t)lengths[li]) hi = mid;
             else lo = mid;
@@ -97,47 +103,72 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
             char key[16];
             snprintf(key, sizeof key, "%05u", (unsigned)(10000 + ml_rng_below(&rng, 90000)));
             double depth = (j + 0.5) / o->samples;
-            size_t np, nf;
-            s = build_prompt(&text, filler, lo, depth, key);
+            size_t np, nf = 0;
+            s = build_prompt(&text, &hay, filler, lo, depth, key);
             if (s == ML_OK) s = count_tokens(tok, &ids, &text, &np);
             if (s != ML_OK) break;
             /* full = prompt + " " + key */
-            full.n = 0;
-            s = ml_byte_buf_reserve(&full, text.n + 8);
+            /* Greedy decoding is checked along candidate tokenizations of the answer: the suffix of
+             * encode(prompt + " KEY"), and " KEY" / "KEY" encoded on their own (models trained on
+             * segment-wise tokenized rows answer that way). Greedy produces the key iff at every
+             * step of one candidate the argmax is that candidate's next token. */
+            int ok = 0, tried = 0;
+            for (int cand = 0; cand < 3 && !ok && s == ML_OK; cand++) {
+                full.n = 0;
+                s = ml_byte_buf_reserve(&full, text.n + 8);
+                if (s != ML_OK) break;
+                size_t na;
+                if (cand == 0) {
+                    memcpy(full.bytes, text.bytes, text.n);
+                    full.n = text.n;
+                }
+                if (cand < 2) full.bytes[full.n++] = ' ';
+                memcpy(full.bytes + full.n, key, 5);
+                full.n += 5;
+                fids.n = 0;
+                s = ml_tokenizer_encode(tok, &fids, full.bytes, full.n, cand == 0 && tok->bos >= 0 ? ML_TOK_ADD_BOS : 0);
+                if (s != ML_OK) break;
+                const uint32_t *ans;
+                if (cand == 0) {
+                    if (fids.n <= np || memcmp(fids.ids, ids.ids, np * sizeof(uint32_t)) != 0) continue;
+                    ans = fids.ids + np;
+                    na = fids.n - np;
+                } else {
+                    ans = fids.ids;
+                    na = fids.n;
+                }
+                nf = np + na;
+                if (na == 0 || nf > (size_t)Tl + 1) continue;
+                tried++;
+                int T = (int)nf - 1; /* predict the answer tokens from the prompt and earlier answer tokens */
+                for (int i = 0; i < Tl; i++)
+                    tokens[i] = i < (int)np ? (int32_t)ids.ids[i] : i < T ? (int32_t)ans[i - np] : 0;
+                if (!logits) logits = malloc(sizeof(float) * (size_t)cap * V);
+                if (!logits) {
+                    s = ml_fail(ML_ERR_NOMEM, "out of memory for logits");
+                    break;
+                }
+                ml_batch b = {.tokens = tokens, .B = 1, .T = Tl};
+                s = ml_model_forward(m, &b);
+                if (s == ML_OK) s = ml_model_logits(m, &b, logits);
+                if (s != ML_OK) break;
+                ok = 1;
+                for (size_t p = np; p < nf && ok; p++) {
+                    const float *row = logits + (p - 1) * V;
+                    size_t best = 0;
+                    for (size_t v = 1; v < V; v++)
+                        if (row[v] > row[best]) best = v;
+                    ok = best == ans[p - np];
+                }
+            }
             if (s != ML_OK) break;
-            memcpy(full.bytes, text.bytes, text.n);
-            full.n = text.n;
-            full.bytes[full.n++] = ' ';
-            memcpy(full.bytes + full.n, key, 5);
-            full.n += 5;
-            s = count_tokens(tok, &fids, &full, &nf);
-            if (s != ML_OK) break;
-            if (nf <= np || nf > (size_t)Tl + 1 || memcmp(fids.ids, ids.ids, np * sizeof(uint32_t)) != 0) {
+            if (!tried) {
                 r->skipped++;
                 continue;
             }
-            int T = (int)nf - 1; /* predict tokens 1..nf-1 from 0..nf-2 */
-            for (int i = 0; i < Tl; i++) tokens[i] = i < T ? (int32_t)fids.ids[i] : 0;
-            if (!logits) logits = malloc(sizeof(float) * (size_t)cap * V);
-            if (!logits) {
-                s = ml_fail(ML_ERR_NOMEM, "out of memory for logits");
-                break;
-            }
-            ml_batch b = {.tokens = tokens, .B = 1, .T = Tl};
-            s = ml_model_forward(m, &b);
-            if (s == ML_OK) s = ml_model_logits(m, &b, logits);
-            if (s != ML_OK) break;
-            int ok = 1;
-            for (size_t p = np; p < nf && ok; p++) {
-                const float *row = logits + (p - 1) * V;
-                size_t best = 0;
-                for (size_t v = 1; v < V; v++)
-                    if (row[v] > row[best]) best = v;
-                ok = best == fids.ids[p];
-            }
             r->correct += ok;
             r->samples++;
-            r->mean_tokens += (double)nf;
+            r->mean_tokens += (double)np;
             done++;
             double el = ml_now_seconds() - t0;
             fprintf(stderr, "\rpasskey: %d/%d prompts, %.1f prompts/s, ETA %.0fs   ", done, total, done / el,
@@ -150,6 +181,7 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
     free(logits);
     ml_byte_buf_free(&text);
     ml_byte_buf_free(&full);
+    ml_byte_buf_free(&hay);
     ml_id_buf_free(&ids);
     ml_id_buf_free(&fids);
     return s;

@@ -1,7 +1,7 @@
 /* Pass-key retrieval: a needle ("The pass key is NNNNN. Remember it. NNNNN is the pass key.") hidden
  * at a depth inside filler text of a target length, followed by "What is the pass key? The pass key
- * is"; a sample counts as retrieved when greedy decoding reproduces every token of " NNNNN"
- * (checked teacher-forced: the argmax at each answer position is the answer token). This is the
+ * is"; a sample counts as retrieved when greedy decoding produces the key (checked teacher-forced
+ * along the answer's candidate tokenizations: the argmax at each answer position is its next token). This is the
  * long-context probe of implicit positional distillation: a student pre-trained at short context
  * scores near 0 beyond its training length; a good teacher near 100%. */
 #ifndef ML_PASSKEY_H
@@ -14,7 +14,7 @@ typedef struct {
     int length;     /* target prompt length in tokens */
     int samples;    /* prompts evaluated at this length */
     int correct;    /* retrieved */
-    int skipped;    /* prompts whose answer did not tokenize as a suffix (not counted) */
+    int skipped;    /* prompts no answer tokenization fitted (not counted) */
     double mean_tokens;
 } ml_passkey_result;
 

@@ -8,6 +8,7 @@ ML_DECLARE(train)
 ML_DECLARE(eval)
 ML_DECLARE(logits)
 ML_DECLARE(tokenize)
+ML_DECLARE(tokenizer)
 ML_DECLARE(data)
 ML_DECLARE(export)
 ML_DECLARE(import)
@@ -22,6 +23,7 @@ const ml_command ml_commands[] = {
     {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
     {"tokenize", ml_cmd_tokenize, "text files -> token shard (byte tokenizer)"},
+    {"tokenizer", ml_cmd_tokenizer, "encode, decode, inspect or train (byte-level BPE) a tokenizer"},
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
     {"export", ml_cmd_export, "checkpoint -> Hugging Face directory"},
     {"import", ml_cmd_import, "Hugging Face directory -> checkpoint"},

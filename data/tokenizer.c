@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/atomic_file.h"
 #include "data/tokenizer_bytes.h"
+#include "data/tokenizer_hf.h"
+#include "data/tokenizer_tiktoken.h"
 
 static ml_status grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return ML_OK;
@@ -42,8 +45,16 @@ void ml_byte_buf_free(ml_byte_buf *b) {
 ml_status ml_tokenizer_open(ml_tokenizer **t, const char *spec) {
     *t = NULL;
     if (!strcmp(spec, "bytes")) return ml_tokenizer_bytes_new(t);
-    /* SentencePiece .model, tiktoken files and tokenizer.json are added behind this switch. */
-    return ml_fail(ML_ERR_UNSUPPORTED, "tokenizer file %s: only 'bytes' is supported yet", spec);
+    /* A tokenizer file: the format is told by its content. */
+    char *data = NULL;
+    size_t n = 0;
+    ML_TRY(ml_read_file(spec, &data, &n));
+    ml_status s;
+    if (ml_tiktoken_detect(data, n)) s = ml_tokenizer_tiktoken_new(t, spec, data, n);
+    else if (ml_hf_json_detect(data, n)) s = ml_tokenizer_hf_new(t, spec, data, n);
+    else s = ml_fail(ML_ERR_UNSUPPORTED, "tokenizer file %s: not a format this build reads (tiktoken ranks, tokenizer.json)", spec);
+    free(data);
+    return s;
 }
 
 void ml_tokenizer_free(ml_tokenizer *t) {

@@ -3,9 +3,9 @@
 #   scripts/install_deps.sh          build + run (the demo)
 #   scripts/install_deps.sh --test   also the reference tools the tests compare against
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libzstd-dev libcjson-dev libcmocka-dev python3)
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libzstd-dev libcjson-dev libpcre2-dev libcmocka-dev python3)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(python3-torch python3-numpy python3-h5py python3-sentencepiece)
+  pkgs+=(python3-torch python3-numpy python3-h5py python3-sentencepiece python3-regex)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -89,6 +89,18 @@ static const char *first_special(const ml_bpe *b, const char *const *names) {
     return NULL;
 }
 
+/* The id of a byte-level vocabulary string (via the BPE hash, not cJSON's linear lookup). */
+static int64_t str_id(const ml_bpe *b, const char *str) {
+    uint8_t stackbuf[512];
+    size_t l = strlen(str);
+    uint8_t *buf = l <= sizeof stackbuf ? stackbuf : malloc(l);
+    if (!buf) return -1;
+    long m = ml_bytelevel_decode(str, l, buf);
+    int64_t id = m > 0 ? ml_bpe_lookup(b, buf, (size_t)m) : -1;
+    if (buf != stackbuf) free(buf);
+    return id;
+}
+
 static ml_status load(const char *path, const cJSON *root, ml_bpe **out, ml_bpe_tok_spec *spec) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(model)) return ml_fail(ML_ERR_FORMAT, "tokenizer.json %s: no \"model\" object", path);
@@ -171,12 +183,10 @@ static ml_status load(const char *path, const cJSON *root, ml_bpe **out, ml_bpe_
             a = cJSON_IsString(cJSON_GetArrayItem(e, 0)) ? cJSON_GetArrayItem(e, 0)->valuestring : NULL;
             c = cJSON_IsString(cJSON_GetArrayItem(e, 1)) ? cJSON_GetArrayItem(e, 1)->valuestring : NULL;
         }
-        const cJSON *ia = a ? cJSON_GetObjectItemCaseSensitive(vocab, a) : NULL;
-        const cJSON *ic = c ? cJSON_GetObjectItemCaseSensitive(vocab, c) : NULL;
-        uint32_t x, y;
-        if (!ia || !ic || !jid(ia, &x) || !jid(ic, &y))
+        int64_t x = a ? str_id(b, a) : -1, y = c ? str_id(b, c) : -1;
+        if (x < 0 || y < 0)
             s = ml_fail(ML_ERR_FORMAT, "tokenizer.json %s: merge %u is not a pair of vocabulary tokens", path, rank);
-        else if ((s = ml_bpe_add_merge(b, x, y, rank)) != ML_OK)
+        else if ((s = ml_bpe_add_merge(b, (uint32_t)x, (uint32_t)y, rank)) != ML_OK)
             s = ml_fail_context(s, "tokenizer.json %s", path);
         free(tmp);
         rank++;

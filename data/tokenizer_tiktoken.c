@@ -189,7 +189,8 @@ ml_status ml_tokenizer_tiktoken_new(ml_tokenizer **out, const char *path, const 
     if (s == ML_OK) s = ml_bpe_derive_merges(b);
     if (s == ML_OK) s = ml_bpe_finish(b, 1);
     if (s != ML_OK) {
-        if (s == ML_ERR_UNSUPPORTED || s == ML_ERR_FORMAT) ml_fail_context(s, "tiktoken file %s", path);
+        if ((s == ML_ERR_UNSUPPORTED || s == ML_ERR_FORMAT) && !strstr(ml_last_error(), path))
+            ml_fail_context(s, "tiktoken file %s", path);
         ml_bpe_free(b);
         return s;
     }

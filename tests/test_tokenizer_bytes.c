@@ -63,9 +63,9 @@ static void test_encode_decode(void **state) {
 static void test_open_other_specs(void **state) {
     (void)state;
     ml_tokenizer *t = (ml_tokenizer *)1;
-    assert_int_equal(ml_tokenizer_open(&t, "tokenizer.model"), ML_ERR_UNSUPPORTED);
+    assert_int_equal(ml_tokenizer_open(&t, "no-such-tokenizer.model"), ML_ERR_IO);
     assert_null(t);
-    assert_string_equal(ml_last_error(), "tokenizer file tokenizer.model: only 'bytes' is supported yet");
+    assert_non_null(strstr(ml_last_error(), "no-such-tokenizer.model"));
     ml_tokenizer_free(NULL);
 }
 

@@ -15,6 +15,7 @@
 
 #include "common/atomic_file.h"
 #include "data/bpe.h"
+#include "data/bpe_train.h"
 #include "data/tokenizer.h"
 #include "data/utf8.h"
 #include "tests/test_util.h"
@@ -356,6 +357,70 @@ static void test_specials_and_layout(void **state) {
     ml_byte_buf_free(&out);
 }
 
+/* ---- training ---- */
+
+static ml_bpe_trainer *train_on(const char *const *files, int n, uint32_t vocab) {
+    ml_bpe_trainer *tr = NULL;
+    assert_int_equal(ml_bpe_trainer_new(&tr), ML_OK);
+    for (int i = 0; i < n; i++) {
+        char *data;
+        size_t len;
+        assert_int_equal(ml_read_file(files[i], &data, &len), ML_OK);
+        assert_int_equal(ml_bpe_trainer_add_text(tr, data, len), ML_OK);
+        free(data);
+    }
+    ml_bpe_train_opts o = {.vocab_size = vocab};
+    assert_int_equal(ml_bpe_trainer_train(tr, &o), ML_OK);
+    return tr;
+}
+
+/* Train, write tokenizer.json, load it back: every training piece is segmented exactly as
+ * training left it; whole texts encode as the Python reference reads the file; a second
+ * run writes the same bytes. */
+static void test_train_roundtrip(void **state) {
+    (void)state;
+    const char *files[] = {ML_SHARED_DIR "/data/books/tinyshakespeare.txt",
+                           ML_SHARED_DIR "/data/stories/tinystories_valid_prefix.txt",
+                           ML_SHARED_DIR "/data/math/gsm8k_test.jsonl"};
+    for (int i = 0; i < 3; i++)
+        if (!have(files[i])) skip();
+    ml_bpe_trainer *tr = train_on(files, 3, 3000);
+    assert_int_equal(ml_bpe_trainer_vocab_size(tr), 3000);
+    assert_int_equal(ml_bpe_trainer_n_merges(tr), 3000 - 256 - 2);
+    const char *json = ml_test_path(dir, "trained.json"), *json2 = ml_test_path(dir, "trained2.json");
+    assert_int_equal(ml_bpe_trainer_write_json(tr, json), ML_OK);
+    ml_tokenizer *t = NULL;
+    assert_int_equal(ml_tokenizer_open(&t, json), ML_OK);
+    assert_int_equal(ml_tokenizer_vocab_size(t), 3000);
+    assert_int_equal(ml_tokenizer_bos(t), 2998);
+    assert_int_equal(ml_tokenizer_eos(t), 2999);
+    const ml_bpe *b = ml_tokenizer_bpe(t);
+    assert_non_null(b);
+    ml_id_buf got = {0};
+    uint64_t tokens = 0, pieces = 0;
+    for (size_t i = 0; i < ml_bpe_trainer_n_words(tr); i++) {
+        size_t len, n;
+        uint64_t count;
+        const uint32_t *ids;
+        const uint8_t *w = ml_bpe_trainer_word(tr, i, &len, &count, &ids, &n);
+        got.n = 0;
+        assert_int_equal(ml_bpe_encode_piece(b, w, len, &got), ML_OK);
+        if (got.n != n || memcmp(got.ids, ids, n * sizeof *ids)) fail_msg("training piece %zu segments differently", i);
+        tokens += count * n;
+        pieces += count;
+    }
+    fprintf(stderr, "trained: %zu distinct pieces (%llu in all) -> %llu tokens, all segmented as in training\n",
+            ml_bpe_trainer_n_words(tr), (unsigned long long)pieces, (unsigned long long)tokens);
+    ml_id_buf_free(&got);
+    ml_tokenizer_free(t);
+    ml_bpe_trainer_free(tr);
+    tr = train_on(files, 3, 3000);
+    assert_int_equal(ml_bpe_trainer_write_json(tr, json2), ML_OK);
+    ml_bpe_trainer_free(tr);
+    assert_int_equal(ml_test_run("cmp %s %s", json, json2), 0);
+    if (have_python_regex() && have(ML_SHARED_DIR "/data")) compare_with_reference(json, "hf", json, "trained");
+}
+
 /* ---- bad files ---- */
 
 static void expect_open_fails(const char *name, const void *content, size_t n, ml_status code, const char *msg) {
@@ -406,6 +471,7 @@ int main(void) {
         cmocka_unit_test(test_llama3_corpora),
         cmocka_unit_test(test_llama4_corpora),
         cmocka_unit_test(test_hf_json_from_llama3),
+        cmocka_unit_test(test_train_roundtrip),
         cmocka_unit_test(test_bad_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -162,24 +162,27 @@ static ml_status info(const char *spec) {
     return finish_stdout();
 }
 
+int ml_tokenizer_train_main(int argc, char **argv); /* cli/cmd_tokenizer_train.c */
+
 int ml_cmd_tokenizer(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     const char *sub = argv[1];
+    if (!strcmp(sub, "train")) return ml_tokenizer_train_main(argc - 1, argv + 1);
     char name[32];
     snprintf(name, sizeof name, "tokenizer %s", sub);
     const char *spec = NULL;
     int bos = 0, eos = 0;
     ml_opt opts[] = {
-        {"tokenizer", ML_OPT_STR, &spec, "'bytes' or a tokenizer file (SentencePiece .model)", 1, 0},
+        {"tokenizer", ML_OPT_STR, &spec, "'bytes' or a tokenizer file (SentencePiece .model, tiktoken, tokenizer.json)", 1, 0},
         {"bos", ML_OPT_FLAG, &bos, "encode: begin with BOS", 0, 0},
         {"eos", ML_OPT_FLAG, &eos, "encode: end with EOS", 0, 0},
     };
     int is_encode = !strcmp(sub, "encode");
     if (!is_encode && strcmp(sub, "decode") && strcmp(sub, "info")) {
-        fprintf(stderr, "mobilellm tokenizer: unknown subcommand '%s' (encode, decode or info)\n", sub);
+        fprintf(stderr, "mobilellm tokenizer: unknown subcommand '%s' (encode, decode, info or train)\n", sub);
         return 2;
     }
     int rc = ml_args_parse(name, is_encode ? "--tokenizer T [--bos] [--eos] < text" : "--tokenizer T", opts,

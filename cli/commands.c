@@ -27,7 +27,7 @@ const ml_command ml_commands[] = {
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
     {"tokenize", ml_cmd_tokenize, "text files -> token shard (bytes or a tokenizer file)"},
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
-    {"tokenizer", ml_cmd_tokenizer, "encode, decode, info with a tokenizer (bytes, SentencePiece .model)"},
+    {"tokenizer", ml_cmd_tokenizer, "encode, decode, inspect or train (byte-level BPE) a tokenizer"},
     {"passkey", ml_cmd_passkey, "pass-key retrieval accuracy at long context"},
     {"export", ml_cmd_export, "checkpoint -> Hugging Face or GGUF file"},
     {"import", ml_cmd_import, "Hugging Face directory -> checkpoint"},

@@ -5,7 +5,9 @@
 
 #include "common/atomic_file.h"
 #include "data/tokenizer_bytes.h"
+#include "data/tokenizer_hf.h"
 #include "data/tokenizer_spm.h"
+#include "data/tokenizer_tiktoken.h"
 
 static ml_status grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return ML_OK;
@@ -50,9 +52,12 @@ ml_status ml_tokenizer_open(ml_tokenizer **t, const char *spec) {
     ml_status s = ml_read_file(spec, &data, &n);
     if (s != ML_OK) return ml_fail_context(s, "tokenizer");
     if (ml_spm_sniff(data, n)) s = ml_tokenizer_spm_from_memory(t, data, n, spec);
-    /* tiktoken files and tokenizer.json are added behind this switch. */
+    else if (ml_tiktoken_detect(data, n)) s = ml_tokenizer_tiktoken_new(t, spec, data, n);
+    else if (ml_hf_json_detect(data, n)) s = ml_tokenizer_hf_new(t, spec, data, n);
     else
-        s = ml_fail(ML_ERR_UNSUPPORTED, "tokenizer %s: not 'bytes' and not a recognised tokenizer file (SentencePiece .model)",
+        s = ml_fail(ML_ERR_UNSUPPORTED,
+                    "tokenizer %s: not 'bytes' and not a recognised tokenizer file (SentencePiece .model, tiktoken "
+                    "ranks, tokenizer.json)",
                     spec);
     free(data);
     return s;

@@ -7,6 +7,7 @@ ML_DECLARE(info)
 ML_DECLARE(train)
 ML_DECLARE(eval)
 ML_DECLARE(logits)
+ML_DECLARE(sample)
 ML_DECLARE(tokenize)
 ML_DECLARE(data)
 ML_DECLARE(export)
@@ -21,6 +22,7 @@ const ml_command ml_commands[] = {
     {"train", ml_cmd_train, "train (or resume) on token shards"},
     {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
+    {"sample", ml_cmd_sample, "generate text from a checkpoint (KV cache; temperature, top-k, top-p)"},
     {"tokenize", ml_cmd_tokenize, "text files -> token shard (byte tokenizer)"},
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
     {"export", ml_cmd_export, "checkpoint -> Hugging Face directory"},

@@ -21,4 +21,15 @@ expect_fail "negative top-k" -- "$M" sample --ckpt "$W/m.h5" --top-k -3
 expect_fail "negative tokens" -- "$M" sample --ckpt "$W/m.h5" --tokens -3
 expect_fail "missing checkpoint" -- "$M" sample --ckpt "$W/nope.h5"
 expect_fail "unknown tokenizer" -- "$M" sample --ckpt "$W/m.h5" --tokenizer "$W/nope.model"
+# eval --task on a two-item PIQA file: JSON results, bad input
+printf '%s\n' '{"goal": "Open a jar.", "sol1": "Twist the lid.", "sol2": "Eat the lid.", "label": 0}' \
+    '{"goal": "Dry hair.", "sol1": "Use a towel.", "sol2": "Use a rock.", "label": 0}' >"$W/piqa_valid.jsonl"
+ok "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --json "$W/r.json" >"$W/out" 2>/dev/null
+grep -q '"items":2' "$W/out" || fail "eval --task output: $(cat "$W/out")"
+$PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['items']==2 and len(d['scores'])==2" "$W/r.json" || fail "eval --json"
+expect_fail "unknown task" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task winogrande --json "$W/x.json"
+expect_fail "missing task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task arc_easy --eval-dir "$W" --json "$W/x.json"
+expect_fail "task and data together" -- "$M" eval --ckpt "$W/m.h5" --task piqa --data "$W/m.h5"
+echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl" 2>/dev/null || { mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"; }
+expect_fail "malformed task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/bad" --json "$W/x.json"
 finish

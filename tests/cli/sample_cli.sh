@@ -30,6 +30,6 @@ $PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['items']==2 an
 expect_fail "unknown task" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task winogrande --json "$W/x.json"
 expect_fail "missing task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task arc_easy --eval-dir "$W" --json "$W/x.json"
 expect_fail "task and data together" -- "$M" eval --ckpt "$W/m.h5" --task piqa --data "$W/m.h5"
-echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl" 2>/dev/null || { mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"; }
+mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"
 expect_fail "malformed task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/bad" --json "$W/x.json"
 finish

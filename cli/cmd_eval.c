@@ -1,23 +1,96 @@
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/args.h"
+#include "common/sysinfo.h"
+#include "data/tokenizer.h"
+#include "infer/mc_eval.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
 
+typedef struct {
+    double t0, last;
+} progress_state;
+
+/* one stderr line, redrawn: bar, items, items/s, tokens/s, ETA */
+static void progress(void *user, int done, int total, long long tokens) {
+    progress_state *p = user;
+    double now = ml_now_seconds();
+    if (done < total && now - p->last < 0.2) return;
+    p->last = now;
+    double el = now - p->t0, rate = el > 0 ? done / el : 0, eta = rate > 0 ? (total - done) / rate : 0;
+    char bar[31];
+    int fill = (int)(30.0 * done / total);
+    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "\r[%s] %d/%d  %.1f items/s  %.0f tokens/s  ETA %dm%02ds ", bar, done, total, rate,
+            el > 0 ? tokens / el : 0.0, (int)eta / 60, (int)eta % 60);
+    if (done == total) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static int eval_mc(const char *ckpt, const char *task_name, const char *tok_spec, const char *dir, int limit,
+                   int bos, const char *json) {
+    ml_mc_task task;
+    if (ml_mc_task_parse(task_name, &task) != ML_OK) return ml_cli_fail("eval");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, ml_mc_task_file(task));
+    ml_model m;
+    memset(&m, 0, sizeof m);
+    ml_tokenizer *tok = NULL;
+    ml_mc_set set = {0};
+    ml_mc_result res = {0};
+    progress_state ps = {ml_now_seconds(), 0};
+    ml_mc_opts o = {.add_bos = bos, .progress = progress, .progress_user = &ps};
+    ml_status s = ml_mc_load(&set, task, path, limit);
+    if (s == ML_OK) s = ml_tokenizer_open(&tok, tok_spec);
+    if (s == ML_OK) s = ml_checkpoint_load(ckpt, &m, NULL);
+    if (s == ML_OK) s = ml_mc_evaluate(&m, tok, &set, &o, &res);
+    if (s == ML_OK && json) s = ml_mc_write_json(json, &set, &res);
+    if (s == ML_OK)
+        printf("{\"task\":\"%s\",\"items\":%d,\"acc\":%.4f,\"acc_norm\":%.4f,\"seconds\":%.1f}\n", task_name, res.n,
+               res.acc, res.acc_norm, res.seconds);
+    ml_mc_result_free(&res);
+    ml_mc_free(&set);
+    ml_tokenizer_free(tok);
+    if (m.params) ml_model_free(&m);
+    return s == ML_OK ? 0 : ml_cli_fail("eval");
+}
+
 int ml_cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL;
+    const char *ckpt = NULL, *task = NULL, *tok = "bytes", *dir = ML_SOURCE_DIR "/../shared/data/eval", *json = NULL;
     ml_str_list data = {0};
-    int B = 4, T = 256, max_batches = 0;
+    int B = 4, T = 256, max_batches = 0, limit = 0, bos = 0;
     ml_opt opts[] = {
         {"ckpt", ML_OPT_STR, &ckpt, "checkpoint (.h5)", 1, 0},
-        {"data", ML_OPT_STR_LIST, &data, "token shards to score", 1, 0},
+        {"data", ML_OPT_STR_LIST, &data, "token shards to score (loss and perplexity)", 0, 0},
         {"batch", ML_OPT_INT, &B, "sequences per batch (default 4)", 0, 0},
         {"seq", ML_OPT_INT, &T, "tokens per sequence (default 256)", 0, 0},
         {"max-batches", ML_OPT_INT, &max_batches, "stop after this many batches (default: one pass)", 0, 0},
+        {"task", ML_OPT_STR, &task, "zero-shot multiple choice: hellaswag, piqa, arc_easy, arc_challenge", 0, 0},
+        {"tokenizer", ML_OPT_STR, &tok, "tokenizer for --task: bytes (default) or a tokenizer file", 0, 0},
+        {"eval-dir", ML_OPT_STR, &dir, "folder of the task files (default ../shared/data/eval)", 0, 0},
+        {"limit", ML_OPT_INT, &limit, "score only the first N items of --task (default: all)", 0, 0},
+        {"bos", ML_OPT_FLAG, &bos, "begin every --task context with BOS (the harness does not)", 0, 0},
+        {"json", ML_OPT_STR, &json, "also write the --task results with per-item scores to this file", 0, 0},
     };
-    int rc = ml_args_parse("eval", "--ckpt CKPT --data SHARD... [--batch B] [--seq T]", opts, 5, argc, argv);
+    int rc = ml_args_parse("eval",
+                           "--ckpt CKPT (--data SHARD... [--batch B] [--seq T] | --task TASK [--tokenizer bytes|PATH] "
+                           "[--limit N] [--json FILE])",
+                           opts, 11, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
+    if ((task != NULL) == (data.count > 0)) {
+        fprintf(stderr, "mobilellm eval: give either --data SHARD... or --task TASK\n");
+        return 2;
+    }
+    if (task) {
+        if (limit < 0) {
+            fprintf(stderr, "mobilellm eval: --limit %d must be >= 0\n", limit);
+            return 2;
+        }
+        return eval_mc(ckpt, task, tok, dir, limit, bos, json);
+    }
     if (B < 1 || T < 1 || max_batches < 0) {
         fprintf(stderr, "mobilellm eval: --batch and --seq must be positive\n");
         return 2;

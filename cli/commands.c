@@ -8,6 +8,7 @@ ML_DECLARE(train)
 ML_DECLARE(distill)
 ML_DECLARE(eval)
 ML_DECLARE(logits)
+ML_DECLARE(sample)
 ML_DECLARE(tokenize)
 ML_DECLARE(data)
 ML_DECLARE(tokenizer)
@@ -25,6 +26,7 @@ const ml_command ml_commands[] = {
     {"distill", ml_cmd_distill, "train from a teacher's logits (forward/reverse KL, JSD)"},
     {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
+    {"sample", ml_cmd_sample, "generate text from a checkpoint (KV cache; temperature, top-k, top-p)"},
     {"tokenize", ml_cmd_tokenize, "text files -> token shard (bytes or a tokenizer file)"},
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
     {"tokenizer", ml_cmd_tokenizer, "encode, decode, inspect or train (byte-level BPE) a tokenizer"},

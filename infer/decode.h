@@ -1,0 +1,46 @@
+/* Incremental (KV-cached) forward pass of every MobileLLM variant, for generation and scoring.
+ * Feed tokens in any number of calls: each call runs its tokens through the network in batched
+ * chunks of up to max_chunk tokens (GEMMs through the same kernels as training), at absolute
+ * positions continuing from the previous call, attending to the cache and to the chunk itself.
+ * The logits equal ml_model_forward + ml_model_logits on the whole sequence (tests/test_decode.c).
+ * All memory (cache, scratch, RoPE tables) is allocated by ml_decoder_create; nothing per token. */
+#ifndef ML_INFER_DECODE_H
+#define ML_INFER_DECODE_H
+
+#include <stdint.h>
+
+#include "infer/kv_cache.h"
+#include "train/model.h"
+
+typedef struct {
+    const ml_model *m;
+    ml_kv_cache kv;
+    int max_chunk;
+    ml_arena arena;
+    float *x, *mid, *ln, *rstd, *q, *k, *v, *q_rstd, *k_rstd, *att, *gate, *up, *h;
+    float *logits; /* [V] logits of the last token fed */
+    float *rope_cos, *rope_sin;
+    int32_t *pos; /* [max_chunk] */
+} ml_decoder;
+
+/* max_len: positions the sequence may reach; max_chunk: tokens per batched pass (>= 1). */
+ml_status ml_decoder_create(ml_decoder *d, const ml_model *m, int max_len, int max_chunk);
+void ml_decoder_free(ml_decoder *d);
+/* Start a new sequence (position 0). */
+static inline void ml_decoder_reset(ml_decoder *d) { ml_kv_cache_reset(&d->kv); }
+/* Tokens consumed so far = the position of the next token. */
+static inline int ml_decoder_len(const ml_decoder *d) { return d->kv.len; }
+/* Logits [V] after the last token fed. */
+static inline const float *ml_decoder_logits(const ml_decoder *d) { return d->logits; }
+
+/* Feed n tokens. If `logits` is not NULL it receives the logits of tokens logits_from..n-1 of this
+ * call, [n - logits_from, V]. The last token's logits are always in ml_decoder_logits(d).
+ * Fails (nothing consumed) on an id outside the vocabulary or when the sequence would pass max_len. */
+ml_status ml_decoder_feed(ml_decoder *d, const int32_t *tokens, int n, int logits_from, float *logits);
+
+/* Move back to position len <= ml_decoder_len(d), forgetting later tokens (for scoring several
+ * continuations of one context). Not possible when a sliding-window ring buffer has already
+ * overwritten positions that len would need again: returns ML_ERR_UNSUPPORTED, nothing changed. */
+ml_status ml_decoder_rewind(ml_decoder *d, int len);
+
+#endif

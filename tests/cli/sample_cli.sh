@@ -1,0 +1,35 @@
+# `mobilellm sample`: same seed -> same text, different seeds differ, greedy is deterministic,
+# statistics on stderr, bad options fail with one line.
+source "$(dirname "$0")/common.bash"
+ok "$M" init --config "$SRC/configs/tiny-pro.json" --seed 2 --out "$W/m.h5" >/dev/null
+run() { "$M" sample --ckpt "$W/m.h5" --prompt "Once upon" --tokens 60 "$@" 2>"$W/err"; }
+run --seed 5 >"$W/a" || fail "sample seed 5"
+run --seed 5 >"$W/b" || fail "sample seed 5 again"
+run --seed 6 >"$W/c" || fail "sample seed 6"
+cmp -s "$W/a" "$W/b" || fail "the same seed gave different text"
+cmp -s "$W/a" "$W/c" && fail "different seeds gave the same text"
+[ -s "$W/a" ] || fail "no text generated"
+grep -Eq "prefill: 9 tokens.*decode: [0-9]+ tokens" "$W/err" || { fail "no statistics line"; cat "$W/err"; }
+run --temperature 0 --seed 1 >"$W/g1" || fail "greedy"
+run --temperature 0 --seed 2 >"$W/g2" || fail "greedy"
+cmp -s "$W/g1" "$W/g2" || fail "greedy depends on the seed"
+run --top-k 5 --top-p 0.9 --temperature 0.7 >/dev/null || fail "top-k + top-p"
+"$M" sample --ckpt "$W/m.h5" --tokens 5 >/dev/null 2>&1 || fail "empty prompt (starts from BOS)"
+expect_fail "negative temperature" -- "$M" sample --ckpt "$W/m.h5" --temperature -1
+expect_fail "top-p above 1" -- "$M" sample --ckpt "$W/m.h5" --top-p 1.5
+expect_fail "negative top-k" -- "$M" sample --ckpt "$W/m.h5" --top-k -3
+expect_fail "negative tokens" -- "$M" sample --ckpt "$W/m.h5" --tokens -3
+expect_fail "missing checkpoint" -- "$M" sample --ckpt "$W/nope.h5"
+expect_fail "unknown tokenizer" -- "$M" sample --ckpt "$W/m.h5" --tokenizer "$W/nope.model"
+# eval --task on a two-item PIQA file: JSON results, bad input
+printf '%s\n' '{"goal": "Open a jar.", "sol1": "Twist the lid.", "sol2": "Eat the lid.", "label": 0}' \
+    '{"goal": "Dry hair.", "sol1": "Use a towel.", "sol2": "Use a rock.", "label": 0}' >"$W/piqa_valid.jsonl"
+ok "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --json "$W/r.json" >"$W/out" 2>/dev/null
+grep -q '"items":2' "$W/out" || fail "eval --task output: $(cat "$W/out")"
+$PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['items']==2 and len(d['scores'])==2" "$W/r.json" || fail "eval --json"
+expect_fail "unknown task" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task winogrande --json "$W/x.json"
+expect_fail "missing task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task arc_easy --eval-dir "$W" --json "$W/x.json"
+expect_fail "task and data together" -- "$M" eval --ckpt "$W/m.h5" --task piqa --data "$W/m.h5"
+mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"
+expect_fail "malformed task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/bad" --json "$W/x.json"
+finish

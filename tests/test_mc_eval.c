@@ -1,5 +1,5 @@
 /* Zero-shot multiple choice against a PyTorch implementation of the same scoring
- * (tests/reference/mc_eval_ref.py on tests/reference/mobilellm_torch.py): for the first 20 items of
+ * (tests/reference/mc_eval_ref.py on tests/reference/mobilellm_torch.py): for the first 8 items of
  * HellaSwag, PIQA, ARC-Easy and ARC-Challenge (../shared/data/eval; skipped when absent) and for a
  * crafted HellaSwag file exercising the WikiHow-markup preprocessing, a tiny model (tiny-v1 with
  * layer sharing; tiny-pro with its window of 8 on PIQA) must give the same contexts and choices
@@ -92,10 +92,10 @@ static int have_data(void) { return access(EVAL_DIR "/piqa_valid.jsonl", R_OK) =
 /* weights of both presets, then one Python process for every job */
 static int setup_jobs(void **state) {
     if (have_data()) {
-        add_job("tiny-v1", ML_MC_HELLASWAG, EVAL_DIR "/hellaswag_val.jsonl", 20, 0);
-        add_job("tiny-v1", ML_MC_PIQA, EVAL_DIR "/piqa_valid.jsonl", 20, 0);
-        add_job("tiny-v1", ML_MC_ARC_EASY, EVAL_DIR "/arc_easy_test.jsonl", 20, 0);
-        add_job("tiny-v1", ML_MC_ARC_CHALLENGE, EVAL_DIR "/arc_challenge_test.jsonl", 20, 0);
+        add_job("tiny-v1", ML_MC_HELLASWAG, EVAL_DIR "/hellaswag_val.jsonl", 8, 0);
+        add_job("tiny-v1", ML_MC_PIQA, EVAL_DIR "/piqa_valid.jsonl", 8, 0);
+        add_job("tiny-v1", ML_MC_ARC_EASY, EVAL_DIR "/arc_easy_test.jsonl", 8, 0);
+        add_job("tiny-v1", ML_MC_ARC_CHALLENGE, EVAL_DIR "/arc_challenge_test.jsonl", 8, 0);
         add_job("tiny-pro", ML_MC_PIQA, EVAL_DIR "/piqa_valid.jsonl", 10, 0);
     } else {
         fprintf(stderr, "real task files skipped: %s is absent\n", EVAL_DIR);

@@ -5,6 +5,7 @@
 #include "cli/args.h"
 #include "io/gguf_export.h"
 #include "io/hf_checkpoint.h"
+#include "io/hf_tokenizer.h"
 #include "train/checkpoint.h"
 
 static int export_gguf(const char *ckpt, const char *out, const char *type_name, const char *tokenizer) {
@@ -43,7 +44,7 @@ int ml_cmd_export(int argc, char **argv) {
         {"dtype", ML_OPT_STR, &dtype_name, "hf: f32 | bf16 | f16 (default: the dtype the weights were imported in, else f32)", 0, 0},
         {"shard-mb", ML_OPT_INT, &shard_mb, "hf: split into shards of at most this many MB (default: one file)", 0, 0},
         {"type", ML_OPT_STR, &type_name, "gguf: f32 | f16 | q8_0 | q4_0 for the matrices (default f32; norms stay f32)", 0, 0},
-        {"tokenizer", ML_OPT_STR, &tokenizer, "gguf: SentencePiece .model for the vocabulary (default: the byte vocabulary)", 0, 0},
+        {"tokenizer", ML_OPT_STR, &tokenizer, "the model's tokenizer (bytes, SentencePiece .model; hf: also tokenizer.json), written beside the weights", 0, 0},
     };
     int rc = ml_args_parse("export",
                            "--ckpt CKPT --format hf --out DIR [--dtype f32|bf16|f16]\n"
@@ -59,8 +60,8 @@ int ml_cmd_export(int argc, char **argv) {
         fprintf(stderr, "mobilellm export: --dtype and --shard-mb are for --format hf (gguf takes --type)\n");
         return 2;
     }
-    if (!gguf && (type_name || tokenizer)) {
-        fprintf(stderr, "mobilellm export: --type and --tokenizer are for --format gguf (hf takes --dtype)\n");
+    if (!gguf && type_name) {
+        fprintf(stderr, "mobilellm export: --type is for --format gguf (hf takes --dtype)\n");
         return 2;
     }
     if (gguf) return export_gguf(ckpt, out, type_name, tokenizer);
@@ -81,6 +82,7 @@ int ml_cmd_export(int argc, char **argv) {
         return 2;
     }
     ml_status s = ml_hf_export(&m, out, dt, (uint64_t)shard_mb * 1000000ull);
+    if (s == ML_OK && tokenizer) s = ml_hf_write_tokenizer(out, tokenizer, m.cfg.max_position_embeddings);
     if (s == ML_OK)
         printf("%s: %s, %lld parameters as %s (%s)\n", out, m.cfg.name, (long long)ml_config_num_params(&m.cfg),
                ml_st_dtype_name(dt), m.cfg.layer_repeat > 1 ? "shared blocks written once per application" : "HF layout");

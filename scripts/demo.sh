@@ -31,5 +31,5 @@ for line in open(sys.argv[1]):
         print(f"  step {r['step']:5d}  training loss {r['loss']:.3f}")
 PYEOF
 /usr/bin/python3 scripts/plot_metrics.py "$OUT/run/metrics.jsonl" "$OUT/loss.svg" >/dev/null
-$M export --ckpt "$CKPT" --format hf --out "$OUT/hf"
+$M export --ckpt "$CKPT" --format hf --out "$OUT/hf" --tokenizer bytes
 echo "== done: checkpoint $CKPT, loss plot $OUT/loss.svg, Hugging Face export $OUT/hf"

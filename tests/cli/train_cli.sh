@@ -119,6 +119,15 @@ ok "$M" export --ckpt "$CK" --out "$W/hfb" --dtype bf16 >/dev/null
 ok "$M" import --from "$W/hfb" --out "$W/reb.h5" >/dev/null
 ok "$M" export --ckpt "$W/reb.h5" --out "$W/hfb2" >/dev/null
 cmp -s "$W/hfb/model.safetensors" "$W/hfb2/model.safetensors" || fail "bf16 round trip"
+# tokenizer files beside the weights: the byte tokenizer as a byte-level tokenizer.json
+ok "$M" export --ckpt "$CK" --out "$W/hft" --tokenizer bytes >/dev/null
+$PY - "$W/hft" <<'PYEOF' || fail "byte tokenizer.json"
+import json, sys
+t = json.load(open(sys.argv[1] + "/tokenizer.json")); c = json.load(open(sys.argv[1] + "/tokenizer_config.json"))
+v = t["model"]["vocab"]
+assert len(v) == 256 and sorted(v.values()) == list(range(256)) and v["\u0120"] == 32 and t["model"]["merges"] == []
+assert [a["id"] for a in t["added_tokens"]] == [256, 257, 258] and c["eos_token"] == "</s>"
+PYEOF
 # layer sharing is unrolled for transformers: 2 blocks x 2 applications -> 4 HF layers
 ok "$M" export --ckpt "$W/c10/ckpt_00000010.h5" --out "$W/hf_ls" >/dev/null
 grep -q '"num_hidden_layers": 4' "$W/hf_ls/config.json" || fail "layer-shared export not unrolled"

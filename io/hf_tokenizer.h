@@ -1,0 +1,13 @@
+/* Tokenizer files beside a Hugging Face export, so transformers' AutoTokenizer and generate work
+ * on the directory: the byte tokenizer as a byte-level tokenizer.json (ids = bytes, no merges,
+ * <s> </s> <pad> = 256 257 258), a SentencePiece model as tokenizer.model (LlamaTokenizer), an HF
+ * tokenizer.json as itself; each with tokenizer_config.json. */
+#ifndef ML_HF_TOKENIZER_H
+#define ML_HF_TOKENIZER_H
+
+#include "common/status.h"
+
+/* spec: "bytes" or a tokenizer file (recognised by content). max_len: model_max_length. */
+ml_status ml_hf_write_tokenizer(const char *dir, const char *spec, int max_len);
+
+#endif

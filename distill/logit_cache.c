@@ -243,18 +243,26 @@ static ml_status open_cache(ml_logit_cache *c, const char *path) {
         return ml_fail(ML_ERR_UNSUPPORTED, "%s: logit cache version %lld is not supported (this build reads %d)", path,
                        (long long)v, ML_LOGIT_CACHE_VERSION);
     ml_logit_cache_info *in = &c->info;
-    ML_TRY(get_int(f, "batch", 1, INT32_MAX, &v)); in->B = (int)v;
-    ML_TRY(get_int(f, "seq", 1, INT32_MAX, &v)); in->T = (int)v;
-    ML_TRY(get_int(f, "vocab_size", 1, INT32_MAX, &v)); in->vocab_size = (int)v;
+    ML_TRY(get_int(f, "batch", 1, INT32_MAX, &v));
+    in->B = (int)v;
+    ML_TRY(get_int(f, "seq", 1, INT32_MAX, &v));
+    in->T = (int)v;
+    ML_TRY(get_int(f, "vocab_size", 1, INT32_MAX, &v));
+    in->vocab_size = (int)v;
     ML_TRY(get_int(f, "topk", 1, in->vocab_size < 65536 ? in->vocab_size : 65536, &v));
     in->K = (int)v;
-    if ((int64_t)in->B * in->T * in->K > ((int64_t)1 << 31))
+    if ((double)in->B * in->T * in->K > 2147483647.0)
         return ml_fail(ML_ERR_FORMAT, "%s: batch of %d x %d x %d entries is too large", path, in->B, in->T, in->K);
-    ML_TRY(get_int(f, "data_tokens", 0, INT64_MAX, &v)); in->data_tokens = (uint64_t)v;
-    ML_TRY(get_int(f, "data_shards", 1, INT32_MAX, &v)); in->data_shards = (int)v;
-    ML_TRY(get_int(f, "cursor_epoch", 0, INT64_MAX, &v)); in->start.epoch = (uint64_t)v;
-    ML_TRY(get_int(f, "cursor_shard", 0, INT64_MAX, &v)); in->start.shard = (uint64_t)v;
-    ML_TRY(get_int(f, "cursor_offset", 0, INT64_MAX, &v)); in->start.offset = (uint64_t)v;
+    ML_TRY(get_int(f, "data_tokens", 0, INT64_MAX, &v));
+    in->data_tokens = (uint64_t)v;
+    ML_TRY(get_int(f, "data_shards", 1, INT32_MAX, &v));
+    in->data_shards = (int)v;
+    ML_TRY(get_int(f, "cursor_epoch", 0, INT64_MAX, &v));
+    in->start.epoch = (uint64_t)v;
+    ML_TRY(get_int(f, "cursor_shard", 0, INT64_MAX, &v));
+    in->start.shard = (uint64_t)v;
+    ML_TRY(get_int(f, "cursor_offset", 0, INT64_MAX, &v));
+    in->start.offset = (uint64_t)v;
     ML_TRY(get_str(f, "tokenizer", in->tokenizer, sizeof in->tokenizer));
     ML_TRY(get_str(f, "teacher", in->teacher, sizeof in->teacher));
     ML_TRY(get_str(f, "teacher_name", in->teacher_name, sizeof in->teacher_name));

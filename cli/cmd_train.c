@@ -11,7 +11,7 @@
 int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     ml_train_args a;
     ml_train_args_defaults(&a);
-    const char *optim = "adamw", *schedule = "cosine", *kd_loss = "fkl";
+    const char *optim = "adamw", *schedule = "cosine", *kd_loss = "fkl", *kd_tail = "renorm";
     ml_str_list data = {0};
     int64_t seed = (int64_t)a.seed;
     ml_opt opts[] = {
@@ -49,19 +49,21 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
         {"rope-theta", ML_OPT_FLOAT, &a.rope_theta, "set RoPE theta for this run (e.g. raised for context extension)", 0, 0},
         /* distill only (kept last) */
         {"teacher", ML_OPT_STR, &a.teacher, "teacher checkpoint or HF directory (same tokenizer)", 0, 0},
+        {"cache", ML_OPT_STR, &a.cache, "or a teacher-logit cache of this data, B and T (teacher-logits)", 0, 0},
+        {"tail", ML_OPT_STR, &kd_tail, "with --cache: renorm | bucket (default renorm)", 0, 0},
         {"loss", ML_OPT_STR, &kd_loss, "fkl | rkl | jsd (default fkl)", 0, 0},
         {"temperature", ML_OPT_FLOAT, &a.temperature, "distillation temperature (default 1)", 0, 0},
         {"beta", ML_OPT_FLOAT, &a.kd_beta, "JSD mixing weight (default 0.5)", 0, 0},
         {"ce-weight", ML_OPT_FLOAT, &a.ce_weight, "weight of the hard-label cross-entropy (default 0)", 0, 0},
     };
-    const int n_opts = (int)(sizeof opts / sizeof opts[0]) - (distill ? 0 : 5);
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]) - (distill ? 0 : 7);
     int rc = ml_args_parse(cmd,
-                           distill ? "--teacher CKPT|HF_DIR (--init CKPT | --config CFG | --resume CKPT) --data SHARD... "
+                           distill ? "(--teacher CKPT|HF_DIR | --cache CACHE.h5 [--tail renorm|bucket]) (--init CKPT | --config CFG | --resume CKPT) --data SHARD... "
                                      "--out DIR [--loss fkl|rkl|jsd] [--temperature T] [--ce-weight W] [train options]"
                                    : "(--config CFG | --init CKPT | --resume CKPT) --data SHARD... --out DIR [options]",
                            opts, n_opts, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
-    char *stored_strings = NULL, *stored_teacher = NULL;
+    char *stored_strings = NULL, *stored_teacher = NULL, *stored_cache = NULL;
     if (a.resume_ckpt) {
         /* A resumed run uses its stored arguments; options given now override them. */
         char *json = NULL;
@@ -81,13 +83,18 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
                     n_keep++;
                 }
             ml_status s = ml_train_args_from_json(&a, json, keep, n_keep, &stored_strings);
-            if (s == ML_OK && !a.teacher) s = ml_train_args_stored_teacher(json, &stored_teacher);
+            if (s == ML_OK && !a.teacher && !a.cache) s = ml_train_args_stored_teacher(json, &stored_teacher);
+            if (s == ML_OK && !a.teacher && !a.cache) s = ml_train_args_stored_str(json, "cache", &stored_cache);
             free(json);
             if (s != ML_OK) return ml_cli_fail(cmd);
             static char stored_kd[8];
             snprintf(stored_kd, sizeof stored_kd, "%s", a.kd_loss);
             if (!ml_args_seen(opts, n_opts, "loss")) kd_loss = stored_kd;
             if (stored_teacher) a.teacher = stored_teacher;
+            if (stored_cache) a.cache = stored_cache;
+            static char stored_tail[8];
+            snprintf(stored_tail, sizeof stored_tail, "%s", a.kd_tail);
+            if (!ml_args_seen(opts, n_opts, "tail")) kd_tail = stored_tail;
             static char stored_schedule[16], stored_optim[16];
             snprintf(stored_schedule, sizeof stored_schedule, "%s", a.schedule);
             snprintf(stored_optim, sizeof stored_optim, "%s", a.optim);
@@ -107,15 +114,18 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     snprintf(a.optim, sizeof a.optim, "%s", optim);
     snprintf(a.schedule, sizeof a.schedule, "%s", schedule);
     snprintf(a.kd_loss, sizeof a.kd_loss, "%s", kd_loss);
-    if (distill && !a.teacher) {
-        fprintf(stderr, "mobilellm distill: missing --teacher (see --help)\n");
+    snprintf(a.kd_tail, sizeof a.kd_tail, "%s", kd_tail);
+    if (distill && !a.teacher && !a.cache) {
+        fprintf(stderr, "mobilellm distill: missing --teacher or --cache (see --help)\n");
         free(stored_strings);
+        free(stored_cache);
         return 2;
     }
     a.seed = (uint64_t)seed;
     ml_status s = ml_train(&a);
     free(stored_strings);
     free(stored_teacher);
+    free(stored_cache);
     if (s == ML_ERR_INTERRUPTED) return 130;
     if (s != ML_OK) return ml_cli_fail(cmd);
     return 0;

@@ -6,6 +6,7 @@ ML_DECLARE(init)
 ML_DECLARE(info)
 ML_DECLARE(train)
 ML_DECLARE(distill)
+ML_DECLARE(teacher_logits)
 ML_DECLARE(eval)
 ML_DECLARE(logits)
 ML_DECLARE(sample)
@@ -24,6 +25,7 @@ const ml_command ml_commands[] = {
     {"info", ml_cmd_info, "describe a checkpoint"},
     {"train", ml_cmd_train, "train (or resume) on token shards"},
     {"distill", ml_cmd_distill, "train from a teacher's logits (forward/reverse KL, JSD)"},
+    {"teacher-logits", ml_cmd_teacher_logits, "a teacher's top-K log-probabilities over the training batches (HDF5)"},
     {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},
     {"sample", ml_cmd_sample, "generate text from a checkpoint (KV cache; temperature, top-k, top-p)"},

@@ -1,5 +1,6 @@
 #include "distill/kd_head.h"
 
+#include "distill/logit_cache.h"
 #include "train/ops/ops.h"
 
 ml_status ml_kd_check_pair(const ml_model *student, const ml_model *teacher) {
@@ -51,4 +52,42 @@ ml_status ml_kd_head_loss(ml_model *student, ml_model *teacher, const ml_batch *
     float *tail = teacher->head_scratch + (size_t)teacher->head_chunk * teacher->cfg.vocab_size;
     kd_ctx k = {teacher, c, stats ? stats : &local, tail, tail + teacher->head_chunk};
     return ml_model_head_custom(student, b, kd_rows, &k, grad_scale, loss_sum, count);
+}
+
+typedef struct {
+    const ml_logit_batch *lb;
+    int K;
+    const ml_kd_config *cfg;
+    ml_kd_tail tail;
+    ml_kd_stats *stats;
+    float *ce; /* per-row cross-entropy, in the head's spare per-row slot */
+} kd_cache_ctx;
+
+static void kd_cache_rows(void *p, float *logits, float *losses, const int32_t *targets, int row0, int rows, int V,
+                          float grad_scale) {
+    kd_cache_ctx *k = p;
+    const int64_t o = (int64_t)row0 * k->K;
+    ml_kd_sparse_rows(logits, k->lb->ids + o, k->lb->logprobs + o, k->lb->tail + row0, k->K, losses, k->ce, targets,
+                      rows, V, k->cfg, k->tail, grad_scale);
+    const float w = k->cfg->ce_weight;
+    for (int r = 0; r < rows; r++) {
+        const float kd = losses[r];
+        losses[r] = (1.0f - w) * kd + w * k->ce[r];
+        if (targets[r] >= 0) {
+            k->stats->kd_sum += kd;
+            k->stats->ce_sum += k->ce[r];
+            k->stats->count++;
+        }
+    }
+}
+
+ml_status ml_kd_cache_head_loss(ml_model *student, const ml_logit_batch *lb, int K, const ml_batch *b,
+                                const ml_kd_config *c, ml_kd_tail tail, float grad_scale, double *loss_sum,
+                                int64_t *count, ml_kd_stats *stats) {
+    if (K < 1 || K > ML_KD_MAX_TOPK) return ml_fail(ML_ERR_ARG, "top-K of %d not in 1..%d", K, ML_KD_MAX_TOPK);
+    ml_kd_stats local = {0};
+    /* the fused head's per-row area is 2 * chunk floats: losses, then this */
+    float *ce = student->head_scratch + (size_t)student->head_chunk * student->cfg.vocab_size + student->head_chunk;
+    kd_cache_ctx k = {lb, K, c, tail, stats ? stats : &local, ce};
+    return ml_model_head_custom(student, b, kd_cache_rows, &k, grad_scale, loss_sum, count);
 }

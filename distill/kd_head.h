@@ -18,4 +18,11 @@ ml_status ml_kd_check_pair(const ml_model *student, const ml_model *teacher);
 ml_status ml_kd_head_loss(ml_model *student, ml_model *teacher, const ml_batch *b, const ml_kd_config *c,
                           float grad_scale, double *loss_sum, int64_t *count, ml_kd_stats *stats);
 
+/* Distillation from a teacher-logit cache batch (distill/logit_cache.h): the sparse losses of
+ * ml_kd_sparse_rows on each chunk of the student's fused head, same reporting as ml_kd_head_loss. */
+typedef struct ml_logit_batch ml_logit_batch;
+ml_status ml_kd_cache_head_loss(ml_model *student, const ml_logit_batch *lb, int K, const ml_batch *b,
+                                const ml_kd_config *c, ml_kd_tail tail, float grad_scale, double *loss_sum,
+                                int64_t *count, ml_kd_stats *stats);
+
 #endif

@@ -49,7 +49,7 @@ void ml_kd_rows(float *zs, float *zt, float *kd, float *ce, const int32_t *targe
             continue;
         }
         const double lse_s = lse_scaled(s, V, inv_tau), lse_t = lse_scaled(t, V, inv_tau);
-        const double lse_ce = w_ce > 0 ? lse_scaled(s, V, 1.0f) : 0.0;
+        const double lse_ce = lse_scaled(s, V, 1.0f); /* cross-entropy is reported even when not mixed in */
         ce[r] = (float)(lse_ce - s[y]);
         /* pass 1: the divergence (and the row scalar its gradient needs) */
         double div = 0, S = 0;
@@ -90,5 +90,124 @@ void ml_kd_rows(float *zs, float *zt, float *kd, float *ce, const int32_t *targe
             if (w_ce > 0) gv += g_ce * (exp(s[v] - lse_ce) - (v == y));
             s[v] = (float)gv;
         }
+    }
+}
+
+/* ---------------------------------------------------------------- sparse (top-K) targets */
+
+static const char *const tail_names[] = {"renorm", "bucket"};
+
+ml_status ml_kd_tail_parse(const char *name, ml_kd_tail *tail) {
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(name, tail_names[i])) {
+            *tail = (ml_kd_tail)i;
+            return ML_OK;
+        }
+    return ml_fail(ML_ERR_ARG, "unknown tail mode '%s' (expected renorm or bucket)", name);
+}
+
+const char *ml_kd_tail_name(ml_kd_tail tail) { return tail_names[tail]; }
+
+void ml_kd_sparse_rows(float *zs, const int32_t *ids, const float *lt, const float *tail, int K, float *kd, float *ce,
+                       const int32_t *targets, int n, int V, const ml_kd_config *c, ml_kd_tail mode,
+                       float grad_scale) {
+    const float inv_tau = 1.0f / c->temperature, tau = c->temperature;
+    const double w_kd = 1.0 - c->ce_weight, w_ce = c->ce_weight, beta = c->beta;
+    const int bucket = mode == ML_KD_TAIL_BUCKET, nc = K + bucket; /* categories */
+    const int tau_one = c->temperature == 1.0f;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < n; r++) {
+        float *s = zs + (int64_t)r * V;
+        const int32_t *id = ids + (int64_t)r * K;
+        const float *lq_in = lt + (int64_t)r * K;
+        const int y = targets[r];
+        if (y < 0) {
+            kd[r] = ce[r] = 0.0f;
+            if (grad_scale != 0.0f) memset(s, 0, sizeof(float) * (size_t)V);
+            continue;
+        }
+        float zk[ML_KD_MAX_TOPK];
+        double lq[ML_KD_MAX_TOPK + 1], lP[ML_KD_MAX_TOPK + 1], h[ML_KD_MAX_TOPK + 1];
+        for (int k = 0; k < K; k++) zk[k] = s[id[k]];
+        const float zy = s[y];
+        float mx = -INFINITY;
+        for (int v = 0; v < V; v++) mx = fmaxf(mx, s[v]);
+        /* student: sum of exp((z - max) / tau), kept per element when the gradient needs it and the
+         * softmax at tau also serves cross-entropy */
+        const int store = grad_scale != 0.0f && (tau_one || w_ce == 0);
+        float sum_s = 0.0f, sum_c = 0.0f;
+        /* cross-entropy is always reported; at tau = 1 it shares the student's sum */
+        if (!tau_one)
+            for (int v = 0; v < V; v++) sum_c += expf(s[v] - mx);
+        if (store) {
+            for (int v = 0; v < V; v++) sum_s += s[v] = expf((s[v] - mx) * inv_tau);
+        } else {
+            for (int v = 0; v < V; v++) sum_s += expf((s[v] - mx) * inv_tau);
+        }
+        if (tau_one) sum_c = sum_s;
+        const double log_sum_s = log((double)sum_s);
+        const double lse_ce = mx + log((double)sum_c);
+        ce[r] = (float)(lse_ce - zy);
+        /* student categories */
+        double sumP = 0;
+        for (int k = 0; k < K; k++) {
+            lP[k] = (double)(zk[k] - mx) * inv_tau - log_sum_s;
+            sumP += exp(lP[k]);
+        }
+        if (bucket) lP[K] = log(fmax(1.0 - sumP, 1e-20));
+        /* teacher categories, re-tempered and normalised */
+        double amax = -INFINITY;
+        for (int k = 0; k < K; k++) amax = fmax(amax, lq[k] = (double)lq_in[k] * inv_tau);
+        if (bucket) amax = fmax(amax, lq[K] = tail[r] > 0 ? log((double)tail[r]) * inv_tau : -INFINITY);
+        double sq = 0;
+        for (int i = 0; i < nc; i++) sq += exp(lq[i] - amax);
+        const double lse_q = amax + log(sq);
+        for (int i = 0; i < nc; i++) lq[i] -= lse_q;
+        /* divergence, h_c = P_c dD/dP_c and its sum */
+        double div = 0, G = 0, g_rest = 0;
+        for (int i = 0; i < nc; i++) {
+            const double q = exp(lq[i]), P = exp(lP[i]);
+            double g;
+            if (c->kind == ML_KD_FKL) {
+                if (q > 0) div += q * (lq[i] - lP[i]);
+                h[i] = -q;
+                g = -q / P;
+            } else if (c->kind == ML_KD_RKL) {
+                div += P * (lP[i] - lq[i]);
+                g = lP[i] - lq[i] + 1.0;
+                h[i] = P * g;
+            } else {
+                const double m = beta * q + (1 - beta) * P, lm = log(m);
+                if (q > 0) div += beta * q * (lq[i] - lm);
+                if (P > 0) div += (1 - beta) * P * (lP[i] - lm);
+                g = m > 0 ? (1 - beta) * (lP[i] - lm) : 0.0;
+                h[i] = P * g;
+            }
+            G += h[i];
+            if (i == K) g_rest = g;
+        }
+        kd[r] = (float)(tau * tau * div);
+        if (grad_scale == 0.0f) continue;
+        /* gradient: every entry as the rest category, then the K ids and the target fixed up */
+        const double A = grad_scale * w_kd * tau; /* tau^2 / tau */
+        const double B = grad_scale * w_ce;
+        const float a_rest = (float)(A * (g_rest - G) / sum_s);
+        if (store) {
+            const float b = (float)(B / sum_s), coef = a_rest + (tau_one ? b : 0.0f);
+            for (int v = 0; v < V; v++) s[v] *= coef;
+        } else { /* cross-entropy at tau = 1 next to a divergence at another temperature */
+            const float b = (float)(B / sum_c);
+            for (int v = 0; v < V; v++) {
+                const float d = s[v] - mx;
+                s[v] = a_rest * expf(d * inv_tau) + b * expf(d);
+            }
+        }
+        for (int k = 0; k < K; k++) {
+            const double P = exp(lP[k]);
+            double gv = A * (h[k] - P * G);
+            if (w_ce > 0) gv += B * exp((double)zk[k] - lse_ce);
+            s[id[k]] = (float)gv;
+        }
+        s[y] -= (float)B;
     }
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
@@ -45,6 +46,9 @@ static const char *dtype_name(ml_h5_dtype t) {
     case ML_H5_U8: return "uint8";
     case ML_H5_I64: return "int64";
     case ML_H5_U64: return "uint64";
+    case ML_H5_I32: return "int32";
+    case ML_H5_U32: return "uint32";
+    case ML_H5_F16: return "float16";
     default: return "other";
     }
 }
@@ -387,10 +391,20 @@ done:
 static ml_h5_dtype classify(hid_t t) {
     H5T_class_t c = H5Tget_class(t);
     size_t size = H5Tget_size(t);
-    if (c == H5T_FLOAT) return size == 4 ? ML_H5_F32 : size == 8 ? ML_H5_F64 : ML_H5_OTHER;
+    if (c == H5T_FLOAT) {
+        if (size == 2) { /* binary16 only: 1 sign, 5 exponent, 10 mantissa bits */
+            size_t spos, epos, esize, mpos, msize;
+            if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 && spos == 15 && esize == 5 &&
+                msize == 10 && H5Tget_ebias(t) == 15)
+                return ML_H5_F16;
+            H5Eclear2(H5E_DEFAULT);
+        }
+        return size == 4 ? ML_H5_F32 : size == 8 ? ML_H5_F64 : ML_H5_OTHER;
+    }
     if (c == H5T_INTEGER) {
         int sign = H5Tget_sign(t) == H5T_SGN_2;
         if (size == 1 && !sign) return ML_H5_U8;
+        if (size == 4) return sign ? ML_H5_I32 : ML_H5_U32;
         if (size == 8) return sign ? ML_H5_I64 : ML_H5_U64;
     }
     return ML_H5_OTHER;
@@ -688,4 +702,193 @@ ml_status ml_h5_set_attr_f64(ml_h5 *f, const char *obj, const char *name, double
 }
 ml_status ml_h5_get_attr_f64(ml_h5 *f, const char *obj, const char *name, double *value) {
     return get_attr_num(f, obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, value);
+}
+
+/* ---------------- zstd filter and datasets that grow by rows ---------------- */
+
+/* One chunk = one zstd frame with its content size (the registered filter 32015's stream format). */
+static size_t zstd_filter(unsigned flags, size_t cd_nelmts, const unsigned cd_values[], size_t nbytes,
+                          size_t *buf_size, void **buf) {
+    if (flags & H5Z_FLAG_REVERSE) {
+        unsigned long long n = ZSTD_getFrameContentSize(*buf, nbytes);
+        if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > ((size_t)1 << 40)) return 0;
+        void *out = H5allocate_memory(n ? (size_t)n : 1, 0);
+        if (!out) return 0;
+        size_t got = ZSTD_decompress(out, (size_t)n, *buf, nbytes);
+        if (ZSTD_isError(got) || got != n) {
+            H5free_memory(out);
+            return 0;
+        }
+        H5free_memory(*buf);
+        *buf = out;
+        *buf_size = (size_t)n;
+        return got;
+    }
+    int level = cd_nelmts > 0 ? (int)cd_values[0] : 3;
+    if (level < 1 || level > ZSTD_maxCLevel()) level = 3;
+    size_t cap = ZSTD_compressBound(nbytes);
+    void *out = H5allocate_memory(cap, 0);
+    if (!out) return 0;
+    size_t got = ZSTD_compress(out, cap, *buf, nbytes, level);
+    if (ZSTD_isError(got)) {
+        H5free_memory(out);
+        return 0;
+    }
+    H5free_memory(*buf);
+    *buf = out;
+    *buf_size = cap;
+    return got;
+}
+
+static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
+static herr_t zstd_registered = -1;
+static void zstd_register_once(void) {
+    static const H5Z_class2_t cls = {H5Z_CLASS_T_VERS, (H5Z_filter_t)ML_H5_FILTER_ZSTD, 1, 1,
+                                     "Zstandard compression: http://www.zstd.net", NULL, NULL, zstd_filter};
+    h5_quiet();
+    zstd_registered = H5Zregister(&cls);
+}
+
+ml_status ml_h5_register_zstd(void) {
+    pthread_once(&zstd_once, zstd_register_once);
+    if (zstd_registered < 0) return ml_fail(ML_ERR_IO, "cannot register the zstd HDF5 filter: %s", h5_err());
+    return ML_OK;
+}
+
+/* File and memory types of a dtype (the caller closes them when *owned). F16 is a binary16 type built
+ * from float32 as h5py does; memory holds the same bit patterns (no conversion). */
+static ml_status row_types(const ml_h5 *f, ml_h5_dtype dt, hid_t *ftype, hid_t *mtype, size_t *elem, int *owned) {
+    *owned = 0;
+    switch (dt) {
+    case ML_H5_F32: *ftype = H5T_IEEE_F32LE, *mtype = H5T_NATIVE_FLOAT, *elem = 4; return ML_OK;
+    case ML_H5_F64: *ftype = H5T_IEEE_F64LE, *mtype = H5T_NATIVE_DOUBLE, *elem = 8; return ML_OK;
+    case ML_H5_U8: *ftype = H5T_STD_U8LE, *mtype = H5T_NATIVE_UINT8, *elem = 1; return ML_OK;
+    case ML_H5_I64: *ftype = H5T_STD_I64LE, *mtype = H5T_NATIVE_INT64, *elem = 8; return ML_OK;
+    case ML_H5_U64: *ftype = H5T_STD_U64LE, *mtype = H5T_NATIVE_UINT64, *elem = 8; return ML_OK;
+    case ML_H5_I32: *ftype = H5T_STD_I32LE, *mtype = H5T_NATIVE_INT32, *elem = 4; return ML_OK;
+    case ML_H5_U32: *ftype = H5T_STD_U32LE, *mtype = H5T_NATIVE_UINT32, *elem = 4; return ML_OK;
+    case ML_H5_F16: {
+        hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+        if (t < 0 || H5Tset_fields(t, 15, 10, 5, 0, 10) < 0 || H5Tset_size(t, 2) < 0 || H5Tset_ebias(t, 15) < 0) {
+            if (t >= 0) H5Tclose(t);
+            return ml_fail(ML_ERR_IO, "%s: cannot build the float16 type: %s", f->path, h5_err());
+        }
+        *ftype = *mtype = t;
+        *elem = 2;
+        *owned = 1;
+        return ML_OK;
+    }
+    default: return ml_fail(ML_ERR_ARG, "%s: unsupported dtype for a row dataset", f->path);
+    }
+}
+
+ml_status ml_h5_create_rows(ml_h5 *f, const char *path, ml_h5_dtype dtype, int ndim_row, const int64_t *row_shape,
+                            int64_t chunk_rows, int zstd_level) {
+    ML_TRY(check_path(f, path, 0));
+    if (!f->writable) return ml_fail(ML_ERR_ARG, "%s: opened read-only, cannot write '%s'", f->path, path);
+    if (ndim_row < 0 || ndim_row >= ML_H5_MAX_DIMS || chunk_rows < 1 || zstd_level < 0 || zstd_level > 22)
+        return ml_fail(ML_ERR_ARG, "%s: dataset '%s': bad rank %d, chunk %lld or zstd level %d", f->path, path,
+                       ndim_row, (long long)chunk_rows, zstd_level);
+    if (ml_h5_exists(f, path)) return ml_fail(ML_ERR_ARG, "%s: dataset '%s' already exists", f->path, path);
+    if (zstd_level > 0) ML_TRY(ml_h5_register_zstd());
+    hsize_t dims[ML_H5_MAX_DIMS], maxd[ML_H5_MAX_DIMS], chunk[ML_H5_MAX_DIMS];
+    dims[0] = 0, maxd[0] = H5S_UNLIMITED, chunk[0] = (hsize_t)chunk_rows;
+    for (int i = 0; i < ndim_row; i++) {
+        if (row_shape[i] < 1)
+            return ml_fail(ML_ERR_ARG, "%s: dataset '%s': dimension %lld", f->path, path, (long long)row_shape[i]);
+        dims[i + 1] = maxd[i + 1] = chunk[i + 1] = (hsize_t)row_shape[i];
+    }
+    hid_t ftype, mtype;
+    size_t elem;
+    int owned;
+    ML_TRY(row_types(f, dtype, &ftype, &mtype, &elem, &owned));
+    ml_status s = ML_OK;
+    hid_t space = H5Screate_simple(ndim_row + 1, dims, maxd), dcpl = H5Pcreate(H5P_DATASET_CREATE), lcpl = make_lcpl(),
+          ds = -1;
+    unsigned cd[1] = {(unsigned)zstd_level};
+    if (space < 0 || dcpl < 0 || lcpl < 0 || H5Pset_chunk(dcpl, ndim_row + 1, chunk) < 0 ||
+        (zstd_level > 0 && H5Pset_filter(dcpl, ML_H5_FILTER_ZSTD, H5Z_FLAG_MANDATORY, 1, cd) < 0) ||
+        (ds = H5Dcreate2(f->fid, path, ftype, space, lcpl, dcpl, H5P_DEFAULT)) < 0)
+        s = ml_fail(ML_ERR_IO, "%s: cannot create dataset '%s': %s", f->path, path, h5_err());
+    if (ds >= 0) H5Dclose(ds);
+    if (space >= 0) H5Sclose(space);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (lcpl >= 0) H5Pclose(lcpl);
+    if (owned) H5Tclose(ftype);
+    return s;
+}
+
+/* Select rows [row0, row0+n) of an open dataset: fills the file and memory spaces. */
+static ml_status select_rows(ml_h5 *f, const char *path, hid_t ds, int64_t row0, int64_t n, int grow, hid_t *fspace,
+                             hid_t *mspace) {
+    *fspace = *mspace = -1;
+    hid_t sp = H5Dget_space(ds);
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    hsize_t dims[ML_H5_MAX_DIMS], start[ML_H5_MAX_DIMS] = {0};
+    if (nd < 1 || nd > ML_H5_MAX_DIMS || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+        if (sp >= 0) H5Sclose(sp);
+        H5Eclear2(H5E_DEFAULT);
+        return ml_fail(ML_ERR_FORMAT, "%s: dataset '%s' is not an array of rows", f->path, path);
+    }
+    if (grow) {
+        H5Sclose(sp);
+        row0 = (int64_t)dims[0];
+        dims[0] += (hsize_t)n;
+        if (H5Dset_extent(ds, dims) < 0 || (sp = H5Dget_space(ds)) < 0)
+            return ml_fail(ML_ERR_IO, "%s: cannot extend dataset '%s': %s", f->path, path, h5_err());
+    } else if (row0 < 0 || n < 0 || (uint64_t)row0 + (uint64_t)n > dims[0]) {
+        H5Sclose(sp);
+        return ml_fail(ML_ERR_FORMAT, "%s: dataset '%s' has %llu rows, rows [%lld, %lld) asked for", f->path, path,
+                       (unsigned long long)dims[0], (long long)row0, (long long)(row0 + n));
+    }
+    start[0] = (hsize_t)row0;
+    dims[0] = (hsize_t)n;
+    if (H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, dims, NULL) < 0 ||
+        (*mspace = H5Screate_simple(nd, dims, NULL)) < 0) {
+        H5Sclose(sp);
+        return ml_fail(ML_ERR_IO, "%s: dataset '%s': %s", f->path, path, h5_err());
+    }
+    *fspace = sp;
+    return ML_OK;
+}
+
+static ml_status rows_io(ml_h5 *f, const char *path, ml_h5_dtype dtype, int64_t row0, int64_t n, void *buf, int write) {
+    if (write && !f->writable) return ml_fail(ML_ERR_ARG, "%s: opened read-only, cannot write '%s'", f->path, path);
+    hid_t ds = -1;
+    ML_TRY(open_ds(f, path, &ds));
+    int nd;
+    int64_t sh[ML_H5_MAX_DIMS];
+    ml_h5_dtype dt;
+    ml_status s = ds_info(f, path, ds, &nd, sh, &dt);
+    if (s == ML_OK && dt != dtype)
+        s = ml_fail(ML_ERR_FORMAT, "%s: dataset '%s' holds %s, expected %s", f->path, path, dtype_name(dt),
+                    dtype_name(dtype));
+    hid_t ftype = -1, mtype = -1, fsp = -1, msp = -1;
+    size_t elem;
+    int owned = 0;
+    if (s == ML_OK) s = row_types(f, dtype, &ftype, &mtype, &elem, &owned);
+    if (s == ML_OK && n > 0) s = select_rows(f, path, ds, row0, n, write, &fsp, &msp);
+    if (s == ML_OK && n > 0) {
+        herr_t r = write ? H5Dwrite(ds, mtype, msp, fsp, H5P_DEFAULT, buf) : H5Dread(ds, mtype, msp, fsp, H5P_DEFAULT, buf);
+        if (r < 0)
+            s = ml_fail(write ? ML_ERR_IO : ML_ERR_FORMAT, "%s: cannot %s rows of dataset '%s': %s", f->path,
+                        write ? "write" : "read", path, h5_err());
+    }
+    if (fsp >= 0) H5Sclose(fsp);
+    if (msp >= 0) H5Sclose(msp);
+    if (owned) H5Tclose(ftype);
+    if (H5Dclose(ds) < 0 && s == ML_OK) s = ml_fail(ML_ERR_IO, "%s: dataset '%s': %s", f->path, path, h5_err());
+    H5Eclear2(H5E_DEFAULT);
+    return s;
+}
+
+ml_status ml_h5_append_rows(ml_h5 *f, const char *path, ml_h5_dtype dtype, int64_t n_rows, const void *data) {
+    if (n_rows < 0) return ml_fail(ML_ERR_ARG, "%s: dataset '%s': negative row count", f->path, path);
+    return rows_io(f, path, dtype, 0, n_rows, (void *)data, 1);
+}
+
+ml_status ml_h5_read_rows(ml_h5 *f, const char *path, ml_h5_dtype dtype, int64_t row0, int64_t n_rows, void *out) {
+    /* reading a filtered chunk needs the filter registered in this process */
+    ML_TRY(ml_h5_register_zstd());
+    return rows_io(f, path, dtype, row0, n_rows, out, 0);
 }

@@ -24,7 +24,9 @@
 
 typedef struct ml_h5 ml_h5;
 
-typedef enum { ML_H5_F32, ML_H5_F64, ML_H5_U8, ML_H5_I64, ML_H5_U64, ML_H5_OTHER } ml_h5_dtype;
+/* ML_H5_F16 is IEEE binary16 (h5py/NumPy float16), passed in memory as uint16_t bit patterns
+ * (io/half.h converts). */
+typedef enum { ML_H5_F32, ML_H5_F64, ML_H5_U8, ML_H5_I64, ML_H5_U64, ML_H5_I32, ML_H5_U32, ML_H5_F16, ML_H5_OTHER } ml_h5_dtype;
 
 typedef struct {
     int gzip;    /* deflate level 1..9; 0 = no compression (the default: much faster) */
@@ -73,5 +75,23 @@ ml_status ml_h5_get_attr_i64(ml_h5 *f, const char *obj, const char *name, int64_
 ml_status ml_h5_set_attr_f64(ml_h5 *f, const char *obj, const char *name, double value);
 ml_status ml_h5_get_attr_f64(ml_h5 *f, const char *obj, const char *name, double *value);
 int ml_h5_has_attr(ml_h5 *f, const char *obj, const char *name);
+
+/* ---- zstd-compressed datasets that grow by rows ----
+ * The zstd filter has the HDF Group's registered id 32015 (as in hdf5plugin / HDF5Plugin-Zstandard):
+ * each chunk is one zstd frame (content size recorded); cd_values[0] = compression level. We register
+ * it with this process's HDF5 ourselves (libzstd), so h5py reads such files after `import hdf5plugin`. */
+#define ML_H5_FILTER_ZSTD 32015
+/* Register the zstd filter (idempotent, thread-safe). Called by the functions below. */
+ml_status ml_h5_register_zstd(void);
+/* Create dataset `path` of shape [0, row_shape...] (ndim_row = 0..ML_H5_MAX_DIMS-1 dimensions per row),
+ * extendable along the first dimension, chunked by chunk_rows rows, zstd level `zstd_level` (1..22;
+ * 0 = uncompressed). */
+ml_status ml_h5_create_rows(ml_h5 *f, const char *path, ml_h5_dtype dtype, int ndim_row, const int64_t *row_shape,
+                            int64_t chunk_rows, int zstd_level);
+/* Append n_rows rows (C order, dtype as created) at the end of the first dimension. */
+ml_status ml_h5_append_rows(ml_h5 *f, const char *path, ml_h5_dtype dtype, int64_t n_rows, const void *data);
+/* Read rows [row0, row0 + n_rows) of a dataset whose stored dtype is `dtype` (error otherwise, or when
+ * the rows are out of range). The dataset may be of any rank >= 1. */
+ml_status ml_h5_read_rows(ml_h5 *f, const char *path, ml_h5_dtype dtype, int64_t row0, int64_t n_rows, void *out);
 
 #endif

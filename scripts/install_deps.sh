@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libzstd-dev libcjson-dev libpcre2-dev libcmocka-dev python3)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(python3-torch python3-numpy python3-h5py python3-sentencepiece python3-regex git)
+  pkgs+=(python3-torch python3-numpy python3-h5py python3-sentencepiece python3-regex python3-zstandard git)
   # llama.cpp comes from npm (node-llama-cpp) for the GGUF interop test; keep an existing node/npm
   command -v npm >/dev/null || pkgs+=(npm)
 fi

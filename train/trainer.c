@@ -14,6 +14,7 @@
 #include "common/sysinfo.h"
 #include "data/batch_reader.h"
 #include "distill/kd_head.h"
+#include "distill/logit_cache.h"
 #include "optim/clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -30,6 +31,7 @@ void ml_train_args_defaults(ml_train_args *a) {
     snprintf(a->optim, sizeof a->optim, "adamw");
     snprintf(a->schedule, sizeof a->schedule, "cosine");
     snprintf(a->kd_loss, sizeof a->kd_loss, "fkl");
+    snprintf(a->kd_tail, sizeof a->kd_tail, "renorm");
     a->temperature = 1.0f;
     a->kd_beta = 0.5f;
     a->lr = 2e-3f;
@@ -72,8 +74,10 @@ ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
     cJSON_AddNumberToObject(o, "seed", (double)a->seed);
     cJSON_AddBoolToObject(o, "doc_positions", a->doc_positions);
     cJSON_AddBoolToObject(o, "doc_mask", a->doc_mask);
-    if (a->teacher) {
-        cJSON_AddStringToObject(o, "teacher", a->teacher);
+    if (a->teacher || a->cache) {
+        if (a->teacher) cJSON_AddStringToObject(o, "teacher", a->teacher);
+        if (a->cache) cJSON_AddStringToObject(o, "cache", a->cache);
+        if (a->cache) cJSON_AddStringToObject(o, "kd_tail", a->kd_tail);
         cJSON_AddStringToObject(o, "kd_loss", a->kd_loss);
         cJSON_AddNumberToObject(o, "temperature", a->temperature);
         cJSON_AddNumberToObject(o, "kd_beta", a->kd_beta);
@@ -128,6 +132,7 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     STR("optim", optim);
     STR("schedule", schedule);
     STR("kd_loss", kd_loss);
+    STR("kd_tail", kd_tail);
     NUM("temperature", temperature, float);
     NUM("kd_beta", kd_beta, float);
     NUM("ce_weight", ce_weight, float);
@@ -156,14 +161,18 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     return ML_OK;
 }
 
-ml_status ml_train_args_stored_teacher(const char *json, char **teacher) {
-    *teacher = NULL;
+ml_status ml_train_args_stored_str(const char *json, const char *key, char **value) {
+    *value = NULL;
     cJSON *o = cJSON_Parse(json);
     if (!o) return ml_fail(ML_ERR_FORMAT, "stored run arguments are not valid JSON");
-    cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "teacher");
-    if (cJSON_IsString(t)) *teacher = strdup(t->valuestring);
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsString(t)) *value = strdup(t->valuestring);
     cJSON_Delete(o);
     return ML_OK;
+}
+
+ml_status ml_train_args_stored_teacher(const char *json, char **teacher) {
+    return ml_train_args_stored_str(json, "teacher", teacher);
 }
 
 ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg) {
@@ -214,6 +223,8 @@ typedef struct {
     ml_model model;
     ml_model teacher;
     int has_teacher;
+    ml_logit_cache *cache; /* offline teacher */
+    ml_kd_tail tail;
     ml_kd_config kd;
     ml_optimizer opt;
     ml_schedule sched;
@@ -283,11 +294,17 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         int64_t scored = 0;
         ml_kd_stats kd_stats = {0};
         for (int micro = 0; micro < a->grad_accum; micro++) {
+            ml_data_cursor cursor = ml_batch_reader_get_cursor(t->train);
             ML_TRY(ml_batch_reader_next(t->train, t->tokens, t->targets, t->doc, t->pos));
             ML_TRY(ml_model_forward(m, &b));
             double s;
             int64_t n;
-            if (t->has_teacher) {
+            if (t->cache) { /* the cache batch is found by the data cursor: resume lands on the same one */
+                ml_logit_batch lb;
+                ML_TRY(ml_logit_cache_fetch(t->cache, &cursor, t->tokens, &lb));
+                ML_TRY(ml_kd_cache_head_loss(m, &lb, ml_logit_cache_get_info(t->cache)->K, &b, &t->kd, t->tail,
+                                             grad_scale, &s, &n, &kd_stats));
+            } else if (t->has_teacher) {
                 ML_TRY(ml_model_forward(&t->teacher, &b));
                 ML_TRY(ml_kd_head_loss(m, &t->teacher, &b, &t->kd, grad_scale, &s, &n, &kd_stats));
             } else {
@@ -313,7 +330,7 @@ static ml_status run(trainer *t, const ml_train_args *a) {
             fprintf(stderr, "step %lld: loss %g, grad norm %g not finite: update skipped\n", (long long)step + 1,
                     loss, gnorm);
         char kd_part[96] = "", kd_json[96] = "";
-        if (t->has_teacher && kd_stats.count) {
+        if ((t->has_teacher || t->cache) && kd_stats.count) {
             double kdm = kd_stats.kd_sum / (double)kd_stats.count, cem = kd_stats.ce_sum / (double)kd_stats.count;
             snprintf(kd_part, sizeof kd_part, " (%s %.4f, ce %.4f)", a->kd_loss, kdm, cem);
             snprintf(kd_json, sizeof kd_json, "\"kd\":%.6f,\"ce\":%.6f,", kdm, cem);
@@ -412,15 +429,23 @@ ml_status ml_train(const ml_train_args *a) {
     }
     s = ml_model_reserve(&t.model, a->batch, a->seq, a->seq);
     if (s != ML_OK) goto done;
-    if (a->teacher) {
+    if (a->teacher && a->cache) {
+        s = ml_fail(ML_ERR_ARG, "give --teacher or --cache, not both");
+        goto done;
+    }
+    if (a->teacher || a->cache) {
         t.kd = (ml_kd_config){.temperature = a->temperature, .beta = a->kd_beta, .ce_weight = a->ce_weight};
         s = ml_kd_kind_parse(a->kd_loss, &t.kd.kind);
         if (s == ML_OK) s = ml_kd_config_check(&t.kd);
-        if (s == ML_OK) s = ml_model_load_any(a->teacher, &t.teacher);
+        if (s == ML_OK && a->cache) s = ml_kd_tail_parse(a->kd_tail, &t.tail);
+        if (s == ML_OK && a->cache) s = ml_logit_cache_open(&t.cache, a->cache);
+        if (s != ML_OK || a->cache) goto teacher_done;
+        s = ml_model_load_any(a->teacher, &t.teacher);
         if (s != ML_OK) goto done;
         t.has_teacher = 1;
         s = ml_model_reserve(&t.teacher, a->batch, a->seq, a->seq);
         if (s == ML_OK) s = ml_kd_check_pair(&t.model, &t.teacher);
+    teacher_done:
         if (s != ML_OK) goto done;
     }
     ml_batch_opts bo = {.B = a->batch, .T = a->seq, .pos_mode = a->doc_positions ? ML_POS_DOC : ML_POS_ROW};
@@ -430,6 +455,10 @@ ml_status ml_train(const ml_train_args *a) {
         s = ml_fail(ML_ERR_CONFIG, "data vocabulary (%u, tokenizer %s) is larger than the model's (%d)",
                     ml_batch_reader_vocab_size(t.train), ml_batch_reader_tokenizer(t.train), t.model.cfg.vocab_size);
         goto done;
+    }
+    if (t.cache) {
+        s = ml_logit_cache_check_run(t.cache, t.train, a->n_data, a->batch, a->seq, t.model.cfg.vocab_size);
+        if (s != ML_OK) goto done;
     }
     if (a->val) {
         s = ml_batch_reader_open(&t.val, &a->val, 1, &bo);
@@ -495,6 +524,10 @@ ml_status ml_train(const ml_train_args *a) {
         if (t.has_teacher)
             printf("distilling from %s (%lld parameters): %s, temperature %g, ce weight %g\n", a->teacher,
                    (long long)ml_config_num_params(&t.teacher.cfg), a->kd_loss, a->temperature, a->ce_weight);
+        if (t.cache)
+            printf("distilling from the cache %s (teacher %s, top %d): %s, tail %s, temperature %g, ce weight %g\n",
+                   a->cache, ml_logit_cache_get_info(t.cache)->teacher_name, ml_logit_cache_get_info(t.cache)->K,
+                   a->kd_loss, a->kd_tail, a->temperature, a->ce_weight);
     }
     s = run(&t, a);
 done:
@@ -510,5 +543,6 @@ done:
     ml_train_state_free(&t.st);
     ml_model_free(&t.model);
     if (t.has_teacher) ml_model_free(&t.teacher);
+    ml_logit_cache_close(t.cache);
     return s;
 }

@@ -41,6 +41,8 @@ typedef struct {
     float rope_theta; /* > 0: set RoPE theta at the start of this run (phase-wise RoPE scaling for IPD) */
     /* distillation (online teacher): loss = (1 - ce_weight) tau^2 D(teacher, student) + ce_weight CE */
     const char *teacher;  /* checkpoint or HF directory; NULL = plain cross-entropy training */
+    const char *cache;    /* or a teacher-logit cache (distill/logit_cache.h) of the same data, B and T */
+    char kd_tail[8];      /* with a cache: renorm | bucket (distill/kd_loss.h) */
     char kd_loss[8];      /* fkl | rkl | jsd */
     float temperature, kd_beta, ce_weight;
 } ml_train_args;
@@ -59,6 +61,8 @@ ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_op
 
 /* The teacher path stored in run arguments (malloc'd, NULL if none). */
 ml_status ml_train_args_stored_teacher(const char *json, char **teacher);
+/* Any stored string argument ("teacher", "cache") (malloc'd, NULL if none). */
+ml_status ml_train_args_stored_str(const char *json, const char *key, char **value);
 
 ml_status ml_train(const ml_train_args *a);
 

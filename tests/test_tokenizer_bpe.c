@@ -440,7 +440,7 @@ static void test_bad_files(void **state) {
     assert_int_equal(ml_tokenizer_open(&t, ml_test_path(dir, "missing.model")), ML_ERR_IO);
     assert_null(t);
     expect_open_fails("few.model", "IQ== 0\nIg== 1\n", 14, ML_ERR_UNSUPPORTED, "2 ranks");
-    expect_open_fails("junk.bin", "\x01\x02garbage", 9, ML_ERR_UNSUPPORTED, "not a format");
+    expect_open_fails("junk.bin", "\x01\x02garbage", 9, ML_ERR_UNSUPPORTED, "not a recognised tokenizer file");
     expect_open_fails("bad.json", "{\"model\": [1,", 13, ML_ERR_FORMAT, "not valid JSON");
     const char *spm = "{\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Metaspace\"},"
                       "\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"a\":0},\"merges\":[]}}";

@@ -97,19 +97,23 @@ int ml_cmd_eval(int argc, char **argv) {
     }
     ml_model m;
     if (ml_checkpoint_load(ckpt, &m, NULL) != ML_OK) return ml_cli_fail("eval");
-    ml_batch_reader *r = NULL;
-    ml_batch_opts bo = {.B = B, .T = T, .pos_mode = ML_POS_ROW};
-    double loss = 0;
-    int64_t tokens = 0;
-    ml_status s = ml_batch_reader_open(&r, data.items, data.count, &bo);
-    if (s == ML_OK && ml_batch_reader_vocab_size(r) > (uint32_t)m.cfg.vocab_size)
-        s = ml_fail(ML_ERR_CONFIG, "data vocabulary (%u) is larger than the model's (%d)", ml_batch_reader_vocab_size(r),
-                    m.cfg.vocab_size);
-    if (s == ML_OK) s = ml_model_reserve(&m, B, T, T);
-    if (s == ML_OK) s = ml_eval_loss(&m, r, B, T, max_batches, &loss, &tokens);
-    if (s == ML_OK)
+    ml_domain_loss dl[ML_EVAL_MAX_DOMAINS];
+    int nd = 0;
+    ml_status s = ml_eval_loss_by_domain(&m, data.items, data.count, B, T, max_batches, dl, &nd);
+    if (s == ML_OK) {
+        /* one line per domain when the shards carry several, then the token-weighted total */
+        double sum = 0;
+        int64_t tokens = 0;
+        for (int g = 0; g < nd; g++) {
+            if (nd > 1)
+                printf("{\"domain\":\"%s\",\"loss\":%.6f,\"perplexity\":%.4f,\"tokens\":%lld}\n", dl[g].domain,
+                       dl[g].loss, exp(dl[g].loss), (long long)dl[g].tokens);
+            sum += dl[g].loss * (double)dl[g].tokens;
+            tokens += dl[g].tokens;
+        }
+        double loss = tokens ? sum / (double)tokens : 0.0;
         printf("{\"loss\":%.6f,\"perplexity\":%.4f,\"tokens\":%lld}\n", loss, exp(loss), (long long)tokens);
-    ml_batch_reader_close(r);
+    }
     ml_model_free(&m);
     return s == ML_OK ? 0 : ml_cli_fail("eval");
 }

@@ -10,6 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An invariant of accepted input; a violation aborts, which libFuzzer reports as a finding. */
+#define FUZZ_ASSERT(cond) \
+    do {                  \
+        if (!(cond)) abort(); \
+    } while (0)
+
 #include "io/gguf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,14 +33,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* Whatever was accepted must be self-consistent and inside the buffer. */
     for (uint64_t i = 0; i < f.n_kv; i++) {
         const ml_gguf_kv *kv = &f.kv[i];
-        if (ml_gguf_find_kv(&f, kv->key) != kv) abort();
-        if (kv->value < buf || kv->value > buf + size) abort();
+        FUZZ_ASSERT(ml_gguf_find_kv(&f, kv->key) == kv);
+        FUZZ_ASSERT(!(kv->value < buf || kv->value > buf + size));
         if (kv->type == ML_GGUF_ARRAY && kv->arr_type == ML_GGUF_STRING)
             for (uint64_t k = 0; k < kv->arr_n && k < 64; k++) {
                 const char *s;
                 uint64_t n;
-                if (ml_gguf_arr_str(kv, k, &s, &n) != ML_OK) abort();
-                if ((const uint8_t *)s < buf || (const uint8_t *)s + n > buf + size) abort();
+                FUZZ_ASSERT(ml_gguf_arr_str(kv, k, &s, &n) == ML_OK);
+                FUZZ_ASSERT(!((const uint8_t *)s < buf || (const uint8_t *)s + n > buf + size));
             }
         uint32_t u;
         float fl;
@@ -42,12 +48,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint64_t n;
         (void)ml_gguf_get_u32(&f, kv->key, &u);
         (void)ml_gguf_get_f32(&f, kv->key, &fl);
-        if (ml_gguf_get_str(&f, kv->key, &s, &n) == ML_OK && (const uint8_t *)s + n > buf + size) abort();
+        FUZZ_ASSERT(!(ml_gguf_get_str(&f, kv->key, &s, &n) == ML_OK && (const uint8_t *)s + n > buf + size));
     }
     for (uint64_t i = 0; i < f.n_tensors; i++) {
         const ml_gguf_tensor *t = &f.tensors[i];
-        if (ml_gguf_find_tensor(&f, t->name) != t) abort();
-        if (t->data < buf || t->nbytes > size || t->data + t->nbytes > buf + size) abort();
+        FUZZ_ASSERT(ml_gguf_find_tensor(&f, t->name) == t);
+        FUZZ_ASSERT(!(t->data < buf || t->nbytes > size || t->data + t->nbytes > buf + size));
         size_t numel = (size_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
         if (numel > (size_t)1 << 22) continue;
         float *out = malloc(sizeof(float) * (numel ? numel : 1));

@@ -9,6 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An invariant of accepted input; a violation aborts, which libFuzzer reports as a finding. */
+#define FUZZ_ASSERT(cond) \
+    do {                  \
+        if (!(cond)) abort(); \
+    } while (0)
+
 #include "io/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -20,28 +26,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t covered = 0;
     for (size_t i = 0; i < ml_safetensors_count(st); i++) {
         const ml_st_tensor *t = ml_safetensors_tensor(st, i);
-        if (ml_safetensors_find(st, t->name) != t) abort();
+        FUZZ_ASSERT(ml_safetensors_find(st, t->name) == t);
         const void *raw;
         size_t bytes;
-        if (ml_safetensors_raw(st, t->name, &raw, &bytes) != ML_OK) abort();
-        if ((const uint8_t *)raw < data || (const uint8_t *)raw + bytes > data + size) abort();
+        FUZZ_ASSERT(ml_safetensors_raw(st, t->name, &raw, &bytes) == ML_OK);
+        FUZZ_ASSERT(!((const uint8_t *)raw < data || (const uint8_t *)raw + bytes > data + size));
         volatile uint8_t acc = 0; /* touch every byte: ASan checks the bounds */
         for (size_t k = 0; k < bytes; k++) acc ^= ((const uint8_t *)raw)[k];
         covered += bytes;
         if ((t->dtype == ML_ST_F32 || t->dtype == ML_ST_F16 || t->dtype == ML_ST_BF16) && t->numel <= (1u << 16)) {
             float *out = malloc((size_t)t->numel * sizeof(float) + 1);
-            if (out && ml_safetensors_read_f32(st, t->name, out, (size_t)t->numel) != ML_OK) abort();
+            FUZZ_ASSERT(!out || ml_safetensors_read_f32(st, t->name, out, (size_t)t->numel) == ML_OK);
             free(out);
         }
     }
     for (size_t i = 0; i < ml_safetensors_metadata_count(st); i++) {
         const char *k, *v;
         ml_safetensors_metadata_at(st, i, &k, &v);
-        if (!k || !v || ml_safetensors_metadata(st, k) == NULL) abort();
+        FUZZ_ASSERT(k && v && ml_safetensors_metadata(st, k) != NULL);
     }
     uint64_t n;
     memcpy(&n, data, 8);
-    if (8 + n + covered != size) abort(); /* tensors tile the data buffer exactly */
+    FUZZ_ASSERT(8 + n + covered == size); /* tensors tile the data buffer exactly */
     ml_safetensors_close(st);
     return 0;
 }

@@ -11,7 +11,7 @@
 
 #include "data/batch_reader.h"
 #include "data/shard.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 static const char *dir;
 

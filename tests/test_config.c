@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "common/atomic_file.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 #include "train/config.h"
 
 static const char *preset_path(const char *name) {

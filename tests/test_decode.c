@@ -19,7 +19,7 @@
 
 #include "common/rng.h"
 #include "infer/decode.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 #include "train/model.h"
 
 enum { T = 45 };

@@ -17,7 +17,7 @@
 #include "io/gguf.h"
 #include "io/gguf_export.h"
 #include "io/half.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 static const char *dir;
 

@@ -25,7 +25,7 @@
 #include "common/rng.h"
 #include "io/safetensors.h"
 #include "optim/optimizer.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 #include "train/model.h"
 #include "train/trainer.h"
 

@@ -13,7 +13,7 @@
 
 #include "common/atomic_file.h"
 #include "io/h5.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 static const char *dir;
 static char ckpt[4096];

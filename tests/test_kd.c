@@ -16,7 +16,7 @@
 #include "distill/kd_head.h"
 #include "distill/kd_loss.h"
 #include "io/npy.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 enum { N = 6, V = 37 };
 

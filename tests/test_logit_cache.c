@@ -28,7 +28,7 @@
 #include "distill/logit_cache.h"
 #include "distill/teacher_logits.h"
 #include "io/npy.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 #include "train/checkpoint.h"
 #include "train/model.h"
 

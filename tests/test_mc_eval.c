@@ -23,7 +23,7 @@
 #include "data/tokenizer.h"
 #include "infer/mc_eval.h"
 #include "io/safetensors.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 #include "train/model.h"
 
 #define EVAL_DIR ML_SHARED_DIR "/data/eval"

@@ -11,7 +11,7 @@
 
 #include "common/atomic_file.h"
 #include "io/npy.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 static const char *dir;
 

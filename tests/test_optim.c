@@ -25,7 +25,7 @@
 #include "optim/clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 #define N_FLOATS 2000
 #define N_STEPS 10

@@ -15,7 +15,7 @@
 #include "common/atomic_file.h"
 #include "io/half.h"
 #include "io/safetensors.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 static const char *dir;
 

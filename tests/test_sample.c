@@ -16,7 +16,7 @@
 
 #include "data/tokenizer.h"
 #include "infer/sample.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 #include "train/model.h"
 
 enum { NEW = 30, MAXT = 64 };

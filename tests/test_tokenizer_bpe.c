@@ -18,7 +18,7 @@
 #include "data/bpe_train.h"
 #include "data/tokenizer.h"
 #include "data/utf8.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 #define TOKDIR ML_SHARED_DIR "/tokenizers"
 #define LLAMA3 TOKDIR "/llama3-tiktoken-128000.model"

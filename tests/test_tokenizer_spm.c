@@ -20,7 +20,7 @@
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_spm.h"
-#include "test_util.h"
+#include "tests/support/test_util.h"
 
 #define MODEL ML_SHARED_DIR "/tokenizers/llama2-spm-32000.model"
 #define LLAMACPP ML_SHARED_DIR "/tokenizers/llamacpp-ggml-vocab-llama-spm.gguf"

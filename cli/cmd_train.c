@@ -12,13 +12,15 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     ml_train_args a;
     ml_train_args_defaults(&a);
     const char *optim = "adamw", *schedule = "cosine", *kd_loss = "fkl", *kd_tail = "renorm";
-    ml_str_list data = {0};
+    ml_str_list data = {0}, sources = {0};
     int64_t seed = (int64_t)a.seed;
     ml_opt opts[] = {
         {"config", ML_OPT_STR, &a.config_path, "fresh model from an HF-style config.json (see configs/)", 0, 0},
         {"init", ML_OPT_STR, &a.init_ckpt, "start from the weights of a checkpoint", 0, 0},
         {"resume", ML_OPT_STR, &a.resume_ckpt, "continue a run from its checkpoint (bit-exact)", 0, 0},
         {"data", ML_OPT_STR_LIST, &data, "training token shards", 0, 0},
+        {"source", ML_OPT_STR_LIST, &sources, "or a mixture: SHARD[,SHARD...]:WEIGHT[:DOMAIN] per source, drawn per row", 0, 0},
+        {"shuffle-rows", ML_OPT_INT, &a.shuffle_rows, "with --source: shuffle buffer of this many rows (default 0 = off)", 0, 0},
         {"val", ML_OPT_STR, &a.val, "held-out shard for periodic evaluation", 0, 0},
         {"batch", ML_OPT_INT, &a.batch, "sequences per micro-batch (default 4)", 0, 0},
         {"seq", ML_OPT_INT, &a.seq, "tokens per sequence (default 256)", 0, 0},
@@ -58,9 +60,9 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]) - (distill ? 0 : 7);
     int rc = ml_args_parse(cmd,
-                           distill ? "(--teacher CKPT|HF_DIR | --cache CACHE.h5 [--tail renorm|bucket]) (--init CKPT | --config CFG | --resume CKPT) --data SHARD... "
+                           distill ? "(--teacher CKPT|HF_DIR | --cache CACHE.h5 [--tail renorm|bucket]) (--init CKPT | --config CFG | --resume CKPT) (--data SHARD... | --source SPEC...) "
                                      "--out DIR [--loss fkl|rkl|jsd] [--temperature T] [--ce-weight W] [train options]"
-                                   : "(--config CFG | --init CKPT | --resume CKPT) --data SHARD... --out DIR [options]",
+                                   : "(--config CFG | --init CKPT | --resume CKPT) (--data SHARD... | --source SHARD[,SHARD...]:WEIGHT[:DOMAIN]...) --out DIR [options]",
                            opts, n_opts, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     char *stored_strings = NULL, *stored_teacher = NULL, *stored_cache = NULL;
@@ -107,9 +109,18 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
         fprintf(stderr, "mobilellm %s: at most %d --data files\n", cmd, ML_MAX_DATA_FILES);
         return 2;
     }
+    if (sources.count > ML_MAX_SOURCES) {
+        fprintf(stderr, "mobilellm %s: at most %d --source specs\n", cmd, ML_MAX_SOURCES);
+        free(stored_strings);
+        return 2;
+    }
     if (data.count) {
         a.n_data = data.count;
         for (int i = 0; i < data.count; i++) a.data[i] = data.items[i];
+    }
+    if (sources.count) {
+        a.n_sources = sources.count;
+        for (int i = 0; i < sources.count; i++) a.sources[i] = sources.items[i];
     }
     snprintf(a.optim, sizeof a.optim, "%s", optim);
     snprintf(a.schedule, sizeof a.schedule, "%s", schedule);

@@ -16,6 +16,7 @@
 void ml_train_state_free(ml_train_state *st) {
     if (!st) return;
     free(st->args_json);
+    free(st->mixture);
     if (st->owns_optim_state)
         for (int i = 0; i < st->n_optim_state; i++) free(st->optim_state[i]);
     memset(st, 0, sizeof *st);
@@ -49,6 +50,7 @@ static ml_status write_all(ml_h5 *f, const ml_model *m, const ml_train_state *st
     int64_t four = 4, nc = ML_CURSOR_WORDS;
     ML_TRY(ml_h5_write_u64(f, "state/rng", 1, &four, st->rng.s));
     ML_TRY(ml_h5_write_i64(f, "state/cursor", 1, &nc, st->cursor));
+    if (st->n_mixture > 0) ML_TRY(ml_h5_write_i64(f, "state/mixture", 1, &st->n_mixture, st->mixture));
     if (st->optimizer[0]) {
         ML_TRY(ml_h5_set_attr_str(f, "/", "optimizer", st->optimizer));
         ML_TRY(ml_h5_set_attr_i64(f, "/", "optimizer_step", st->optimizer_step));
@@ -159,6 +161,18 @@ static ml_status load_all(ml_h5 *f, const char *path, ml_model *m, ml_train_stat
     int64_t four = 4, nc = ML_CURSOR_WORDS;
     if (ml_h5_exists(f, "state/rng")) ML_TRY(ml_h5_read_u64(f, "state/rng", 1, &four, st->rng.s));
     if (ml_h5_exists(f, "state/cursor")) ML_TRY(ml_h5_read_i64(f, "state/cursor", 1, &nc, st->cursor));
+    if (ml_h5_exists(f, "state/mixture")) {
+        int nd;
+        int64_t shape[ML_H5_MAX_DIMS];
+        ml_h5_dtype dt;
+        ML_TRY(ml_h5_dataset_info(f, "state/mixture", &nd, shape, &dt));
+        if (nd != 1 || dt != ML_H5_I64 || shape[0] < 1 || shape[0] > (1 << 26))
+            return ml_fail(ML_ERR_FORMAT, "state/mixture is not a 1-d int64 dataset of a sensible length");
+        st->mixture = malloc((size_t)shape[0] * sizeof *st->mixture);
+        if (!st->mixture) return ml_fail(ML_ERR_NOMEM, "out of memory for the mixture state");
+        st->n_mixture = shape[0];
+        ML_TRY(ml_h5_read_i64(f, "state/mixture", 1, shape, st->mixture));
+    }
     if (ml_h5_has_attr(f, "/", "optimizer")) {
         char *name = NULL;
         ML_TRY(ml_h5_get_attr_str(f, "/", "optimizer", &name));

@@ -7,7 +7,8 @@
  *   /optim/<state>/<name>  float32 optimizer state per tensor, when present: exp_avg and
  *                          exp_avg_sq (AdamW) or momentum_buffer (SGD), as torch names them
  *   /state/rng        uint64 [4]
- *   /state/cursor     int64  [n] data cursor */
+ *   /state/cursor     int64  [n] data cursor
+ *   /state/mixture    int64  [n] mixture loader state (data/mixture_loader.h), only for --source runs */
 #ifndef ML_CHECKPOINT_H
 #define ML_CHECKPOINT_H
 
@@ -22,6 +23,8 @@ typedef struct {
     int64_t step, tokens_seen;
     ml_rng rng;
     int64_t cursor[ML_CURSOR_WORDS];
+    int64_t *mixture;   /* mixture loader state words (owned), NULL when none */
+    int64_t n_mixture;
     char *args_json;      /* run arguments (owned; freed by ml_train_state_free) */
     char optimizer[16];   /* "adamw", "sgd" or "" when no optimizer state is stored */
     int64_t optimizer_step;

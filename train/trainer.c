@@ -13,6 +13,7 @@
 #include "common/signals.h"
 #include "common/sysinfo.h"
 #include "data/batch_reader.h"
+#include "data/mixture_loader.h"
 #include "distill/kd_head.h"
 #include "distill/logit_cache.h"
 #include "optim/clip.h"
@@ -52,6 +53,11 @@ ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
     if (!o) return ml_fail(ML_ERR_NOMEM, "out of memory");
     cJSON *data = cJSON_AddArrayToObject(o, "data");
     for (int i = 0; i < a->n_data; i++) cJSON_AddItemToArray(data, cJSON_CreateString(a->data[i]));
+    if (a->n_sources) {
+        cJSON *src = cJSON_AddArrayToObject(o, "source");
+        for (int i = 0; i < a->n_sources; i++) cJSON_AddItemToArray(src, cJSON_CreateString(a->sources[i]));
+        cJSON_AddNumberToObject(o, "shuffle_rows", a->shuffle_rows);
+    }
     if (a->val) cJSON_AddStringToObject(o, "val", a->val);
     if (a->config_path) cJSON_AddStringToObject(o, "config", a->config_path);
     if (a->init_ckpt) cJSON_AddStringToObject(o, "init", a->init_ckpt);
@@ -125,6 +131,7 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     NUM("momentum", momentum, float);
     NUM("wsd_decay_fraction", wsd_decay_fraction, float);
     NUM("seed", seed, uint64_t);
+    NUM("shuffle_rows", shuffle_rows, int);
     cJSON *bo = cJSON_GetObjectItemCaseSensitive(o, "doc_positions");
     if (cJSON_IsBool(bo) && !kept("doc_positions", keep, n_keep)) a->doc_positions = cJSON_IsTrue(bo);
     bo = cJSON_GetObjectItemCaseSensitive(o, "doc_mask");
@@ -138,21 +145,28 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     NUM("ce_weight", ce_weight, float);
 #undef NUM
 #undef STR
-    /* data files: only when the user did not name them again */
-    cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data");
-    if (cJSON_IsArray(data) && !kept("data", keep, n_keep)) {
+    /* data files and mixture sources: only when the user named neither again */
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data"), *src = cJSON_GetObjectItemCaseSensitive(o, "source");
+    if (!kept("data", keep, n_keep) && !kept("source", keep, n_keep) && (cJSON_IsArray(data) || cJSON_IsArray(src))) {
         size_t total = 0;
         cJSON *it;
-        cJSON_ArrayForEach(it, data) if (cJSON_IsString(it)) total += strlen(it->valuestring) + 1;
+        if (cJSON_IsArray(data)) cJSON_ArrayForEach(it, data) if (cJSON_IsString(it)) total += strlen(it->valuestring) + 1;
+        if (cJSON_IsArray(src)) cJSON_ArrayForEach(it, src) if (cJSON_IsString(it)) total += strlen(it->valuestring) + 1;
         char *buf = malloc(total + 1), *p = buf;
         if (!buf) {
             cJSON_Delete(o);
             return ml_fail(ML_ERR_NOMEM, "out of memory");
         }
         a->n_data = 0;
-        cJSON_ArrayForEach(it, data) if (cJSON_IsString(it) && a->n_data < ML_MAX_DATA_FILES) {
+        a->n_sources = 0;
+        if (cJSON_IsArray(data)) cJSON_ArrayForEach(it, data) if (cJSON_IsString(it) && a->n_data < ML_MAX_DATA_FILES) {
             strcpy(p, it->valuestring);
             a->data[a->n_data++] = p;
+            p += strlen(p) + 1;
+        }
+        if (cJSON_IsArray(src)) cJSON_ArrayForEach(it, src) if (cJSON_IsString(it) && a->n_sources < ML_MAX_SOURCES) {
+            strcpy(p, it->valuestring);
+            a->sources[a->n_sources++] = p;
             p += strlen(p) + 1;
         }
         *strings = buf;
@@ -229,6 +243,7 @@ typedef struct {
     ml_optimizer opt;
     ml_schedule sched;
     ml_batch_reader *train, *val;
+    ml_mixture *mix; /* instead of train, for --source runs */
     int has_val;
     ml_train_state st;
     int32_t *tokens, *targets, *pos, *doc; /* pos/doc NULL unless the run asks for them */
@@ -245,11 +260,22 @@ static ml_status save(trainer *t, const ml_train_args *a, int64_t step) {
     char path[4096];
     ckpt_path(path, sizeof path, a->out_dir, step);
     t->st.step = step;
-    ml_data_cursor c = ml_batch_reader_get_cursor(t->train);
     memset(t->st.cursor, 0, sizeof t->st.cursor);
-    t->st.cursor[0] = (int64_t)c.epoch;
-    t->st.cursor[1] = (int64_t)c.shard;
-    t->st.cursor[2] = (int64_t)c.offset;
+    if (t->mix) {
+        size_t n = ml_mixture_state_size(t->mix);
+        if ((size_t)t->st.n_mixture != n) {
+            int64_t *w = realloc(t->st.mixture, n * sizeof *w);
+            if (!w) return ml_fail(ML_ERR_NOMEM, "out of memory for the mixture state");
+            t->st.mixture = w;
+            t->st.n_mixture = (int64_t)n;
+        }
+        ml_mixture_get_state(t->mix, t->st.mixture);
+    } else {
+        ml_data_cursor c = ml_batch_reader_get_cursor(t->train);
+        t->st.cursor[0] = (int64_t)c.epoch;
+        t->st.cursor[1] = (int64_t)c.shard;
+        t->st.cursor[2] = (int64_t)c.offset;
+    }
     /* the optimizer's state is borrowed, not copied, for the save */
     snprintf(t->st.optimizer, sizeof t->st.optimizer, "%s", ml_optim_kind_name(t->opt.cfg.kind));
     t->st.optimizer_step = t->opt.t;
@@ -276,6 +302,24 @@ static void fmt_eta(char *buf, size_t n, double seconds) {
         snprintf(buf, n, "%ldm%02lds", s / 60, s % 60);
 }
 
+/* "domain_rows":{"web":3,"code":1}, (rows of this step per domain; sources sharing a domain add up) */
+static void mixture_rows_json(const ml_mixture *mix, const uint64_t *rows, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "\"domain_rows\":{");
+    int first = 1;
+    for (int i = 0; i < ml_mixture_num_sources(mix) && k < n; i++) {
+        const char *d = ml_mixture_domain(mix, i);
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= !strcmp(d, ml_mixture_domain(mix, j));
+        if (seen) continue;
+        uint64_t sum = 0;
+        for (int j = i; j < ml_mixture_num_sources(mix); j++)
+            if (!strcmp(d, ml_mixture_domain(mix, j))) sum += rows[j];
+        k += (size_t)snprintf(buf + k, n - k, "%s\"%s\":%llu", first ? "" : ",", d, (unsigned long long)sum);
+        first = 0;
+    }
+    if (k < n) snprintf(buf + k, n - k, "},");
+}
+
 static ml_status run(trainer *t, const ml_train_args *a) {
     ml_model *m = &t->model;
     const int64_t tokens_per_step = (int64_t)a->batch * a->seq * a->grad_accum;
@@ -293,9 +337,16 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         double loss_sum = 0;
         int64_t scored = 0;
         ml_kd_stats kd_stats = {0};
+        uint64_t domain_rows[ML_MAX_SOURCES] = {0};
         for (int micro = 0; micro < a->grad_accum; micro++) {
-            ml_data_cursor cursor = ml_batch_reader_get_cursor(t->train);
-            ML_TRY(ml_batch_reader_next(t->train, t->tokens, t->targets, t->doc, t->pos));
+            ml_data_cursor cursor = {0, 0, 0};
+            if (t->mix) {
+                ML_TRY(ml_mixture_next(t->mix, t->tokens, t->targets, t->doc, t->pos));
+                for (int i = 0; i < ml_mixture_num_sources(t->mix); i++) domain_rows[i] += ml_mixture_batch_rows(t->mix, i);
+            } else {
+                cursor = ml_batch_reader_get_cursor(t->train);
+                ML_TRY(ml_batch_reader_next(t->train, t->tokens, t->targets, t->doc, t->pos));
+            }
             ML_TRY(ml_model_forward(m, &b));
             double s;
             int64_t n;
@@ -339,10 +390,12 @@ static ml_status run(trainer *t, const ml_train_args *a) {
             printf("step %6lld/%lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f GFLOP/s | ETA %s\n",
                    (long long)step + 1, (long long)a->steps, loss, kd_part, lr, gnorm, tok_s,
                    tok_s * flops_per_token / 1e9, eta);
+        char mix_json[1024] = "";
+        if (t->mix) mixture_rows_json(t->mix, domain_rows, mix_json, sizeof mix_json);
         fprintf(t->metrics,
-                "{\"step\":%lld,\"loss\":%.6f,%s\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
+                "{\"step\":%lld,\"loss\":%.6f,%s%s\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
                 "\"gflops\":%.2f,\"skipped\":%s}\n",
-                (long long)step + 1, loss, kd_json, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
+                (long long)step + 1, loss, kd_json, mix_json, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
                 tok_s * flops_per_token / 1e9, skipped ? "true" : "false");
         fflush(t->metrics);
         int last = step + 1 == a->steps;
@@ -400,7 +453,11 @@ static ml_status restore_optimizer(trainer *t) {
 ml_status ml_train(const ml_train_args *a) {
     int sources = !!a->config_path + !!a->init_ckpt + !!a->resume_ckpt;
     if (sources != 1) return ml_fail(ML_ERR_ARG, "give exactly one of --config, --init, --resume");
-    if (a->n_data < 1) return ml_fail(ML_ERR_ARG, "no training data (--data SHARD...)");
+    if (a->n_data < 1 && a->n_sources < 1) return ml_fail(ML_ERR_ARG, "no training data (--data SHARD... or --source SPEC...)");
+    if (a->n_data > 0 && a->n_sources > 0) return ml_fail(ML_ERR_ARG, "give --data or --source, not both");
+    if (a->n_sources > 0 && a->cache)
+        return ml_fail(ML_ERR_UNSUPPORTED, "a teacher-logit cache follows the --data stream; it cannot be used with --source");
+    if (a->shuffle_rows < 0) return ml_fail(ML_ERR_ARG, "--shuffle-rows must be >= 0");
     if (!a->out_dir) return ml_fail(ML_ERR_ARG, "missing --out DIR");
     if (a->batch < 1 || a->seq < 1 || a->grad_accum < 1 || a->steps < 1)
         return ml_fail(ML_ERR_ARG, "--batch, --seq, --grad-accum and --steps must be positive");
@@ -449,11 +506,19 @@ ml_status ml_train(const ml_train_args *a) {
         if (s != ML_OK) goto done;
     }
     ml_batch_opts bo = {.B = a->batch, .T = a->seq, .pos_mode = a->doc_positions ? ML_POS_DOC : ML_POS_ROW};
-    s = ml_batch_reader_open(&t.train, a->data, a->n_data, &bo);
+    if (a->n_sources) {
+        ml_mixture_opts mo = {.B = a->batch, .T = a->seq, .pos_mode = bo.pos_mode, .shuffle_rows = a->shuffle_rows,
+                              .seed = a->seed};
+        s = ml_mixture_open_specs(&t.mix, a->sources, a->n_sources, &mo);
+    } else {
+        s = ml_batch_reader_open(&t.train, a->data, a->n_data, &bo);
+    }
     if (s != ML_OK) goto done;
-    if ((uint32_t)t.model.cfg.vocab_size < ml_batch_reader_vocab_size(t.train)) {
-        s = ml_fail(ML_ERR_CONFIG, "data vocabulary (%u, tokenizer %s) is larger than the model's (%d)",
-                    ml_batch_reader_vocab_size(t.train), ml_batch_reader_tokenizer(t.train), t.model.cfg.vocab_size);
+    uint32_t data_vocab = t.mix ? ml_mixture_vocab_size(t.mix) : ml_batch_reader_vocab_size(t.train);
+    const char *data_tok = t.mix ? ml_mixture_tokenizer(t.mix) : ml_batch_reader_tokenizer(t.train);
+    if ((uint32_t)t.model.cfg.vocab_size < data_vocab) {
+        s = ml_fail(ML_ERR_CONFIG, "data vocabulary (%u, tokenizer %s) is larger than the model's (%d)", data_vocab,
+                    data_tok, t.model.cfg.vocab_size);
         goto done;
     }
     if (t.cache) {
@@ -465,7 +530,16 @@ ml_status ml_train(const ml_train_args *a) {
         if (s != ML_OK) goto done;
         t.has_val = 1;
     }
-    if (a->resume_ckpt) {
+    if (a->resume_ckpt && t.mix) {
+        if (!t.st.mixture) {
+            s = ml_fail(ML_ERR_FORMAT, "%s holds no mixture state (trained with --data?): cannot resume with --source",
+                        a->resume_ckpt);
+            goto done;
+        }
+        s = ml_mixture_set_state(t.mix, t.st.mixture, (size_t)t.st.n_mixture);
+        if (s != ML_OK) s = ml_fail_context(s, "resuming %s", a->resume_ckpt);
+        if (s != ML_OK) goto done;
+    } else if (a->resume_ckpt) {
         ml_data_cursor c = {(uint64_t)t.st.cursor[0], (uint64_t)t.st.cursor[1], (uint64_t)t.st.cursor[2]};
         s = ml_batch_reader_set_cursor(t.train, &c);
         if (s != ML_OK) goto done;
@@ -521,6 +595,9 @@ ml_status ml_train(const ml_train_args *a) {
         const char *warn = ml_blas_kernel_warning();
         if (warn) printf("%s\n", warn);
         if (a->resume_ckpt) printf("resuming %s at step %lld\n", a->resume_ckpt, (long long)t.st.step);
+        for (int i = 0; t.mix && i < ml_mixture_num_sources(t.mix); i++)
+            printf("source %d: %s, weight %.3f\n", i, ml_mixture_domain(t.mix, i), ml_mixture_weight(t.mix, i));
+        if (t.mix && a->shuffle_rows) printf("shuffle buffer: %d rows\n", a->shuffle_rows);
         if (t.has_teacher)
             printf("distilling from %s (%lld parameters): %s, temperature %g, ce weight %g\n", a->teacher,
                    (long long)ml_config_num_params(&t.teacher.cfg), a->kd_loss, a->temperature, a->ce_weight);
@@ -538,6 +615,7 @@ done:
     free(t.doc);
     free(t.args_json);
     ml_batch_reader_close(t.train);
+    ml_mixture_close(t.mix);
     ml_batch_reader_close(t.val);
     ml_optim_free(&t.opt);
     ml_train_state_free(&t.st);

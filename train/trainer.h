@@ -11,6 +11,7 @@
 #include "train/model.h"
 
 #define ML_MAX_DATA_FILES 256
+#define ML_MAX_SOURCES 64
 
 typedef struct {
     /* where the model comes from: exactly one of these */
@@ -19,6 +20,10 @@ typedef struct {
     const char *resume_ckpt; /* everything: weights, optimizer, step, data cursor, RNG */
     const char *data[ML_MAX_DATA_FILES];
     int n_data;
+    /* or a mixture (data/mixture_loader.h): "SHARD[,SHARD...]:WEIGHT[:DOMAIN]" each, drawn per row */
+    const char *sources[ML_MAX_SOURCES];
+    int n_sources;
+    int shuffle_rows; /* mixture shuffle buffer rows (0 = off) */
     const char *val; /* held-out shard (optional) */
     int batch, seq;
     int64_t steps; /* total steps of the run: the schedule's horizon (resume continues up to this) */

@@ -14,7 +14,7 @@
 
 #include "data/mixture_loader.h"
 #include "data/shard.h"
-#include "tests/test_util.h"
+#include "tests/support/test_util.h"
 
 static const char *dir;
 static char p_a[512], p_b1[512], p_b2[512], p_other[512];

@@ -282,14 +282,21 @@ typedef struct {
     out_set train, val;
     int every;
     uint64_t n_docs; /* documents seen (decides the hold-out) */
+    /* progress: bytes of the files before this one, the position in this one */
+    int show;
+    double t0, last;
+    uint64_t done_base, pos, total;
     ml_byte_buf text;
     size_t *off, *len;
     ml_id_buf *ids;
     size_t n, cap;
 } ingest;
 
+static void progress(uint64_t done, uint64_t total, double t0, uint64_t docs, int final);
+
 static ml_status flush(ingest *g) {
     if (g->n == 0) return ML_OK;
+    if (ml_stop_requested()) return ml_fail(ML_ERR_INTERRUPTED, "interrupted; no output written");
     const ml_tokenizer *tok = g->o->tok;
     unsigned flags = g->o->flags;
     ml_status first = ML_OK;
@@ -322,6 +329,10 @@ static ml_status flush(ingest *g) {
     if (first != ML_OK) return ml_fail(first, "%s", msg);
     g->n = 0;
     g->text.n = 0;
+    if (g->show && now_s() - g->last >= 1.0) {
+        g->last = now_s();
+        progress(g->done_base + g->pos, g->total, g->t0, g->n_docs, 0);
+    }
     return ML_OK;
 }
 
@@ -367,8 +378,10 @@ static ml_status split_docs(ingest *g, const char *s, size_t n, ml_doc_split mod
         if (mode == ML_SPLIT_LINES) {
             size_t e = end;
             if (e > i && s[e - 1] == '\r') e--;
+            g->pos = end;
             ML_TRY(add_doc(g, s + i, e - i));
         } else if (is_blank(s + i, end - i)) {
+            g->pos = end;
             if (in_para) ML_TRY(add_doc(g, s + para, para_end - para));
             in_para = 0;
         } else {
@@ -412,7 +425,10 @@ static ml_status jsonl_docs(ingest *g, const char *path, const char *s, size_t n
         else if (why)
             st = ml_fail(ML_ERR_FORMAT, "%s:%zu: %s%s%s%s", path, line, why, about_field ? " '" : "",
                          about_field ? field : "", about_field ? "'" : "");
-        else st = add_doc(g, v->valuestring, strlen(v->valuestring));
+        else {
+            g->pos = (size_t)(ls - s) + ll;
+            st = add_doc(g, v->valuestring, strlen(v->valuestring));
+        }
         cJSON_Delete(j);
         ML_TRY(st);
     }
@@ -452,14 +468,17 @@ ml_status ml_ingest(const ml_ingest_opts *o, ml_ingest_result *res) {
     char *data = NULL;
     uint64_t done = 0;
     ml_status s = collect_inputs(&files, o->inputs, o->n_inputs);
-    double t0 = now_s(), last = t0;
-    int show = o->progress && files.total_bytes >= (16u << 20);
+    g.t0 = g.last = now_s();
+    g.show = o->progress && files.total_bytes >= (16u << 20);
+    g.total = files.total_bytes;
     for (size_t i = 0; i < files.n && s == ML_OK; i++) {
         if (ml_stop_requested()) {
             s = ml_fail(ML_ERR_INTERRUPTED, "interrupted; no output written");
             break;
         }
         size_t n = 0;
+        g.done_base = done;
+        g.pos = 0;
         s = ml_read_file(files.paths[i], &data, &n);
         if (s != ML_OK) break;
         if (memchr(data, 0, n)) res->binary_skipped++;
@@ -470,13 +489,13 @@ ml_status ml_ingest(const ml_ingest_opts *o, ml_ingest_result *res) {
         free(data);
         data = NULL;
         done += files.sizes[i];
-        if (show && now_s() - last >= 1.0) {
-            last = now_s();
-            progress(done, files.total_bytes, t0, g.n_docs + g.n, 0);
+        if (g.show && now_s() - g.last >= 1.0) {
+            g.last = now_s();
+            progress(done, files.total_bytes, g.t0, g.n_docs + g.n, 0);
         }
     }
     if (s == ML_OK) s = flush(&g);
-    if (show && s == ML_OK) progress(done, files.total_bytes, t0, g.n_docs, 1);
+    if (g.show && s == ML_OK) progress(done, files.total_bytes, g.t0, g.n_docs, 1);
     res->files = files.n;
     if (s == ML_OK && g.train.docs == 0)
         s = ml_fail(ML_ERR_ARG, "no documents in the inputs (%zu files, %" PRIu64 " binary files skipped%s)", files.n,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/status.h"
+#include "data/ingest.h"
 
 static void print_help(const char *cmd, const char *usage, const ml_opt *opts, int n) {
     printf("usage: mobilellm %s %s\n\noptions:\n", cmd, usage);
@@ -106,5 +107,62 @@ int ml_cli_fail(const char *cmd) {
 int ml_args_seen(const ml_opt *opts, int n_opts, const char *name) {
     for (int i = 0; i < n_opts; i++)
         if (!strcmp(opts[i].name, name)) return opts[i].seen;
+    return 0;
+}
+
+typedef struct {
+    const char **items;
+    char **paths; /* owned strings */
+    size_t n;
+} expanded_list;
+
+void ml_str_list_release(ml_str_list *l) {
+    expanded_list *e = l->owned;
+    if (!e) return;
+    ml_manifest_paths_free(e->paths, e->n);
+    free(e->items);
+    free(e);
+    l->owned = NULL;
+    l->items = NULL;
+    l->count = 0;
+}
+
+int ml_expand_data_args(const char *cmd, ml_str_list *l) {
+    int any = 0;
+    for (int i = 0; i < l->count; i++) any |= ml_is_manifest(l->items[i]);
+    if (!any) return 0;
+    expanded_list *e = calloc(1, sizeof *e);
+    size_t count = 0;
+    ml_status s = e ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < l->count && s == ML_OK; i++) {
+        char **p = NULL;
+        size_t n = 1;
+        if (ml_is_manifest(l->items[i]) && (s = ml_manifest_read(l->items[i], &p, &n)) != ML_OK) break;
+        const char **items = realloc(e->items, (count + n) * sizeof *items);
+        char **paths = p ? realloc(e->paths, (e->n + n) * sizeof *paths) : e->paths;
+        if (items) e->items = items;
+        if (paths) e->paths = paths;
+        if (!items || !paths) {
+            ml_manifest_paths_free(p, n);
+            s = ml_fail(ML_ERR_NOMEM, "out of memory");
+            break;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (p) e->paths[e->n++] = p[k];
+            e->items[count++] = p ? p[k] : l->items[i];
+        }
+        free(p);
+    }
+    if (s != ML_OK) {
+        if (e) {
+            ml_manifest_paths_free(e->paths, e->n);
+            free(e->items);
+            free(e);
+        }
+        return ml_cli_fail(cmd);
+    }
+    l->owned = e;
+    l->items = e->items;
+    l->count = (int)count;
     return 0;
 }

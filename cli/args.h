@@ -19,12 +19,19 @@ typedef struct {
 typedef struct {
     const char **items;
     int count;
+    void *owned; /* set by ml_expand_data_args; release with ml_str_list_release */
 } ml_str_list;
 
 /* Parse argv[1..] (argv[0] is the subcommand name). Returns 0 on success, 1 if --help was
  * printed, -1 on error (message printed as "mobilellm <cmd>: ..."). STR_LIST options take all
  * following arguments up to the next "--option". */
 int ml_args_parse(const char *cmd, const char *usage, ml_opt *opts, int n_opts, int argc, char **argv);
+
+/* Replace every "*.manifest.json" item of a shard list (--data) by the shard paths the manifest
+ * lists (data/ingest.h), in place and in order. Returns 0, or prints
+ * "mobilellm <cmd>: <error>" and returns 1. Call ml_str_list_release(l) when done with it. */
+int ml_expand_data_args(const char *cmd, ml_str_list *l);
+void ml_str_list_release(ml_str_list *l);
 
 /* Whether option `name` was given on the command line. */
 int ml_args_seen(const ml_opt *opts, int n_opts, const char *name);

@@ -11,7 +11,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: mobilellm data <info|dump> ...\n\n"
-               "  data info SHARD... [--verify]                  tokens, documents, vocab, tokenizer, domain, frames, size\n"
+               "  data info SHARD|MANIFEST... [--verify]         tokens, documents, vocab, tokenizer, domain, frames, size\n"
                "  data dump SHARD [--start N] [--count N] [--text] ids (a line per document), or the decoded bytes\n");
 }
 
@@ -22,7 +22,7 @@ static int count_positional(int argc, char **argv) {
     return k - 1;
 }
 
-static ml_status info(char **paths, int n, int verify) {
+static ml_status info(const char **paths, int n, int verify) {
     ml_shard_reader **r = calloc((size_t)n, sizeof *r);
     if (!r) return ml_fail(ML_ERR_NOMEM, "out of memory");
     ml_status s = ML_OK;
@@ -34,6 +34,8 @@ static ml_status info(char **paths, int n, int verify) {
         if (s == ML_OK && i > 0) s = ml_shard_check_compatible(r[0], r[i]);
     }
     uint64_t tokens = 0, docs = 0, bytes = 0;
+    char domains[1024] = ""; /* the distinct domains, in first-seen order */
+    size_t dl = 0;
     for (int i = 0; i < n && s == ML_OK; i++) {
         const ml_shard_info *in = ml_shard_get_info(r[i]);
         printf("%sfile            %s\n", i ? "\n" : "", paths[i]);
@@ -50,11 +52,20 @@ static ml_status info(char **paths, int n, int verify) {
         if (verify) printf("verified        all frames decode\n");
         tokens += in->n_tokens;
         docs += in->n_docs;
+        const char *d = in->domain[0] ? in->domain : "(none)";
+        int seen = 0;
+        for (int k = 0; k < i && !seen; k++) {
+            const char *dk = ml_shard_get_info(r[k])->domain;
+            seen = !strcmp(dk[0] ? dk : "(none)", d);
+        }
+        if (!seen && dl + strlen(d) + 3 < sizeof domains)
+            dl += (size_t)snprintf(domains + dl, sizeof domains - dl, "%s%s", dl ? ", " : "", d);
         bytes += in->file_bytes;
     }
     if (s == ML_OK && n > 1)
         printf("\ntotal           %d shards, %" PRIu64 " tokens, %" PRIu64 " documents, %" PRIu64 " bytes\n", n, tokens,
                docs, bytes);
+    if (s == ML_OK && n > 1) printf("domains         %s\n", domains);
     for (int i = 0; i < n; i++) ml_shard_close(r[i]);
     free(r);
     return s;
@@ -155,7 +166,11 @@ int ml_cmd_data(int argc, char **argv) {
             fprintf(stderr, "mobilellm data info: give at least one shard\n");
             return 2;
         }
-        return info(paths, np, verify) == ML_OK ? 0 : ml_cli_fail(name);
+        ml_str_list l = {(const char **)paths, np, NULL};
+        if (ml_expand_data_args(name, &l) != 0) return 1;
+        int ret = info(l.items, l.count, verify) == ML_OK ? 0 : ml_cli_fail(name);
+        ml_str_list_release(&l);
+        return ret;
     }
     if (!strcmp(sub, "dump")) {
         int64_t start = 0, count = 0;

@@ -95,8 +95,12 @@ int ml_cmd_eval(int argc, char **argv) {
         fprintf(stderr, "mobilellm eval: --batch and --seq must be positive\n");
         return 2;
     }
+    if (ml_expand_data_args("eval", &data) != 0) return 1;
     ml_model m;
-    if (ml_checkpoint_load(ckpt, &m, NULL) != ML_OK) return ml_cli_fail("eval");
+    if (ml_checkpoint_load(ckpt, &m, NULL) != ML_OK) {
+        ml_str_list_release(&data);
+        return ml_cli_fail("eval");
+    }
     ml_domain_loss dl[ML_EVAL_MAX_DOMAINS];
     int nd = 0;
     ml_status s = ml_eval_loss_by_domain(&m, data.items, data.count, B, T, max_batches, dl, &nd);
@@ -115,5 +119,6 @@ int ml_cmd_eval(int argc, char **argv) {
         printf("{\"loss\":%.6f,\"perplexity\":%.4f,\"tokens\":%lld}\n", loss, exp(loss), (long long)tokens);
     }
     ml_model_free(&m);
+    ml_str_list_release(&data);
     return s == ML_OK ? 0 : ml_cli_fail("eval");
 }

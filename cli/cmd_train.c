@@ -105,8 +105,15 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
             if (!ml_args_seen(opts, n_opts, "seed")) seed = (int64_t)a.seed;
         }
     }
+    if (ml_expand_data_args(cmd, &data) != 0) {
+        free(stored_strings);
+        free(stored_teacher);
+        free(stored_cache);
+        return 1;
+    }
     if (data.count > ML_MAX_DATA_FILES) {
         fprintf(stderr, "mobilellm %s: at most %d --data files\n", cmd, ML_MAX_DATA_FILES);
+        ml_str_list_release(&data);
         return 2;
     }
     if (sources.count > ML_MAX_SOURCES) {
@@ -128,12 +135,14 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     snprintf(a.kd_tail, sizeof a.kd_tail, "%s", kd_tail);
     if (distill && !a.teacher && !a.cache) {
         fprintf(stderr, "mobilellm distill: missing --teacher or --cache (see --help)\n");
+        ml_str_list_release(&data);
         free(stored_strings);
         free(stored_cache);
         return 2;
     }
     a.seed = (uint64_t)seed;
     ml_status s = ml_train(&a);
+    ml_str_list_release(&data);
     free(stored_strings);
     free(stored_teacher);
     free(stored_cache);

@@ -29,6 +29,26 @@ expect_fail() {
     echo "ok: $name: $(cat "$W/stderr")"
 }
 
+# same_state A B: two checkpoints hold identical datasets (parameters, optimizer moments, RNG, data
+# cursor, loader state) and the same step, tokens seen and optimizer step.
+same_state() {
+    $PY - "$1" "$2" <<'PYEOF'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+def walk(g, out, prefix=""):
+    for k, v in g.items():
+        if isinstance(v, h5py.Group): walk(v, out, prefix + k + "/")
+        else: out[prefix + k] = v[()]
+da, db = {}, {}
+walk(a, da); walk(b, db)
+assert da.keys() == db.keys(), set(da) ^ set(db)
+bad = [k for k in da if not np.array_equal(da[k], db[k])]
+for k in ("step", "tokens_seen", "optimizer_step"):
+    if a.attrs[k] != b.attrs[k]: bad.append(k)
+if bad: sys.exit("differ: " + ", ".join(bad[:5]))
+PYEOF
+}
+
 finish() {
     if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
     echo "all passed"

@@ -12,24 +12,6 @@ cat "$SRC"/train/*.c "$SRC"/train/ops/*.c >"$W/corpus.txt"
 ok "$M" tokenize --tokenizer bytes --input "$W/corpus.txt" --doc-split blank-lines --out "$W/train.shard" \
     --val-fraction 0.1 --val-out "$W/val.shard" >/dev/null 2>&1
 
-# same_state A B: parameters, optimizer moments, step, tokens and cursor identical
-same_state() {
-    $PY - "$1" "$2" <<'PYEOF'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-def walk(g, out, prefix=""):
-    for k, v in g.items():
-        if isinstance(v, h5py.Group): walk(v, out, prefix + k + "/")
-        else: out[prefix + k] = v[()]
-da, db = {}, {}
-walk(a, da); walk(b, db)
-assert da.keys() == db.keys(), set(da) ^ set(db)
-bad = [k for k in da if not np.array_equal(da[k], db[k])]
-for k in ("step", "tokens_seen", "optimizer_step"):
-    if a.attrs[k] != b.attrs[k]: bad.append(k)
-if bad: sys.exit("differ: " + ", ".join(bad[:5]))
-PYEOF
-}
 
 A=(--data "$W/train.shard" --batch 3 --seq 32 --lr 3e-3 --warmup 2 --quiet)
 # 1. one run of 12 steps == 6 steps (--stop-after, same cosine schedule) + resume to 12

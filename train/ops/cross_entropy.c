@@ -1,5 +1,6 @@
 #include <math.h>
 
+#include "common/vmath.h"
 #include "train/ops/ops.h"
 
 void ml_softmax_xent_rows(float *z, float *losses, const int32_t *targets, int n, int V, float grad_scale) {
@@ -14,20 +15,23 @@ void ml_softmax_xent_rows(float *z, float *losses, const int32_t *targets, int n
             continue;
         }
         float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
         for (int v = 0; v < V; v++) mx = row[v] > mx ? row[v] : mx;
         float zy = row[y];
         float sum = 0.0f;
         if (grad_scale != 0.0f) {
             /* exp computed once, reused for the gradient */
-            for (int v = 0; v < V; v++) {
-                row[v] = expf(row[v] - mx);
-                sum += row[v];
-            }
+            sum = ml_exp_shifted(row, row, mx, V);
             float scale = grad_scale / sum;
             for (int v = 0; v < V; v++) row[v] *= scale;
             row[y] -= grad_scale;
         } else {
-            for (int v = 0; v < V; v++) sum += expf(row[v] - mx);
+            /* exp of the row in a small buffer: the logits stay as they are */
+            float buf[1024];
+            for (int v0 = 0; v0 < V; v0 += 1024) {
+                int nv = V - v0 < 1024 ? V - v0 : 1024;
+                sum += ml_exp_shifted(buf, row + v0, mx, nv);
+            }
         }
         losses[r] = logf(sum) + mx - zy;
     }

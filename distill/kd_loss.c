@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/vmath.h"
+
 static const char *const kind_names[] = {"fkl", "rkl", "jsd"};
 
 ml_status ml_kd_kind_parse(const char *name, ml_kd_kind *kind) {
@@ -131,18 +133,21 @@ void ml_kd_sparse_rows(float *zs, const int32_t *ids, const float *lt, const flo
         for (int k = 0; k < K; k++) zk[k] = s[id[k]];
         const float zy = s[y];
         float mx = -INFINITY;
-        for (int v = 0; v < V; v++) mx = fmaxf(mx, s[v]);
+#pragma omp simd reduction(max : mx)
+        for (int v = 0; v < V; v++) mx = s[v] > mx ? s[v] : mx;
         /* student: sum of exp((z - max) / tau), kept per element when the gradient needs it and the
          * softmax at tau also serves cross-entropy */
         const int store = grad_scale != 0.0f && (tau_one || w_ce == 0);
         float sum_s = 0.0f, sum_c = 0.0f;
         /* cross-entropy is always reported; at tau = 1 it shares the student's sum */
+        float buf[1024]; /* exp of a row piece when the logits must stay */
         if (!tau_one)
-            for (int v = 0; v < V; v++) sum_c += expf(s[v] - mx);
+            for (int v0 = 0; v0 < V; v0 += 1024) sum_c += ml_exp_shifted(buf, s + v0, mx, V - v0 < 1024 ? V - v0 : 1024);
         if (store) {
-            for (int v = 0; v < V; v++) sum_s += s[v] = expf((s[v] - mx) * inv_tau);
+            sum_s = ml_exp_scaled(s, s, mx, inv_tau, V);
         } else {
-            for (int v = 0; v < V; v++) sum_s += expf((s[v] - mx) * inv_tau);
+            for (int v0 = 0; v0 < V; v0 += 1024)
+                sum_s += ml_exp_scaled(buf, s + v0, mx, inv_tau, V - v0 < 1024 ? V - v0 : 1024);
         }
         if (tau_one) sum_c = sum_s;
         const double log_sum_s = log((double)sum_s);

@@ -5,7 +5,7 @@
         [--seq-config configs/mobilellm-125m.json] [--seqs 256,512,...,8192] [--tokens 8192]
         [--sizes tiny-v1,demo-10m,mobilellm-125m,...] [--size-batch 4] [--size-seq 256]
         [--threads 1,2] [--threads-config ...] [--threads-batch 4] [--threads-seq 256]
-        [--steps 2] [--warmup 1] [--mem-gib G] [--max-step-s 120] [--curves seq,size,threads]
+        [--steps 2] [--warmup 1] [--mem-gib G] [--max-step-s 120] [--curves seq,size,threads] [--dry-run]
 
 Curves: (seq) tokens/s against T at B = tokens / T (fixed tokens per step), (size) against the model
 at one shape, (threads) against OMP_NUM_THREADS. Every run is profiled (common/prof.h), which gives
@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--mem-gib", type=float, default=None)
     ap.add_argument("--max-step-s", type=float, default=120.0)
+    ap.add_argument("--dry-run", action="store_true", help="print the plan (estimates, skips) and run nothing")
     a = ap.parse_args()
     mem_limit = (a.mem_gib * (1 << 30)) if a.mem_gib else min(24 << 30, 0.9 * mem_available())
     curves = set(a.curves.split(","))
@@ -106,6 +107,8 @@ def main():
             out["skipped"].append({"curve": curve, "point": point, "why": why})
             return
         print(f"run  {curve}: {point} (estimated {mem / (1 << 30):.1f} GiB, {step_s:.1f} s a step)", file=sys.stderr)
+        if a.dry_run:
+            return
         with tempfile.TemporaryDirectory() as tmp:
             res = os.path.join(tmp, "r.json")
             cmd = [a.bin, "bench", "--config", cfg_path, "--batch", str(B), "--seq", str(T), "--steps", str(a.steps),
@@ -140,6 +143,8 @@ def main():
     if "threads" in curves:
         for th in map(int, a.threads.split(",")):
             run("threads_curve", a.threads_config, a.threads_batch, a.threads_seq, th)
+    if a.dry_run:
+        return
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:

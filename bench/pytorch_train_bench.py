@@ -14,7 +14,7 @@ rope theta 10000, eps 1e-5).
 
 Output: one JSON line
   {"impl": "pytorch", "torch": version, "threads", "batch", "seq", "ms_per_step", "tokens_per_s",
-   "gflops", ...}
+   "gflops", "peak_rss_mib", ...}
 where ms_per_step is the mean over the timed steps, tokens_per_s = batch*seq / step time, and
 gflops is the achieved GFLOP/s of the model's arithmetic (not what PyTorch actually executes):
 
@@ -32,6 +32,7 @@ This is the same formula as the C trainer's ml_config_train_flops_per_token (tra
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -111,6 +112,7 @@ def main(argv=None) -> int:
         "ms_per_step_min": round(min(times) * 1e3, 2), "steps": args.steps,
         "warmup_steps": args.warmup_steps, "config": name, "params": cfg.num_params(),
         "loss": round(loss, 4),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }))
     return 0
 

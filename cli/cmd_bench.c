@@ -1,11 +1,12 @@
 #include <stdio.h>
 
 #include "cli/args.h"
+#include "common/prof.h"
 #include "common/sysinfo.h"
 #include "train/bench.h"
 
 int ml_cmd_bench(int argc, char **argv) {
-    const char *config = NULL;
+    const char *config = NULL, *out = NULL;
     ml_bench_args a = {.B = 4, .T = 256, .steps = 3, .warmup = 1, .seed = 1};
     int json = 0;
     ml_opt opts[] = {
@@ -14,18 +15,26 @@ int ml_cmd_bench(int argc, char **argv) {
         {"seq", ML_OPT_INT, &a.T, "tokens per sequence (default 256)", 0, 0},
         {"steps", ML_OPT_INT, &a.steps, "timed steps (default 3)", 0, 0},
         {"warmup", ML_OPT_INT, &a.warmup, "untimed steps first (default 1)", 0, 0},
+        {"profile", ML_OPT_FLAG, &a.profile, "time every kernel over the timed steps and print the table", 0, 0},
+        {"out", ML_OPT_STR, &out, "also write the result (with the profile) as JSON to this file", 0, 0},
         {"json", ML_OPT_FLAG, &json, "print one JSON line only", 0, 0},
     };
-    int rc = ml_args_parse("bench", "--config CFG [--batch B] [--seq T] [--steps N]", opts, 6, argc, argv);
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    int rc = ml_args_parse("bench", "--config CFG [--batch B] [--seq T] [--steps N] [--profile] [--out FILE.json]",
+                           opts, n_opts, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     if (a.B < 1 || a.T < 1 || a.steps < 1 || a.warmup < 0) {
         fprintf(stderr, "mobilellm bench: --batch, --seq and --steps must be positive\n");
         return 2;
     }
+    if (ml_prof_enable_from_env()) a.profile = 1;
+    ml_prof_enable(0); /* the profile covers the timed steps only */
     ml_config cfg;
     ml_bench_result r;
     if (ml_config_load(&cfg, config) != ML_OK || ml_bench_run(&cfg, &a, &r) != ML_OK) return ml_cli_fail("bench");
+    if (out && ml_bench_write_json(out, &cfg, &a, &r) != ML_OK) return ml_cli_fail("bench");
     const char *warn = ml_blas_kernel_warning();
+    const double MiB = 1048576.0;
     if (!json) {
         printf("model        %s, %lld parameters, %.3f GFLOP per token (train)\n", cfg.name, (long long)r.params,
                r.flops_per_token / 1e9);
@@ -34,14 +43,22 @@ int ml_cmd_bench(int argc, char **argv) {
                r.ms_forward, r.ms_head, r.ms_backward, r.ms_update);
         printf("throughput   %.1f tokens/s, %.1f GFLOP/s\n", r.tokens_per_s, r.gflops);
         printf("sgemm probe  %.1f GFLOP/s  ->  MFU %.1f%%\n", r.sgemm_gflops, 100 * r.mfu);
-        printf("peak RSS     %.1f MiB\n", (double)r.peak_rss / 1048576.0);
+        printf("memory       minimum %.1f MiB = parameters %.1f + gradients %.1f + AdamW moments %.1f + saved "
+               "activations %.1f (scratch %.1f more)\n",
+               (double)r.min_bytes / MiB, (double)r.param_bytes / MiB, (double)r.grad_bytes / MiB,
+               (double)r.moment_bytes / MiB, (double)r.act_saved_bytes / MiB, (double)r.act_scratch_bytes / MiB);
+        printf("peak RSS     %.1f MiB = %.2fx the minimum\n", (double)r.peak_rss / MiB, r.mem_ratio);
         printf("%s\n", r.blas);
         if (warn) printf("%s\n", warn);
+        if (r.profiled) {
+            printf("profile (%d timed steps)\n", a.steps);
+            ml_prof_print(stdout, r.wall_seconds, a.steps);
+        }
     }
-    printf("{\"impl\":\"mobilellm.c\",\"model\":\"%s\",\"params\":%lld,\"batch\":%d,\"seq\":%d,\"threads\":%d,"
-           "\"ms_per_step\":%.2f,\"tokens_per_s\":%.2f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"mfu\":%.4f,"
-           "\"peak_rss_mib\":%.1f,\"blas_kernel\":\"%s\"}\n",
-           cfg.name, (long long)r.params, a.B, a.T, r.threads, r.ms_per_step, r.tokens_per_s, r.gflops, r.sgemm_gflops,
-           r.mfu, (double)r.peak_rss / 1048576.0, ml_blas_corename());
+    size_t need = ml_bench_json(NULL, 0, &cfg, &a, &r) + 1;
+    char line[16384];
+    if (need > sizeof line) need = sizeof line;
+    ml_bench_json(line, need, &cfg, &a, &r);
+    printf("%s\n", line);
     return 0;
 }

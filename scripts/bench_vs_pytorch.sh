@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Training-step speed of mobilellm.c against PyTorch (Debian python3-torch) on the same model, the
-# same machine, in the same run, and the ratio, appended to bench/RESULTS.md.
+# same machine, in the same run, and the ratio, added to the first table of bench/RESULTS.md.
+# bench/bench_all.sh adds llm.c's CPU trainer, the profile and the memory ratio to the same comparison.
 #   scripts/bench_vs_pytorch.sh [CONFIG] [BATCH] [SEQ]      (default: MobileLLM-125M, 4, 256)
 # Both run under the environment as given (OPENBLAS_CORETYPE included) and use every core.
 set -euo pipefail
@@ -32,6 +33,7 @@ row = (f"| {datetime.date.today()} | {commit}{'+' if dirty else ''} | `{os.path.
        f"{ours['tokens_per_s']:.1f} | {ours['gflops']:.1f} | {100 * ours['mfu']:.1f}% of {ours['sgemm_gflops']:.0f} | "
        f"{ours['peak_rss_mib']:.0f} | {theirs['tokens_per_s']:.1f} (torch {theirs.get('torch', '?')}) | **{ratio:.2f}×** |")
 print(row)
-with open("bench/RESULTS.md", "a") as f:
-    f.write(row + "\n")
+sys.path.insert(0, "bench")
+from results_row import insert_row
+insert_row("bench/RESULTS.md", "## Training step against PyTorch", row)  # the end of that table
 PYEOF

@@ -1,19 +1,133 @@
 #!/usr/bin/env python3
-"""Plot a run's metrics.jsonl (training loss, held-out loss) as an SVG, with no dependencies.
+"""SVG plots with no dependencies: a run's training curves, and the benchmark curves.
 
-    python3 scripts/plot_metrics.py RUN_DIR/metrics.jsonl [OUT.svg]   (default: next to the metrics)
+    python3 scripts/plot_metrics.py RUN_DIR/metrics.jsonl [OUT.svg]   (default: loss.svg next to the metrics)
+    python3 scripts/plot_metrics.py --curves bench/plots/curves.json [OUT_DIR]   (default: the JSON's folder)
+
+The first draws the training loss (raw and smoothed) and the held-out loss against the step. The
+second reads what bench/curves.sh collects and writes tokens_vs_seq.svg, tokens_vs_size.svg,
+tokens_vs_threads.svg (each curve it holds) and kernel_share.svg (the share of step time per kernel
+group, one stacked bar per profiled run).
 """
 import json
 import math
 import os
 import sys
 
+W, H, L, R, TOP, BOT = 720, 420, 80, 20, 30, 50
+PALETTE = ["#08519c", "#d94801", "#238b45", "#6a51a3", "#cb181d", "#525252", "#e7298a", "#66a61e",
+           "#e6ab02", "#1b9e77", "#a6761d", "#7570b3", "#9ecae1", "#fdae6b", "#bdbdbd", "#74c476"]
 
-def main():
-    if len(sys.argv) < 2:
-        sys.exit("usage: plot_metrics.py METRICS.jsonl [OUT.svg]")
-    path = sys.argv[1]
-    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(path) or ".", "loss.svg")
+
+def esc(s):
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_svg(path, parts):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(parts) + "\n</svg>\n")
+    os.replace(tmp, path)
+    print(path)
+
+
+def svg_start(title, width=W, height=H):
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+            f'font-size="12">', f'<rect width="{width}" height="{height}" fill="white"/>',
+            f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">{esc(title)}</text>']
+
+
+def fmt_num(v):
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1e9:
+        return f"{v / 1e9:.3g}G"
+    if a >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.3g}k"
+    return f"{v:.4g}"
+
+
+def line_chart(path, title, xlabel, ylabel, series, logx=False, y_from_zero=False, labels=None, xticks=None):
+    """series: [(name, [(x, y), ...], style)], style a dict with color, width, dash, markers.
+    labels: optional [(x, y, text)] drawn above points. xticks: optional [(x, text)]."""
+    pts = [p for _, s, _ in series for p in s]
+    if not pts:
+        return False
+    tx = (lambda x: math.log(x)) if logx else (lambda x: x)
+    xs, ys = [tx(x) for x, _ in pts], [y for _, y in pts]
+    x0, x1 = min(xs), max(xs)
+    if x1 <= x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if labels or (xticks and any(t for _, t in xticks)):  # room for text centred on the outer points
+        xpad = (x1 - x0) * 0.07
+        x0, x1 = x0 - xpad, x1 + xpad
+    y0, y1 = (0.0 if y_from_zero else min(ys)), max(ys)
+    pad = (y1 - y0) * 0.08 or max(abs(y1) * 0.1, 0.5)
+    y0, y1 = (y0 if y_from_zero else y0 - pad), y1 + pad
+    X = lambda x: L + (tx(x) - x0) / (x1 - x0) * (W - L - R)
+    Y = lambda v: TOP + (y1 - v) / (y1 - y0) * (H - TOP - BOT)
+    svg = svg_start(title)
+    for i in range(6):
+        v = y0 + (y1 - y0) * i / 5
+        svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
+                   f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{fmt_num(v)}</text>')
+    if xticks is None:
+        xticks = [(math.exp(x0 + (x1 - x0) * i / 5) if logx else x0 + (x1 - x0) * i / 5, None) for i in range(6)]
+    for x, text in xticks:
+        svg.append(f'<text x="{X(x):.1f}" y="{H - BOT + 18}" text-anchor="middle">{esc(text or fmt_num(x))}</text>')
+    svg.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">{esc(xlabel)}</text>')
+    svg.append(f'<text x="16" y="{(TOP + H - BOT) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {(TOP + H - BOT) / 2})">{esc(ylabel)}</text>')
+    for k, (name, s, st) in enumerate(series):
+        color = st.get("color", PALETTE[k % len(PALETTE)])
+        if len(s) > 1 and st.get("line", True):
+            dash = f' stroke-dasharray="{st["dash"]}"' if st.get("dash") else ""
+            poly = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in s)
+            svg.append(f'<polyline fill="none" stroke="{color}" stroke-width="{st.get("width", 2)}"{dash} points="{poly}"/>')
+        if st.get("markers", False) or len(s) == 1:
+            svg += [f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3.5" fill="{color}"/>' for x, y in s]
+        if name:
+            svg.append(f'<text x="{W - R - 220}" y="{TOP + 16 * (k + 1)}" fill="{color}">{esc(name)}</text>')
+    for x, y, text in labels or []:
+        svg.append(f'<text x="{X(x):.1f}" y="{Y(y) - 8:.1f}" text-anchor="middle" font-size="10">{esc(text)}</text>')
+    write_svg(path, svg)
+    return True
+
+
+def stacked_bars(path, title, bars, groups):
+    """bars: [(label, {group: share})] drawn as horizontal 100% bars; groups: ordered group names."""
+    row, top, left, right = 22, 40, 190, 20
+    legend_rows = (len(groups) + 3) // 4
+    height = top + row * len(bars) + 30 + 16 * legend_rows + 10
+    svg = svg_start(title, W, height)
+    scale = W - left - right
+    for i, (label, shares) in enumerate(bars):
+        y = top + i * row
+        svg.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" font-size="11">{esc(label)}</text>')
+        x = float(left)
+        for k, g in enumerate(groups):
+            w = max(0.0, shares.get(g, 0.0)) * scale
+            if w > 0:
+                svg.append(f'<rect x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{row - 4}" '
+                           f'fill="{PALETTE[k % len(PALETTE)]}"><title>{esc(g)} {100 * shares[g]:.1f}%</title></rect>')
+                if w > 28:
+                    svg.append(f'<text x="{x + w / 2:.1f}" y="{y + 15}" text-anchor="middle" font-size="9" '
+                               f'fill="white">{100 * shares[g]:.0f}</text>')
+            x += w
+    ly = top + row * len(bars) + 20
+    for k, g in enumerate(groups):
+        cx, cy = left - 150 + (k % 4) * 170, ly + (k // 4) * 16
+        svg.append(f'<rect x="{cx}" y="{cy - 9}" width="10" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'
+                   f'<text x="{cx + 14}" y="{cy}" font-size="11">{esc(g)}</text>')
+    write_svg(path, svg)
+
+
+# ------------------------------------------------------------------ a run's metrics.jsonl
+
+def plot_loss(path, out):
     train, val = [], []
     with open(path) as f:
         for line in f:
@@ -24,45 +138,92 @@ def main():
                 val.append((rec["step"], rec["val_loss"]))
     if not train:
         sys.exit(f"{path}: no training loss to plot")
-    W, H, L, R, T, B = 720, 420, 70, 20, 30, 50
-    xs = [s for s, _ in train + val]
-    ys = [v for _, v in train + val]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys)
-    pad = (y1 - y0) * 0.05 or 0.5
-    y0, y1 = y0 - pad, y1 + pad
-    X = lambda s: L + (s - x0) / (x1 - x0) * (W - L - R)
-    Y = lambda v: T + (y1 - v) / (y1 - y0) * (H - T - B)
-    # a smoothed curve (exponential moving average) over the raw per-step losses
-    ema, sm = None, []
+    ema, sm = None, []  # a smoothed curve (exponential moving average) over the raw per-step losses
     for s, v in train:
         ema = v if ema is None else 0.9 * ema + 0.1 * v
         sm.append((s, ema))
-    poly = lambda pts: " ".join(f"{X(s):.1f},{Y(v):.1f}" for s, v in pts)
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="14">{os.path.basename(os.path.dirname(os.path.abspath(path)))}: loss (nats/token)</text>']
-    for i in range(6):
-        v = y0 + (y1 - y0) * i / 5
-        svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
-                   f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
-        s = x0 + (x1 - x0) * i / 5
-        svg.append(f'<text x="{X(s):.1f}" y="{H - B + 18}" text-anchor="middle">{s:.0f}</text>')
-    svg.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">step</text>')
-    svg.append(f'<polyline fill="none" stroke="#9ecae1" stroke-width="1" points="{poly(train)}"/>')
-    svg.append(f'<polyline fill="none" stroke="#08519c" stroke-width="2" points="{poly(sm)}"/>')
+    series = [("", train, {"color": "#9ecae1", "width": 1}),
+              ("training (smoothed)", sm, {"color": "#08519c"})]
     if val:
-        svg.append(f'<polyline fill="none" stroke="#d94801" stroke-width="2" points="{poly(val)}"/>')
-        svg += [f'<circle cx="{X(s):.1f}" cy="{Y(v):.1f}" r="3" fill="#d94801"/>' for s, v in val]
-    svg.append(f'<text x="{W - R - 150}" y="{T + 16}" fill="#08519c">training (smoothed)</text>')
-    if val:
-        svg.append(f'<text x="{W - R - 150}" y="{T + 32}" fill="#d94801">held-out</text>')
-    svg.append("</svg>")
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(svg) + "\n")
-    os.replace(tmp, out)
-    print(out)
+        series.append(("held-out", val, {"color": "#d94801", "markers": True}))
+    run = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    line_chart(out, f"{run}: loss (nats/token)", "step", "loss", series)
+
+
+# ------------------------------------------------------------------ bench/curves.sh output
+
+# kernel timers (common/prof.h names) grouped for the stacked bars
+KERNEL_GROUPS = [
+    ("matmul qkv", ("matmul.qkv.",)), ("matmul o", ("matmul.o.",)), ("matmul gate+up", ("matmul.gate_up.",)),
+    ("matmul down", ("matmul.down.",)), ("matmul LM head", ("matmul.lm_head.",)),
+    ("attention fwd", ("attention.fwd",)), ("attention bwd", ("attention.bwd",)),
+    ("cross-entropy", ("head.loss",)), ("rmsnorm", ("rmsnorm.",)), ("rope + qk-norm", ("rope.", "qknorm.")),
+    ("swiglu", ("swiglu.",)), ("embedding", ("embedding.",)), ("residual", ("residual.",)),
+    ("optimizer + zero/clip", ("optimizer", "zero_grad", "clip_grad")), ("other", ("other",)),
+]
+
+
+def kernel_shares(profile):
+    out = {}
+    for p in profile:
+        for g, prefixes in KERNEL_GROUPS:
+            if p["name"].startswith(prefixes):
+                out[g] = out.get(g, 0.0) + p["share"]
+                break
+    return out
+
+
+def plot_curves(path, out_dir):
+    with open(path) as f:
+        d = json.load(f)
+    os.makedirs(out_dir, exist_ok=True)
+    where = f"{d.get('commit', '?')}, {d.get('threads', '?')} threads"
+    seq = sorted(d.get("seq", []), key=lambda r: r["seq"])
+    if seq:
+        line_chart(os.path.join(out_dir, "tokens_vs_seq.svg"),
+                   f"{seq[0]['model']}: tokens/s against sequence length ({where})", "sequence length T (B·T fixed)",
+                   "tokens/s", [("tokens/s", [(r["seq"], r["tokens_per_s"]) for r in seq], {"markers": True})],
+                   logx=True, y_from_zero=True, xticks=[(r["seq"], f"{r['seq']} (B={r['batch']})") for r in seq],
+                   labels=[(r["seq"], r["tokens_per_s"], f"MFU {100 * r['mfu']:.0f}%") for r in seq])
+    size = sorted(d.get("size", []), key=lambda r: r["params"])
+    if size:
+        line_chart(os.path.join(out_dir, "tokens_vs_size.svg"),
+                   f"tokens/s against model size, B={size[0]['batch']} T={size[0]['seq']} ({where})", "parameters",
+                   "tokens/s", [("tokens/s", [(r["params"], r["tokens_per_s"]) for r in size], {"markers": True})],
+                   logx=True, y_from_zero=True,
+                   labels=[(r["params"], r["tokens_per_s"], f"{r['model']} MFU {100 * r['mfu']:.0f}%") for r in size])
+    thr = sorted(d.get("threads_curve", []), key=lambda r: r["threads"])
+    if thr:
+        base = thr[0]["tokens_per_s"] / thr[0]["threads"]
+        line_chart(os.path.join(out_dir, "tokens_vs_threads.svg"),
+                   f"{thr[0]['model']} B={thr[0]['batch']} T={thr[0]['seq']}: tokens/s against threads "
+                   f"({d.get('commit', '?')})", "threads", "tokens/s",
+                   [("measured", [(r["threads"], r["tokens_per_s"]) for r in thr], {"markers": True}),
+                    ("linear from the first point", [(r["threads"], base * r["threads"]) for r in thr],
+                     {"color": "#bdbdbd", "dash": "4 3"})],
+                   y_from_zero=True, xticks=[(r["threads"], str(r["threads"])) for r in thr],
+                   labels=[(r["threads"], r["tokens_per_s"], f"{r['tokens_per_s']:.0f}") for r in thr])
+    bars = []
+    for curve, label in (("seq", lambda r: f"{r['model']} B={r['batch']} T={r['seq']}"),
+                         ("size", lambda r: f"{r['model']} B={r['batch']} T={r['seq']}"),
+                         ("threads_curve", lambda r: f"{r['model']} {r['threads']} thread(s)")):
+        for r in d.get(curve, []):
+            if r.get("profile"):
+                bars.append((label(r), kernel_shares(r["profile"])))
+    if bars:
+        stacked_bars(os.path.join(out_dir, "kernel_share.svg"), f"share of step time per kernel ({where})", bars,
+                     [g for g, _ in KERNEL_GROUPS])
+
+
+def main():
+    args = sys.argv[1:]
+    if args[:1] == ["--curves"] and len(args) in (2, 3):
+        plot_curves(args[1], args[2] if len(args) == 3 else os.path.dirname(os.path.abspath(args[1])))
+        return
+    if len(args) not in (1, 2) or args[0].startswith("--"):
+        sys.exit("usage: plot_metrics.py METRICS.jsonl [OUT.svg] | plot_metrics.py --curves CURVES.json [OUT_DIR]")
+    path = args[0]
+    plot_loss(path, args[1] if len(args) > 1 else os.path.join(os.path.dirname(path) or ".", "loss.svg"))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 
 #include <cblas.h>
 
+#include "common/atomic_file.h"
+#include "common/prof.h"
 #include "common/rng.h"
 #include "common/sysinfo.h"
 #include "optim/optimizer.h"
@@ -52,7 +54,12 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
     }
     ml_batch b = {.tokens = tok, .targets = tgt, .B = a->B, .T = a->T};
     double t_fwd = 0, t_head = 0, t_bwd = 0, t_upd = 0;
+    const int prof_was = ml_prof_enabled();
     for (int step = 0; step < a->warmup + a->steps && s == ML_OK; step++) {
+        if (step == a->warmup && a->profile) { /* profile the timed steps only */
+            ml_prof_reset();
+            ml_prof_enable(1);
+        }
         double t0 = ml_now_seconds();
         ml_model_zero_grad(&m);
         s = ml_model_forward(&m, &b);
@@ -63,14 +70,17 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         double t2 = ml_now_seconds();
         if (s == ML_OK) s = ml_model_backward(&m, &b);
         double t3 = ml_now_seconds();
-        if (s == ML_OK) s = ml_optim_step(&opt, m.param_arena.base, m.grad_arena.base, 1e-4f);
+        if (s == ML_OK) ML_PROFILE(ML_PROF_OPTIMIZER) s = ml_optim_step(&opt, m.param_arena.base, m.grad_arena.base, 1e-4f);
         double t4 = ml_now_seconds();
         if (step >= a->warmup) {
             t_fwd += t1 - t0, t_head += t2 - t1, t_bwd += t3 - t2, t_upd += t4 - t3;
         }
     }
+    if (a->profile) ml_prof_enable(prof_was);
     if (s == ML_OK) {
         double total = t_fwd + t_head + t_bwd + t_upd;
+        r->wall_seconds = total;
+        r->profiled = a->profile;
         r->ms_per_step = 1e3 * total / a->steps;
         r->ms_forward = 1e3 * t_fwd / a->steps;
         r->ms_head = 1e3 * t_head / a->steps;
@@ -81,6 +91,13 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         r->gflops = r->flops_per_token * r->tokens_per_s / 1e9;
         r->params = ml_config_num_params(cfg);
         r->peak_rss = ml_peak_rss_bytes();
+        r->param_bytes = m.param_arena.capacity * sizeof(float);
+        r->grad_bytes = m.grad_arena.capacity * sizeof(float);
+        r->moment_bytes = (size_t)ml_optim_num_state(&opt) * opt.num_floats * sizeof(float);
+        r->act_saved_bytes = m.act_saved_floats * sizeof(float);
+        r->act_scratch_bytes = (m.act_arena.capacity - m.act_saved_floats) * sizeof(float);
+        r->min_bytes = r->param_bytes + r->grad_bytes + r->moment_bytes + r->act_saved_bytes;
+        r->mem_ratio = (double)r->peak_rss / (double)r->min_bytes;
         r->threads = ml_num_threads();
         ml_blas_describe(r->blas, sizeof r->blas);
         r->sgemm_gflops = ml_sgemm_probe(2048, 5);
@@ -89,5 +106,52 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
     free(tok), free(tgt);
     ml_optim_free(&opt);
     ml_model_free(&m);
+    return s;
+}
+
+size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_args *a, const ml_bench_result *r) {
+    const double MiB = 1048576.0;
+    size_t len = 0;
+    int k = snprintf(
+        buf, n,
+        "{\"impl\":\"mobilellm.c\",\"model\":\"%s\",\"params\":%lld,\"batch\":%d,\"seq\":%d,\"threads\":%d,"
+        "\"steps\":%d,\"ms_per_step\":%.2f,\"ms_forward\":%.2f,\"ms_head\":%.2f,\"ms_backward\":%.2f,"
+        "\"ms_update\":%.2f,\"tokens_per_s\":%.2f,\"flops_per_token\":%.6g,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
+        "\"mfu\":%.4f,\"peak_rss_mib\":%.1f,\"param_mib\":%.1f,\"grad_mib\":%.1f,\"moment_mib\":%.1f,"
+        "\"act_saved_mib\":%.1f,\"act_scratch_mib\":%.1f,\"min_mib\":%.1f,\"mem_ratio\":%.3f,"
+        "\"blas_kernel\":\"%s\"",
+        cfg->name, (long long)r->params, a->B, a->T, r->threads, a->steps, r->ms_per_step, r->ms_forward, r->ms_head,
+        r->ms_backward, r->ms_update, r->tokens_per_s, r->flops_per_token, r->gflops, r->sgemm_gflops, r->mfu,
+        (double)r->peak_rss / MiB, (double)r->param_bytes / MiB, (double)r->grad_bytes / MiB,
+        (double)r->moment_bytes / MiB, (double)r->act_saved_bytes / MiB, (double)r->act_scratch_bytes / MiB,
+        (double)r->min_bytes / MiB, r->mem_ratio, ml_blas_corename());
+    if (k > 0) len = (size_t)k;
+    if (r->profiled) {
+        k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, ",\"profile\":");
+        if (k > 0) len += (size_t)k;
+        ml_prof_json(buf, n, &len, r->wall_seconds, a->steps);
+    }
+    k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, "}");
+    if (k > 0) len += (size_t)k;
+    return len;
+}
+
+ml_status ml_bench_write_json(const char *path, const ml_config *cfg, const ml_bench_args *a,
+                              const ml_bench_result *r) {
+    size_t need = ml_bench_json(NULL, 0, cfg, a, r) + 1;
+    char *buf = malloc(need);
+    if (!buf) return ml_fail(ML_ERR_NOMEM, "out of memory for the benchmark JSON");
+    ml_bench_json(buf, need, cfg, a, r);
+    ml_atomic_file f;
+    ml_status s = ml_atomic_begin(&f, path, 1);
+    if (s == ML_OK) {
+        if (fprintf(f.fp, "%s\n", buf) < 0) {
+            ml_atomic_abort(&f);
+            s = ml_fail(ML_ERR_IO, "%s: write failed", path);
+        } else {
+            s = ml_atomic_commit(&f);
+        }
+    }
+    free(buf);
     return s;
 }

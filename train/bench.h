@@ -1,6 +1,9 @@
 /* Training-step benchmark: times forward + loss + backward + optimizer update on random tokens,
  * and an sgemm probe on the same threads, so MFU is measured against what this machine's BLAS
- * actually reaches rather than a datasheet number. */
+ * actually reaches rather than a datasheet number. Optionally profiles every kernel
+ * (common/prof.h) and accounts for memory: the theoretical minimum of a step (parameters,
+ * gradients, the two AdamW moments and the activations forward keeps for backward) next to the
+ * process's peak RSS. */
 #ifndef ML_BENCH_H
 #define ML_BENCH_H
 
@@ -11,15 +14,24 @@
 typedef struct {
     int B, T, steps, warmup;
     uint64_t seed;
+    int profile; /* 1: time every kernel over the timed steps (common/prof.h) */
 } ml_bench_args;
 
 typedef struct {
     double ms_per_step, tokens_per_s, gflops, sgemm_gflops, mfu;
     double ms_forward, ms_head, ms_backward, ms_update; /* per step */
     double flops_per_token;
+    double wall_seconds; /* of the timed steps, all together (the profile's denominator) */
     int64_t params;
     size_t peak_rss;
+    /* memory, bytes: parameters, gradients and AdamW moments as allocated (fp32), the activations
+     * the step keeps from forward to backward, and the activation arena's scratch (gradient
+     * buffers, the LM-head chunk, RoPE tables). min_bytes = params + grads + moments + saved
+     * activations; mem_ratio = peak_rss / min_bytes. */
+    size_t param_bytes, grad_bytes, moment_bytes, act_saved_bytes, act_scratch_bytes, min_bytes;
+    double mem_ratio;
     int threads;
+    int profiled;
     char blas[256];
 } ml_bench_result;
 
@@ -27,5 +39,13 @@ typedef struct {
 double ml_sgemm_probe(int n, int reps);
 
 ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_result *r);
+
+/* The result as one JSON object (no newline) into buf (truncated to n): the figures above, and,
+ * when the run was profiled, "profile": [{"name","ms_per_step","share","calls_per_step"}, ...,
+ * {"name":"other",...}] (common/prof.h). Returns the length it needed. */
+size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_args *a, const ml_bench_result *r);
+/* Write ml_bench_json's object and a newline to path, atomically. */
+ml_status ml_bench_write_json(const char *path, const ml_config *cfg, const ml_bench_args *a,
+                              const ml_bench_result *r);
 
 #endif

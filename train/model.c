@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/prof.h"
 #include "common/rng.h"
 #include "train/ops/ops.h"
 
@@ -135,7 +136,9 @@ void ml_model_init_weights(ml_model *m, uint64_t seed) {
     }
 }
 
-void ml_model_zero_grad(ml_model *m) { memset(m->grad_arena.base, 0, m->grad_arena.capacity * sizeof(float)); }
+void ml_model_zero_grad(ml_model *m) {
+    ML_PROFILE(ML_PROF_ZERO_GRAD) memset(m->grad_arena.base, 0, m->grad_arena.capacity * sizeof(float));
+}
 
 /* ---------------------------------------------------------------- activations */
 
@@ -176,6 +179,7 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
         o[i].up = ml_arena_reserve(a, N * F);
     }
     size_t resid_final = ml_arena_reserve(a, N * C), ln_f = ml_arena_reserve(a, N * C), rstd_f = ml_arena_reserve(a, N);
+    const size_t saved_end = a->used; /* everything above is kept from forward to backward; below is scratch */
     size_t d_resid = ml_arena_reserve(a, N * C), d_ln = ml_arena_reserve(a, N * C), d_ln_f = ml_arena_reserve(a, N * C);
     size_t d_q = ml_arena_reserve(a, N * qd), d_k = ml_arena_reserve(a, N * kvd), d_v = ml_arena_reserve(a, N * kvd);
     size_t d_att = ml_arena_reserve(a, N * qd);
@@ -235,6 +239,7 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     ml_rope_table(m->rope_cos, m->rope_sin, rope_len, c->head_dim, c->rope_theta);
     m->B = B;
     m->T = T;
+    m->act_saved_floats = saved_end;
     return ML_OK;
 }
 
@@ -268,35 +273,49 @@ ml_status ml_model_forward(ml_model *m, const ml_batch *b) {
     const int B = b->B, T = b->T, N = B * T, C = c->hidden_size, F = c->intermediate_size, H = c->num_heads,
               KV = c->num_kv_heads, hd = c->head_dim, A = ml_config_applied_layers(c);
     const int half_split = c->rope_pairing == ML_ROPE_HALF_SPLIT;
-    ml_embedding_forward(m->acts[0].resid_in, b->tokens, m->w.embed, N, C);
+    ML_PROFILE(ML_PROF_EMBED_FWD) ml_embedding_forward(m->acts[0].resid_in, b->tokens, m->w.embed, N, C);
     for (int a = 0; a < A; a++) {
         const int l = a / c->layer_repeat;
         ml_block_acts *x = &m->acts[a];
         float *out = a + 1 < A ? m->acts[a + 1].resid_in : m->resid_final;
+        ML_PROFILE(ML_PROF_RMSNORM_FWD)
         ml_rmsnorm_forward(x->ln1, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
-        ml_matmul_forward(x->q, x->ln1, m->w.layer[l].wq, N, C, H * hd);
-        ml_matmul_forward(x->k, x->ln1, m->w.layer[l].wk, N, C, KV * hd);
-        ml_matmul_forward(x->v, x->ln1, m->w.layer[l].wv, N, C, KV * hd);
-        if (c->layer_rope[l]) {
-            ml_rope_apply(x->q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 0);
-            ml_rope_apply(x->k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 0);
-            if (c->use_qk_norm) {
-                ml_headnorm_forward(x->q, x->q_rstd, N, H, hd, c->rms_norm_eps);
-                ml_headnorm_forward(x->k, x->k_rstd, N, KV, hd, c->rms_norm_eps);
-            }
+        ML_PROFILE(ML_PROF_QKV_FWD) {
+            ml_matmul_forward(x->q, x->ln1, m->w.layer[l].wq, N, C, H * hd);
+            ml_matmul_forward(x->k, x->ln1, m->w.layer[l].wk, N, C, KV * hd);
+            ml_matmul_forward(x->v, x->ln1, m->w.layer[l].wv, N, C, KV * hd);
         }
+        if (c->layer_rope[l]) {
+            ML_PROFILE(ML_PROF_ROPE_FWD) {
+                ml_rope_apply(x->q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 0);
+                ml_rope_apply(x->k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 0);
+            }
+            if (c->use_qk_norm) ML_PROFILE(ML_PROF_QKNORM_FWD) {
+                    ml_headnorm_forward(x->q, x->q_rstd, N, H, hd, c->rms_norm_eps);
+                    ml_headnorm_forward(x->k, x->k_rstd, N, KV, hd, c->rms_norm_eps);
+                }
+        }
+        ML_PROFILE(ML_PROF_ATTN_FWD)
         ml_attention_forward(x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H, KV, hd, layer_window(c, l));
-        ml_matmul_forward(x->resid_mid, x->att, m->w.layer[l].wo, N, H * hd, C);
+        ML_PROFILE(ML_PROF_O_FWD) ml_matmul_forward(x->resid_mid, x->att, m->w.layer[l].wo, N, H * hd, C);
+        ML_PROFILE(ML_PROF_RESIDUAL) {
 #pragma omp parallel for simd schedule(static)
-        for (int64_t i = 0; i < (int64_t)N * C; i++) x->resid_mid[i] += x->resid_in[i];
+            for (int64_t i = 0; i < (int64_t)N * C; i++) x->resid_mid[i] += x->resid_in[i];
+        }
+        ML_PROFILE(ML_PROF_RMSNORM_FWD)
         ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
-        ml_matmul_forward(x->gate, x->ln2, m->w.layer[l].wgate, N, C, F);
-        ml_matmul_forward(x->up, x->ln2, m->w.layer[l].wup, N, C, F);
-        ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
-        ml_matmul_forward(out, m->ffn_h, m->w.layer[l].wdown, N, F, C);
+        ML_PROFILE(ML_PROF_GATE_UP_FWD) {
+            ml_matmul_forward(x->gate, x->ln2, m->w.layer[l].wgate, N, C, F);
+            ml_matmul_forward(x->up, x->ln2, m->w.layer[l].wup, N, C, F);
+        }
+        ML_PROFILE(ML_PROF_SWIGLU_FWD) ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
+        ML_PROFILE(ML_PROF_DOWN_FWD) ml_matmul_forward(out, m->ffn_h, m->w.layer[l].wdown, N, F, C);
+        ML_PROFILE(ML_PROF_RESIDUAL) {
 #pragma omp parallel for simd schedule(static)
-        for (int64_t i = 0; i < (int64_t)N * C; i++) out[i] += x->resid_mid[i];
+            for (int64_t i = 0; i < (int64_t)N * C; i++) out[i] += x->resid_mid[i];
+        }
     }
+    ML_PROFILE(ML_PROF_RMSNORM_FWD)
     ml_rmsnorm_forward(m->ln_f, m->rstd_f, m->resid_final, m->w.final_norm, N, C, c->rms_norm_eps);
     m->last_batch = b;
     return ML_OK;
@@ -316,15 +335,15 @@ ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn f
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *h = m->ln_f + (int64_t)n0 * C;
-        ml_matmul_forward(logits, h, m->w.lm_head, rows, C, V);
-        fn(ctx, logits, losses, b->targets + n0, n0, rows, V, grad_scale);
+        ML_PROFILE(ML_PROF_HEAD_FWD) ml_matmul_forward(logits, h, m->w.lm_head, rows, C, V);
+        ML_PROFILE(ML_PROF_HEAD_LOSS) fn(ctx, logits, losses, b->targets + n0, n0, rows, V, grad_scale);
         for (int r = 0; r < rows; r++)
             if (b->targets[n0 + r] >= 0) {
                 total += losses[r];
                 n_scored++;
             }
-        if (grad_scale != 0.0f)
-            ml_matmul_backward(m->d_ln_f + (int64_t)n0 * C, m->g.lm_head, logits, h, m->w.lm_head, rows, C, V, 0);
+        if (grad_scale != 0.0f) ML_PROFILE(ML_PROF_HEAD_BWD)
+                ml_matmul_backward(m->d_ln_f + (int64_t)n0 * C, m->g.lm_head, logits, h, m->w.lm_head, rows, C, V, 0);
     }
     *loss_sum = total;
     *count = n_scored;
@@ -356,34 +375,48 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
     const int half_split = c->rope_pairing == ML_ROPE_HALF_SPLIT;
     float *dres = m->d_resid;
     memset(dres, 0, sizeof(float) * (size_t)N * C);
+    ML_PROFILE(ML_PROF_RMSNORM_BWD)
     ml_rmsnorm_backward(dres, m->g.final_norm, m->d_ln_f, m->resid_final, m->w.final_norm, m->rstd_f, N, C);
     for (int a = A - 1; a >= 0; a--) {
         const int l = a / c->layer_repeat;
         const ml_block_acts *x = &m->acts[a];
         /* FFN: out = resid_mid + down(silu(gate) * up) */
-        ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F); /* recompute h rather than store it */
+        ML_PROFILE(ML_PROF_SWIGLU_BWD) /* recompute h rather than store it */
+        ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
+        ML_PROFILE(ML_PROF_DOWN_BWD)
         ml_matmul_backward(m->d_up, m->g.layer[l].wdown, dres, m->ffn_h, m->w.layer[l].wdown, N, F, C, 0);
-        ml_swiglu_backward(m->d_gate, m->ffn_h, m->d_up, x->gate, x->up, (int64_t)N * F); /* dup -> ffn_h */
-        ml_matmul_backward(m->d_ln, m->g.layer[l].wgate, m->d_gate, x->ln2, m->w.layer[l].wgate, N, C, F, 0);
-        ml_matmul_backward(m->d_ln, m->g.layer[l].wup, m->ffn_h, x->ln2, m->w.layer[l].wup, N, C, F, 1);
+        ML_PROFILE(ML_PROF_SWIGLU_BWD) /* dup -> ffn_h */
+        ml_swiglu_backward(m->d_gate, m->ffn_h, m->d_up, x->gate, x->up, (int64_t)N * F);
+        ML_PROFILE(ML_PROF_GATE_UP_BWD) {
+            ml_matmul_backward(m->d_ln, m->g.layer[l].wgate, m->d_gate, x->ln2, m->w.layer[l].wgate, N, C, F, 0);
+            ml_matmul_backward(m->d_ln, m->g.layer[l].wup, m->ffn_h, x->ln2, m->w.layer[l].wup, N, C, F, 1);
+        }
+        ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].mlp_norm, m->d_ln, x->resid_mid, m->w.layer[l].mlp_norm, x->rstd2, N, C);
         /* attention: resid_mid = resid_in + o_proj(att) */
+        ML_PROFILE(ML_PROF_O_BWD)
         ml_matmul_backward(m->d_att, m->g.layer[l].wo, dres, x->att, m->w.layer[l].wo, N, H * hd, C, 0);
+        ML_PROFILE(ML_PROF_ATTN_BWD)
         ml_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H,
                               KV, hd, layer_window(c, l));
         if (c->layer_rope[l]) {
-            if (c->use_qk_norm) {
-                ml_headnorm_backward(m->d_q, x->q, x->q_rstd, N, H, hd);
-                ml_headnorm_backward(m->d_k, x->k, x->k_rstd, N, KV, hd);
+            if (c->use_qk_norm) ML_PROFILE(ML_PROF_QKNORM_BWD) {
+                    ml_headnorm_backward(m->d_q, x->q, x->q_rstd, N, H, hd);
+                    ml_headnorm_backward(m->d_k, x->k, x->k_rstd, N, KV, hd);
+                }
+            ML_PROFILE(ML_PROF_ROPE_BWD) {
+                ml_rope_apply(m->d_q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 1);
+                ml_rope_apply(m->d_k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 1);
             }
-            ml_rope_apply(m->d_q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 1);
-            ml_rope_apply(m->d_k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 1);
         }
-        ml_matmul_backward(m->d_ln, m->g.layer[l].wq, m->d_q, x->ln1, m->w.layer[l].wq, N, C, H * hd, 0);
-        ml_matmul_backward(m->d_ln, m->g.layer[l].wk, m->d_k, x->ln1, m->w.layer[l].wk, N, C, KV * hd, 1);
-        ml_matmul_backward(m->d_ln, m->g.layer[l].wv, m->d_v, x->ln1, m->w.layer[l].wv, N, C, KV * hd, 1);
+        ML_PROFILE(ML_PROF_QKV_BWD) {
+            ml_matmul_backward(m->d_ln, m->g.layer[l].wq, m->d_q, x->ln1, m->w.layer[l].wq, N, C, H * hd, 0);
+            ml_matmul_backward(m->d_ln, m->g.layer[l].wk, m->d_k, x->ln1, m->w.layer[l].wk, N, C, KV * hd, 1);
+            ml_matmul_backward(m->d_ln, m->g.layer[l].wv, m->d_v, x->ln1, m->w.layer[l].wv, N, C, KV * hd, 1);
+        }
+        ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].attn_norm, m->d_ln, x->resid_in, m->w.layer[l].attn_norm, x->rstd1, N, C);
     }
-    ml_embedding_backward(m->g.embed, dres, b->tokens, N, C);
+    ML_PROFILE(ML_PROF_EMBED_BWD) ml_embedding_backward(m->g.embed, dres, b->tokens, N, C);
     return ML_OK;
 }

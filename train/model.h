@@ -82,6 +82,8 @@ typedef struct {
     /* activations, sized for B*T tokens by ml_model_reserve */
     int B, T;
     ml_arena act_arena;
+    size_t act_saved_floats;   /* the part of act_arena that forward keeps for backward (per-block acts, final
+                                  residual and norm); the rest is gradient scratch, the LM-head chunk, RoPE tables */
     ml_block_acts *acts;       /* [num_layers * layer_repeat] */
     float *resid_final;        /* [BT, C] output of the last block */
     float *ln_f, *rstd_f;      /* final norm output and its rstd */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/prof.h"
 #include "common/signals.h"
 #include "common/sysinfo.h"
 #include "data/batch_reader.h"
@@ -249,11 +250,17 @@ typedef struct {
     int32_t *tokens, *targets, *pos, *doc; /* pos/doc NULL unless the run asks for them */
     FILE *metrics;
     char *args_json;
+    double prof_wall; /* with ML_PROFILE=1: wall time and count of the profiled training steps */
+    int64_t prof_steps;
 } trainer;
 
 static ml_status evaluate(trainer *t, const ml_train_args *a, double *val_loss) {
     int64_t n;
-    return ml_eval_loss(&t->model, t->val, a->batch, a->seq, a->eval_batches, val_loss, &n);
+    const int prof = ml_prof_enabled();
+    ml_prof_enable(0); /* the profile covers training steps only */
+    ml_status s = ml_eval_loss(&t->model, t->val, a->batch, a->seq, a->eval_batches, val_loss, &n);
+    ml_prof_enable(prof);
+    return s;
 }
 
 static ml_status save(trainer *t, const ml_train_args *a, int64_t step) {
@@ -367,12 +374,16 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         }
         double loss = loss_sum / (double)(scored ? scored : 1);
         /* clip_grad_norm leaves non-finite gradients untouched and returns their norm */
-        double gnorm = ml_clip_grad_norm(m->grad_arena.base, m->grad_arena.capacity, a->clip);
+        double gnorm = 0;
+        ML_PROFILE(ML_PROF_CLIP) gnorm = ml_clip_grad_norm(m->grad_arena.base, m->grad_arena.capacity, a->clip);
         float lr = ml_lr_at(&t->sched, step);
         int skipped = !isfinite(loss) || !isfinite(gnorm);
-        if (!skipped) ML_TRY(ml_optim_step(&t->opt, m->param_arena.base, m->grad_arena.base, lr));
+        ml_status us = ML_OK;
+        if (!skipped) ML_PROFILE(ML_PROF_OPTIMIZER) us = ml_optim_step(&t->opt, m->param_arena.base, m->grad_arena.base, lr);
+        ML_TRY(us);
         t->st.tokens_seen += tokens_per_step;
         double now = ml_now_seconds(), dt = now - t0;
+        if (ml_prof_enabled()) t->prof_wall += dt, t->prof_steps++;
         double tok_s = (double)tokens_per_step / dt;
         double done = (double)(step + 1 - first_step), left = (double)(a->steps - step - 1);
         char eta[32];
@@ -606,7 +617,13 @@ ml_status ml_train(const ml_train_args *a) {
                    a->cache, ml_logit_cache_get_info(t.cache)->teacher_name, ml_logit_cache_get_info(t.cache)->K,
                    a->kd_loss, a->kd_tail, a->temperature, a->ce_weight);
     }
+    ml_prof_reset();
+    ml_prof_enable_from_env();
     s = run(&t, a);
+    if (ml_prof_enabled() && t.prof_steps > 0) {
+        printf("profile (ML_PROFILE, %lld steps, data loading included in 'other')\n", (long long)t.prof_steps);
+        ml_prof_print(stdout, t.prof_wall, t.prof_steps);
+    }
 done:
     if (t.metrics) fclose(t.metrics);
     free(t.tokens);

@@ -16,11 +16,12 @@ int ml_cmd_bench(int argc, char **argv) {
         {"steps", ML_OPT_INT, &a.steps, "timed steps (default 3)", 0, 0},
         {"warmup", ML_OPT_INT, &a.warmup, "untimed steps first (default 1)", 0, 0},
         {"profile", ML_OPT_FLAG, &a.profile, "time every kernel over the timed steps and print the table", 0, 0},
+        {"recompute", ML_OPT_FLAG, &a.recompute, "activation recomputation: keep only block inputs", 0, 0},
         {"out", ML_OPT_STR, &out, "also write the result (with the profile) as JSON to this file", 0, 0},
         {"json", ML_OPT_FLAG, &json, "print one JSON line only", 0, 0},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
-    int rc = ml_args_parse("bench", "--config CFG [--batch B] [--seq T] [--steps N] [--profile] [--out FILE.json]",
+    int rc = ml_args_parse("bench", "--config CFG [--batch B] [--seq T] [--steps N] [--profile] [--recompute] [--out FILE.json]",
                            opts, n_opts, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     if (a.B < 1 || a.T < 1 || a.steps < 1 || a.warmup < 0) {

@@ -101,6 +101,7 @@ int ml_cmd_eval(int argc, char **argv) {
         ml_str_list_release(&data);
         return ml_cli_fail("eval");
     }
+    m.recompute = 1; /* forward only: blocks share one set of buffers */
     ml_domain_loss dl[ML_EVAL_MAX_DOMAINS];
     int nd = 0;
     ml_status s = ml_eval_loss_by_domain(&m, data.items, data.count, B, T, max_batches, dl, &nd);

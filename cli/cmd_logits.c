@@ -55,6 +55,7 @@ int ml_cmd_logits(int argc, char **argv) {
     }
     float *logits = NULL;
     ml_batch b = {.tokens = ids, .B = 1, .T = T};
+    m.recompute = 1; /* forward only: blocks share one set of buffers */
     ml_status s = ml_model_reserve(&m, 1, T, T);
     if (s == ML_OK) s = ml_model_forward(&m, &b);
     if (s == ML_OK) {

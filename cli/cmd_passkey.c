@@ -56,6 +56,7 @@ int ml_cmd_passkey(int argc, char **argv) {
         free(filler);
         return ml_cli_fail("passkey");
     }
+    m.recompute = 1; /* forward only: blocks share one set of buffers */
     ml_status s = ML_OK;
     if (tok->vocab_size > (uint32_t)m.cfg.vocab_size)
         s = ml_fail(ML_ERR_CONFIG, "tokenizer vocabulary (%u) is larger than the model's (%d)", tok->vocab_size,

@@ -48,6 +48,8 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
         {"quiet", ML_OPT_FLAG, &a.quiet, "no per-step progress lines", 0, 0},
         {"doc-positions", ML_OPT_FLAG, &a.doc_positions, "positions restart at each document (default: continue)", 0, 0},
         {"doc-mask", ML_OPT_FLAG, &a.doc_mask, "attend only within each document of a packed window", 0, 0},
+        {"recompute", ML_OPT_FLAG, &a.recompute,
+         "keep only each block's input; backward recomputes the block (long windows in less memory)", 0, 0},
         {"rope-theta", ML_OPT_FLOAT, &a.rope_theta, "set RoPE theta for this run (e.g. raised for context extension)", 0, 0},
         /* distill only (kept last) */
         {"teacher", ML_OPT_STR, &a.teacher, "teacher checkpoint or HF directory (same tokenizer)", 0, 0},

@@ -55,6 +55,7 @@ static ml_status run(job *j, const ml_teacher_logits_args *a) {
     if (ml_batch_reader_vocab_size(j->br) > (uint32_t)tc->vocab_size)
         return ml_fail(ML_ERR_CONFIG, "data vocabulary (%u, tokenizer %s) is larger than the teacher's (%d)",
                        ml_batch_reader_vocab_size(j->br), ml_batch_reader_tokenizer(j->br), tc->vocab_size);
+    j->teacher.recompute = 1; /* forward only: blocks share one set of buffers */
     ML_TRY(ml_model_reserve(&j->teacher, a->B, a->T, a->T));
     int64_t n_batches = a->batches;
     if (n_batches <= 0) {

@@ -132,6 +132,62 @@ static void test_grad_pro(void **state) {
     check_model(&c, 1, 1);
 }
 
+/* Activation recomputation re-runs each block's forward in backward with the same kernels on the same
+ * inputs, so the gradients must be identical bit for bit, for every variant, while the activations kept
+ * from forward to backward shrink. */
+static float *gradients(const ml_config *cfg, int recompute, int use_pos_doc, double *loss, size_t *saved) {
+    enum { B = 2, T = 9 };
+    ml_model m;
+    assert_int_equal(ml_model_create(&m, cfg), ML_OK);
+    ml_model_init_weights(&m, 7);
+    m.recompute = recompute;
+    assert_int_equal(ml_model_reserve(&m, B, T, 64), ML_OK);
+    int32_t tok[B * T], tgt[B * T], pos[B * T], doc[B * T];
+    ml_rng r;
+    ml_rng_seed(&r, 5);
+    for (int i = 0; i < B * T; i++) {
+        tok[i] = (int32_t)ml_rng_below(&r, cfg->vocab_size);
+        tgt[i] = (int32_t)ml_rng_below(&r, cfg->vocab_size);
+        doc[i] = (i % T) < 4 ? 0 : 1;
+        pos[i] = (i % T) < 4 ? i % T : i % T - 4;
+    }
+    ml_batch b = {.tokens = tok, .targets = tgt, .pos = use_pos_doc ? pos : NULL, .doc = use_pos_doc ? doc : NULL,
+                  .B = B, .T = T};
+    ml_model_zero_grad(&m);
+    int64_t n;
+    assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+    assert_int_equal(ml_model_head_loss(&m, &b, 1.0f, loss, &n), ML_OK);
+    assert_int_equal(ml_model_backward(&m, &b), ML_OK);
+    float *g = malloc(m.grad_arena.capacity * sizeof(float));
+    memcpy(g, m.grad_arena.base, m.grad_arena.capacity * sizeof(float));
+    *saved = m.act_saved_floats;
+    ml_model_free(&m);
+    return g;
+}
+
+static void test_recompute_identical(void **state) {
+    ml_config cs[3];
+    for (int i = 0; i < 3; i++) base_config(&cs[i]);
+    cs[0].layer_repeat = 2;                        /* layer sharing: one block applied twice */
+    cs[1].dialect = ML_DIALECT_LLAMA4_TEXT, cs[1].use_qk_norm = 1, cs[1].layer_rope[1] = 0; /* R1 */
+    cs[1].rope_pairing = ML_ROPE_ADJACENT;
+    cs[2].dialect = ML_DIALECT_MINISTRAL, cs[2].num_layers = 3, cs[2].sliding_window = 3; /* Pro, doc mask */
+    cs[2].layer_sliding[0] = 1;
+    for (int i = 0; i < 3; i++) {
+        ml_model probe;
+        assert_int_equal(ml_model_create(&probe, &cs[i]), ML_OK);
+        const size_t nf = probe.grad_arena.capacity;
+        ml_model_free(&probe);
+        double l0, l1;
+        size_t s0, s1;
+        float *g0 = gradients(&cs[i], 0, i == 2, &l0, &s0), *g1 = gradients(&cs[i], 1, i == 2, &l1, &s1);
+        assert_true(l0 == l1);
+        assert_memory_equal(g0, g1, nf * sizeof(float));
+        assert_true(s1 < s0 / 3); /* only block inputs (and the final norm) are kept */
+        free(g0), free(g1);
+    }
+}
+
 /* Out-of-range input is an error, not a crash or a silent clamp. */
 static void test_bad_tokens(void **state) {
     ml_config c;
@@ -156,6 +212,7 @@ int main(void) {
         cmocka_unit_test(test_grad_v1_untied),
         cmocka_unit_test(test_grad_r1),
         cmocka_unit_test(test_grad_pro),
+        cmocka_unit_test(test_recompute_identical),
         cmocka_unit_test(test_bad_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

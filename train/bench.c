@@ -35,6 +35,7 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
     ml_model m;
     ML_TRY(ml_model_create(&m, cfg));
     ml_model_init_weights(&m, a->seed);
+    m.recompute = a->recompute;
     ml_status s = ml_model_reserve(&m, a->B, a->T, a->T);
     ml_optimizer opt;
     ml_optim_config oc = ml_optim_defaults(ML_OPTIM_ADAMW);
@@ -115,12 +116,12 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
     int k = snprintf(
         buf, n,
         "{\"impl\":\"mobilellm.c\",\"model\":\"%s\",\"params\":%lld,\"batch\":%d,\"seq\":%d,\"threads\":%d,"
-        "\"steps\":%d,\"ms_per_step\":%.2f,\"ms_forward\":%.2f,\"ms_head\":%.2f,\"ms_backward\":%.2f,"
+        "\"recompute\":%s,\"steps\":%d,\"ms_per_step\":%.2f,\"ms_forward\":%.2f,\"ms_head\":%.2f,\"ms_backward\":%.2f,"
         "\"ms_update\":%.2f,\"tokens_per_s\":%.2f,\"flops_per_token\":%.6g,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
         "\"mfu\":%.4f,\"peak_rss_mib\":%.1f,\"param_mib\":%.1f,\"grad_mib\":%.1f,\"moment_mib\":%.1f,"
         "\"act_saved_mib\":%.1f,\"act_scratch_mib\":%.1f,\"min_mib\":%.1f,\"mem_ratio\":%.3f,"
         "\"blas_kernel\":\"%s\"",
-        cfg->name, (long long)r->params, a->B, a->T, r->threads, a->steps, r->ms_per_step, r->ms_forward, r->ms_head,
+        cfg->name, (long long)r->params, a->B, a->T, r->threads, a->recompute ? "true" : "false", a->steps, r->ms_per_step, r->ms_forward, r->ms_head,
         r->ms_backward, r->ms_update, r->tokens_per_s, r->flops_per_token, r->gflops, r->sgemm_gflops, r->mfu,
         (double)r->peak_rss / MiB, (double)r->param_bytes / MiB, (double)r->grad_bytes / MiB,
         (double)r->moment_bytes / MiB, (double)r->act_saved_bytes / MiB, (double)r->act_scratch_bytes / MiB,

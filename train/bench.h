@@ -15,6 +15,7 @@ typedef struct {
     int B, T, steps, warmup;
     uint64_t seed;
     int profile; /* 1: time every kernel over the timed steps (common/prof.h) */
+    int recompute; /* activation recomputation (ml_model.recompute) */
 } ml_bench_args;
 
 typedef struct {

@@ -142,6 +142,33 @@ void ml_model_zero_grad(ml_model *m) {
 
 /* ---------------------------------------------------------------- activations */
 
+/* Arena offsets of one block's activations, planned before the single allocation. */
+typedef struct {
+    size_t resid_in, ln1, rstd1, q, k, v, q_rstd, k_rstd, att, lse, resid_mid, ln2, rstd2, gate, up;
+} offs;
+
+/* Everything of a block but its input. */
+static void reserve_block(ml_arena *a, offs *o, const ml_config *c, size_t N) {
+    const size_t C = c->hidden_size, F = c->intermediate_size, qd = (size_t)c->num_heads * c->head_dim,
+                 kvd = (size_t)c->num_kv_heads * c->head_dim;
+    o->ln1 = ml_arena_reserve(a, N * C);
+    o->rstd1 = ml_arena_reserve(a, N);
+    o->q = ml_arena_reserve(a, N * qd);
+    o->k = ml_arena_reserve(a, N * kvd);
+    o->v = ml_arena_reserve(a, N * kvd);
+    if (c->use_qk_norm) {
+        o->q_rstd = ml_arena_reserve(a, N * c->num_heads);
+        o->k_rstd = ml_arena_reserve(a, N * c->num_kv_heads);
+    }
+    o->att = ml_arena_reserve(a, N * qd);
+    o->lse = ml_arena_reserve(a, N * c->num_heads);
+    o->resid_mid = ml_arena_reserve(a, N * C);
+    o->ln2 = ml_arena_reserve(a, N * C);
+    o->rstd2 = ml_arena_reserve(a, N);
+    o->gate = ml_arena_reserve(a, N * F);
+    o->up = ml_arena_reserve(a, N * F);
+}
+
 ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     const ml_config *c = &m->cfg;
     if (B <= 0 || T <= 0) return ml_fail(ML_ERR_ARG, "batch %d x sequence %d: both must be positive", B, T);
@@ -154,32 +181,23 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     if (!m->acts) return ml_fail(ML_ERR_NOMEM, "out of memory for activation table");
     ml_arena *a = &m->act_arena;
     /* plan offsets first, bind pointers after the single allocation */
-    typedef struct {
-        size_t resid_in, ln1, rstd1, q, k, v, q_rstd, k_rstd, att, lse, resid_mid, ln2, rstd2, gate, up;
-    } offs;
     offs *o = calloc((size_t)A, sizeof(offs));
     if (!o) return ml_fail(ML_ERR_NOMEM, "out of memory for activation table");
-    for (int i = 0; i < A; i++) {
-        o[i].resid_in = ml_arena_reserve(a, N * C);
-        o[i].ln1 = ml_arena_reserve(a, N * C);
-        o[i].rstd1 = ml_arena_reserve(a, N);
-        o[i].q = ml_arena_reserve(a, N * qd);
-        o[i].k = ml_arena_reserve(a, N * kvd);
-        o[i].v = ml_arena_reserve(a, N * kvd);
-        if (c->use_qk_norm) {
-            o[i].q_rstd = ml_arena_reserve(a, N * c->num_heads);
-            o[i].k_rstd = ml_arena_reserve(a, N * c->num_kv_heads);
-        }
-        o[i].att = ml_arena_reserve(a, N * qd);
-        o[i].lse = ml_arena_reserve(a, N * c->num_heads);
-        o[i].resid_mid = ml_arena_reserve(a, N * C);
-        o[i].ln2 = ml_arena_reserve(a, N * C);
-        o[i].rstd2 = ml_arena_reserve(a, N);
-        o[i].gate = ml_arena_reserve(a, N * F);
-        o[i].up = ml_arena_reserve(a, N * F);
-    }
+    /* Each block's input is always kept. The rest of a block's activations is kept per block, or, with
+     * recomputation, one set shared by all blocks: backward re-runs each block's forward from its input. */
+    for (int i = 0; i < A; i++) o[i].resid_in = ml_arena_reserve(a, N * C);
+    if (!m->recompute)
+        for (int i = 0; i < A; i++) reserve_block(a, &o[i], c, N);
     size_t resid_final = ml_arena_reserve(a, N * C), ln_f = ml_arena_reserve(a, N * C), rstd_f = ml_arena_reserve(a, N);
     const size_t saved_end = a->used; /* everything above is kept from forward to backward; below is scratch */
+    if (m->recompute) {
+        reserve_block(a, &o[0], c, N);
+        for (int i = 1; i < A; i++) {
+            size_t own = o[i].resid_in;
+            o[i] = o[0];
+            o[i].resid_in = own;
+        }
+    }
     size_t d_resid = ml_arena_reserve(a, N * C), d_ln = ml_arena_reserve(a, N * C), d_ln_f = ml_arena_reserve(a, N * C);
     size_t d_q = ml_arena_reserve(a, N * qd), d_k = ml_arena_reserve(a, N * kvd), d_v = ml_arena_reserve(a, N * kvd);
     size_t d_att = ml_arena_reserve(a, N * qd);
@@ -267,54 +285,61 @@ static ml_status check_batch(const ml_model *m, const ml_batch *b) {
 
 static inline int layer_window(const ml_config *c, int l) { return c->layer_sliding[l] ? c->sliding_window : 0; }
 
-ml_status ml_model_forward(ml_model *m, const ml_batch *b) {
-    ML_TRY(check_batch(m, b));
+/* Block a of the forward pass, from acts[a].resid_in. With `to_output` 0 it stops once everything the
+ * block's backward reads exists (gate and up): that is the recomputation of a block during backward. */
+static void block_forward(ml_model *m, const ml_batch *b, int a, int to_output) {
     const ml_config *c = &m->cfg;
     const int B = b->B, T = b->T, N = B * T, C = c->hidden_size, F = c->intermediate_size, H = c->num_heads,
               KV = c->num_kv_heads, hd = c->head_dim, A = ml_config_applied_layers(c);
     const int half_split = c->rope_pairing == ML_ROPE_HALF_SPLIT;
-    ML_PROFILE(ML_PROF_EMBED_FWD) ml_embedding_forward(m->acts[0].resid_in, b->tokens, m->w.embed, N, C);
-    for (int a = 0; a < A; a++) {
-        const int l = a / c->layer_repeat;
-        ml_block_acts *x = &m->acts[a];
-        float *out = a + 1 < A ? m->acts[a + 1].resid_in : m->resid_final;
-        ML_PROFILE(ML_PROF_RMSNORM_FWD)
-        ml_rmsnorm_forward(x->ln1, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
-        ML_PROFILE(ML_PROF_QKV_FWD) {
-            ml_matmul_forward(x->q, x->ln1, m->w.layer[l].wq, N, C, H * hd);
-            ml_matmul_forward(x->k, x->ln1, m->w.layer[l].wk, N, C, KV * hd);
-            ml_matmul_forward(x->v, x->ln1, m->w.layer[l].wv, N, C, KV * hd);
-        }
-        if (c->layer_rope[l]) {
-            ML_PROFILE(ML_PROF_ROPE_FWD) {
-                ml_rope_apply(x->q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 0);
-                ml_rope_apply(x->k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 0);
-            }
-            if (c->use_qk_norm) ML_PROFILE(ML_PROF_QKNORM_FWD) {
-                    ml_headnorm_forward(x->q, x->q_rstd, N, H, hd, c->rms_norm_eps);
-                    ml_headnorm_forward(x->k, x->k_rstd, N, KV, hd, c->rms_norm_eps);
-                }
-        }
-        ML_PROFILE(ML_PROF_ATTN_FWD)
-        ml_attention_forward(x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H, KV, hd, layer_window(c, l));
-        ML_PROFILE(ML_PROF_O_FWD) ml_matmul_forward(x->resid_mid, x->att, m->w.layer[l].wo, N, H * hd, C);
-        ML_PROFILE(ML_PROF_RESIDUAL) {
-#pragma omp parallel for simd schedule(static)
-            for (int64_t i = 0; i < (int64_t)N * C; i++) x->resid_mid[i] += x->resid_in[i];
-        }
-        ML_PROFILE(ML_PROF_RMSNORM_FWD)
-        ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
-        ML_PROFILE(ML_PROF_GATE_UP_FWD) {
-            ml_matmul_forward(x->gate, x->ln2, m->w.layer[l].wgate, N, C, F);
-            ml_matmul_forward(x->up, x->ln2, m->w.layer[l].wup, N, C, F);
-        }
-        ML_PROFILE(ML_PROF_SWIGLU_FWD) ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
-        ML_PROFILE(ML_PROF_DOWN_FWD) ml_matmul_forward(out, m->ffn_h, m->w.layer[l].wdown, N, F, C);
-        ML_PROFILE(ML_PROF_RESIDUAL) {
-#pragma omp parallel for simd schedule(static)
-            for (int64_t i = 0; i < (int64_t)N * C; i++) out[i] += x->resid_mid[i];
-        }
+    const int l = a / c->layer_repeat;
+    ml_block_acts *x = &m->acts[a];
+    float *out = a + 1 < A ? m->acts[a + 1].resid_in : m->resid_final;
+    ML_PROFILE(ML_PROF_RMSNORM_FWD)
+    ml_rmsnorm_forward(x->ln1, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
+    ML_PROFILE(ML_PROF_QKV_FWD) {
+        ml_matmul_forward(x->q, x->ln1, m->w.layer[l].wq, N, C, H * hd);
+        ml_matmul_forward(x->k, x->ln1, m->w.layer[l].wk, N, C, KV * hd);
+        ml_matmul_forward(x->v, x->ln1, m->w.layer[l].wv, N, C, KV * hd);
     }
+    if (c->layer_rope[l]) {
+        ML_PROFILE(ML_PROF_ROPE_FWD) {
+            ml_rope_apply(x->q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 0);
+            ml_rope_apply(x->k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 0);
+        }
+        if (c->use_qk_norm) ML_PROFILE(ML_PROF_QKNORM_FWD) {
+                ml_headnorm_forward(x->q, x->q_rstd, N, H, hd, c->rms_norm_eps);
+                ml_headnorm_forward(x->k, x->k_rstd, N, KV, hd, c->rms_norm_eps);
+            }
+    }
+    ML_PROFILE(ML_PROF_ATTN_FWD)
+    ml_attention_forward(x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H, KV, hd, layer_window(c, l));
+    ML_PROFILE(ML_PROF_O_FWD) ml_matmul_forward(x->resid_mid, x->att, m->w.layer[l].wo, N, H * hd, C);
+    ML_PROFILE(ML_PROF_RESIDUAL) {
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < (int64_t)N * C; i++) x->resid_mid[i] += x->resid_in[i];
+    }
+    ML_PROFILE(ML_PROF_RMSNORM_FWD)
+    ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
+    ML_PROFILE(ML_PROF_GATE_UP_FWD) {
+        ml_matmul_forward(x->gate, x->ln2, m->w.layer[l].wgate, N, C, F);
+        ml_matmul_forward(x->up, x->ln2, m->w.layer[l].wup, N, C, F);
+    }
+    if (!to_output) return;
+    ML_PROFILE(ML_PROF_SWIGLU_FWD) ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
+    ML_PROFILE(ML_PROF_DOWN_FWD) ml_matmul_forward(out, m->ffn_h, m->w.layer[l].wdown, N, F, C);
+    ML_PROFILE(ML_PROF_RESIDUAL) {
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < (int64_t)N * C; i++) out[i] += x->resid_mid[i];
+    }
+}
+
+ml_status ml_model_forward(ml_model *m, const ml_batch *b) {
+    ML_TRY(check_batch(m, b));
+    const ml_config *c = &m->cfg;
+    const int N = b->B * b->T, C = c->hidden_size, A = ml_config_applied_layers(c);
+    ML_PROFILE(ML_PROF_EMBED_FWD) ml_embedding_forward(m->acts[0].resid_in, b->tokens, m->w.embed, N, C);
+    for (int a = 0; a < A; a++) block_forward(m, b, a, 1);
     ML_PROFILE(ML_PROF_RMSNORM_FWD)
     ml_rmsnorm_forward(m->ln_f, m->rstd_f, m->resid_final, m->w.final_norm, N, C, c->rms_norm_eps);
     m->last_batch = b;
@@ -379,6 +404,7 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
     ml_rmsnorm_backward(dres, m->g.final_norm, m->d_ln_f, m->resid_final, m->w.final_norm, m->rstd_f, N, C);
     for (int a = A - 1; a >= 0; a--) {
         const int l = a / c->layer_repeat;
+        if (m->recompute) block_forward(m, b, a, 0); /* refill the shared block buffers from resid_in */
         const ml_block_acts *x = &m->acts[a];
         /* FFN: out = resid_mid + down(silu(gate) * up) */
         ML_PROFILE(ML_PROF_SWIGLU_BWD) /* recompute h rather than store it */

@@ -80,6 +80,8 @@ typedef struct {
     ml_tensors w, g;
 
     /* activations, sized for B*T tokens by ml_model_reserve */
+    int recompute; /* set before ml_model_reserve: keep only each block's input, and let backward re-run the
+                      block's forward (about a third more FLOPs for a fraction of the activation memory) */
     int B, T;
     ml_arena act_arena;
     size_t act_saved_floats;   /* the part of act_arena that forward keeps for backward (per-block acts, final

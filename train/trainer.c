@@ -81,6 +81,7 @@ ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
     cJSON_AddNumberToObject(o, "seed", (double)a->seed);
     cJSON_AddBoolToObject(o, "doc_positions", a->doc_positions);
     cJSON_AddBoolToObject(o, "doc_mask", a->doc_mask);
+    cJSON_AddBoolToObject(o, "recompute", a->recompute);
     if (a->teacher || a->cache) {
         if (a->teacher) cJSON_AddStringToObject(o, "teacher", a->teacher);
         if (a->cache) cJSON_AddStringToObject(o, "cache", a->cache);
@@ -137,6 +138,8 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     if (cJSON_IsBool(bo) && !kept("doc_positions", keep, n_keep)) a->doc_positions = cJSON_IsTrue(bo);
     bo = cJSON_GetObjectItemCaseSensitive(o, "doc_mask");
     if (cJSON_IsBool(bo) && !kept("doc_mask", keep, n_keep)) a->doc_mask = cJSON_IsTrue(bo);
+    bo = cJSON_GetObjectItemCaseSensitive(o, "recompute");
+    if (cJSON_IsBool(bo) && !kept("recompute", keep, n_keep)) a->recompute = cJSON_IsTrue(bo);
     STR("optim", optim);
     STR("schedule", schedule);
     STR("kd_loss", kd_loss);
@@ -495,6 +498,7 @@ ml_status ml_train(const ml_train_args *a) {
         printf("RoPE theta %g -> %g for this run\n", t.model.cfg.rope_theta, a->rope_theta);
         t.model.cfg.rope_theta = a->rope_theta; /* the checkpoints of this run carry the new value */
     }
+    t.model.recompute = a->recompute;
     s = ml_model_reserve(&t.model, a->batch, a->seq, a->seq);
     if (s != ML_OK) goto done;
     if (a->teacher && a->cache) {
@@ -511,6 +515,7 @@ ml_status ml_train(const ml_train_args *a) {
         s = ml_model_load_any(a->teacher, &t.teacher);
         if (s != ML_OK) goto done;
         t.has_teacher = 1;
+        t.teacher.recompute = 1; /* forward only: one set of block buffers shared by all blocks */
         s = ml_model_reserve(&t.teacher, a->batch, a->seq, a->seq);
         if (s == ML_OK) s = ml_kd_check_pair(&t.model, &t.teacher);
     teacher_done:

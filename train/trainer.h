@@ -43,6 +43,7 @@ typedef struct {
     /* packing of documents into windows: positions restart at each document (else they continue
      * across the window, as implicit positional distillation wants), and an optional document mask */
     int doc_positions, doc_mask;
+    int recompute; /* keep only block inputs; backward re-runs each block (memory for long windows) */
     float rope_theta; /* > 0: set RoPE theta at the start of this run (phase-wise RoPE scaling for IPD) */
     /* distillation (online teacher): loss = (1 - ce_weight) tau^2 D(teacher, student) + ce_weight CE */
     const char *teacher;  /* checkpoint or HF directory; NULL = plain cross-entropy training */

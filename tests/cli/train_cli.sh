@@ -45,6 +45,10 @@ same_state "$W/p6/ckpt_00000006.h5" "$W/p3/ckpt_00000006.h5" || fail "packed/mas
 $PY -c "import h5py, json, sys; assert json.loads(h5py.File(sys.argv[1], 'r').attrs['config_json'])['rope_theta'] == 50000" \
     "$W/p3/ckpt_00000006.h5" || fail "raised RoPE theta not kept in the checkpoint"
 
+# 3c. activation recomputation changes memory, not results
+ok "$M" train "${P[@]}" --recompute --out "$W/r6" >/dev/null
+same_state "$W/p6/ckpt_00000006.h5" "$W/r6/ckpt_00000006.h5" || fail "--recompute changed the training result"
+
 # 4. Ctrl-C: a usable checkpoint, no temporary files, and the resumed run matches an uninterrupted one
 C=(--data "$W/train.shard" --batch 2 --seq 32 --schedule constant --lr 1e-3)
 "$M" train --config "$CFG/tiny-v1.json" "${C[@]}" --steps 100000 --out "$W/int" >"$W/int.log" 2>&1 &

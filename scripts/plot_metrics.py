@@ -2,6 +2,8 @@
 """Plot a run's metrics.jsonl (training loss, held-out loss) as an SVG, with no dependencies.
 
     python3 scripts/plot_metrics.py RUN_DIR/metrics.jsonl [OUT.svg]   (default: next to the metrics)
+    python3 scripts/plot_metrics.py --passkey results.json OUT.svg     (scripts/ipd_experiment.sh's results:
+                                                                        pass-key accuracy against length per arm)
 """
 import json
 import math
@@ -9,7 +11,57 @@ import os
 import sys
 
 
+def write_svg(out, svg):
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(svg) + "\n")
+    os.replace(tmp, out)
+    print(out)
+
+
+COLORS = ["#7f7f7f", "#08519c", "#d94801", "#238b45", "#6a51a3", "#b8860b"]
+LABELS = {"none": "no extension", "ipd": "IPD (distilled, packed short docs)", "ce_long": "CE on long documents",
+          "teacher": "teacher (28M, trained at 4096)"}
+
+
+def plot_passkey(path, out):
+    """Accuracy (%) against prompt length (log2 axis), one line per arm of results["arms"]."""
+    res = json.load(open(path))
+    series = [(arm, [(r["length"], 100.0 * r["accuracy"]) for r in v["passkey"]]) for arm, v in res["arms"].items()]
+    lengths = sorted({x for _, pts in series for x, _ in pts})
+    W, H, L, R, T, B = 720, 420, 70, 250, 30, 50
+    lx0, lx1 = math.log2(lengths[0]), math.log2(lengths[-1]) if len(lengths) > 1 else math.log2(lengths[0]) + 1
+    X = lambda x: L + (math.log2(x) - lx0) / (lx1 - lx0) * (W - L - R)
+    Y = lambda v: T + (105 - v) / 110 * (H - T - B)
+    s = res.get("settings", {})
+    title = f"pass-key retrieval (student pre-trained at T={s.get('T', '?')}; arms at L={s.get('L', '?')})"
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{(W - R + L) / 2}" y="18" text-anchor="middle" font-size="14">{title}</text>']
+    for v in range(0, 101, 20):
+        svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
+                   f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v}%</text>')
+    for x in lengths:
+        svg.append(f'<line x1="{X(x):.1f}" x2="{X(x):.1f}" y1="{T}" y2="{H - B}" stroke="#eee"/>'
+                   f'<text x="{X(x):.1f}" y="{H - B + 18}" text-anchor="middle">{x}</text>')
+    if "T" in s:
+        svg.append(f'<line x1="{X(s["T"]):.1f}" x2="{X(s["T"]):.1f}" y1="{T}" y2="{H - B}" stroke="#999" '
+                   f'stroke-dasharray="4,3"/>')
+    svg.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">prompt length (tokens)</text>')
+    for i, (arm, pts) in enumerate(series):
+        c = COLORS[i % len(COLORS)]
+        dash = ' stroke-dasharray="6,4"' if arm == "teacher" else ""
+        poly = " ".join(f"{X(x):.1f},{Y(v):.1f}" for x, v in pts)
+        svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{poly}"/>')
+        svg += [f'<circle cx="{X(x):.1f}" cy="{Y(v):.1f}" r="3" fill="{c}"/>' for x, v in pts]
+        svg.append(f'<text x="{W - R + 12}" y="{T + 20 + 18 * i}" fill="{c}">{LABELS.get(arm, arm)}</text>')
+    svg.append("</svg>")
+    write_svg(out, svg)
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--passkey":
+        return plot_passkey(sys.argv[2], sys.argv[3])
     if len(sys.argv) < 2:
         sys.exit("usage: plot_metrics.py METRICS.jsonl [OUT.svg]")
     path = sys.argv[1]
@@ -58,11 +110,7 @@ def main():
     if val:
         svg.append(f'<text x="{W - R - 150}" y="{T + 32}" fill="#d94801">held-out</text>')
     svg.append("</svg>")
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(svg) + "\n")
-    os.replace(tmp, out)
-    print(out)
+    write_svg(out, svg)
 
 
 if __name__ == "__main__":

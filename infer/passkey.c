@@ -1,5 +1,6 @@
 #include "infer/passkey.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,19 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
                 s = ml_model_forward(m, &b);
                 if (s == ML_OK) s = ml_model_logits(m, &b, logits);
                 if (s != ML_OK) break;
+                if (cand == 0) { /* the answer's log-likelihood under the model, for answer_nll */
+                    double nll = 0;
+                    for (size_t p = np; p < nf; p++) {
+                        const float *row = logits + (p - 1) * V;
+                        float mx = row[0];
+                        for (size_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+                        double z = 0;
+                        for (size_t v = 0; v < V; v++) z += exp((double)(row[v] - mx));
+                        nll += log(z) + mx - row[ans[p - np]];
+                    }
+                    r->answer_nll += nll / (double)(nf - np);
+                    r->nll_samples++;
+                }
                 ok = 1;
                 for (size_t p = np; p < nf && ok; p++) {
                     const float *row = logits + (p - 1) * V;
@@ -178,8 +192,9 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
                     el / done * (total - done));
         }
         if (r->samples) r->mean_tokens /= r->samples;
+        r->answer_nll = r->nll_samples ? r->answer_nll / r->nll_samples : NAN;
     }
-    fprintf(stderr, "\n");
+    if (done) fprintf(stderr, "\n"); /* ends the progress line; none before an error message */
     free(tokens);
     free(logits);
     ml_byte_buf_free(&text);

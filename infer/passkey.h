@@ -16,6 +16,11 @@ typedef struct {
     int correct;    /* retrieved */
     int skipped;    /* prompts no answer tokenization fitted (not counted) */
     double mean_tokens;
+    /* mean over the samples of the negative log-likelihood (nats per token) of the answer " NNNNN" as the
+     * prompt + answer tokenize together, teacher-forced: a graded signal where accuracy is still 0 (a model
+     * that ignores the needle pays about ln(10) per digit). NaN when no sample had that tokenization. */
+    double answer_nll;
+    int nll_samples;
 } ml_passkey_result;
 
 typedef struct {

@@ -25,36 +25,54 @@ LABELS = {"none": "no extension", "ipd": "IPD (distilled, packed short docs)", "
 
 
 def plot_passkey(path, out):
-    """Accuracy (%) against prompt length (log2 axis), one line per arm of results["arms"]."""
+    """Pass-key accuracy (%) against prompt length (log2 axis), one line per arm of results["arms"]; below it,
+    where the results have it, the answer's negative log-likelihood (nats per token) on the same axis."""
     res = json.load(open(path))
-    series = [(arm, [(r["length"], 100.0 * r["accuracy"]) for r in v["passkey"]]) for arm, v in res["arms"].items()]
-    lengths = sorted({x for _, pts in series for x, _ in pts})
-    W, H, L, R, T, B = 720, 420, 70, 250, 30, 50
-    lx0, lx1 = math.log2(lengths[0]), math.log2(lengths[-1]) if len(lengths) > 1 else math.log2(lengths[0]) + 1
+    arms = list(res["arms"].items())
+    lengths = sorted({p["length"] for _, v in arms for p in v["passkey"]})
+    has_nll = any("answer_nll" in p for _, v in arms for p in v["passkey"])
+    W, PH, L, R, T, B = 720, 300, 70, 250, 30, 50
+    H = T + (2 * PH if has_nll else PH) + B
+    lx0 = math.log2(lengths[0])
+    lx1 = math.log2(lengths[-1]) if len(lengths) > 1 else lx0 + 1
     X = lambda x: L + (math.log2(x) - lx0) / (lx1 - lx0) * (W - L - R)
-    Y = lambda v: T + (105 - v) / 110 * (H - T - B)
     s = res.get("settings", {})
     title = f"pass-key retrieval (student pre-trained at T={s.get('T', '?')}; arms at L={s.get('L', '?')})"
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{(W - R + L) / 2}" y="18" text-anchor="middle" font-size="14">{title}</text>']
-    for v in range(0, 101, 20):
-        svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
-                   f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v}%</text>')
-    for x in lengths:
-        svg.append(f'<line x1="{X(x):.1f}" x2="{X(x):.1f}" y1="{T}" y2="{H - B}" stroke="#eee"/>'
-                   f'<text x="{X(x):.1f}" y="{H - B + 18}" text-anchor="middle">{x}</text>')
-    if "T" in s:
-        svg.append(f'<line x1="{X(s["T"]):.1f}" x2="{X(s["T"]):.1f}" y1="{T}" y2="{H - B}" stroke="#999" '
-                   f'stroke-dasharray="4,3"/>')
+
+    def panel(top, key, lo, hi, ticks, fmt, label):
+        Y = lambda v: top + 10 + (hi - v) / (hi - lo) * (PH - 40)
+        svg.append(f'<text x="16" y="{top + PH / 2}" transform="rotate(-90 16 {top + PH / 2})" '
+                   f'text-anchor="middle">{label}</text>')
+        for v in ticks:
+            svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
+                       f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{fmt(v)}</text>')
+        for x in lengths:
+            svg.append(f'<line x1="{X(x):.1f}" x2="{X(x):.1f}" y1="{top + 10}" y2="{top + PH - 30}" stroke="#eee"/>'
+                       f'<text x="{X(x):.1f}" y="{top + PH - 14}" text-anchor="middle">{x}</text>')
+        if "T" in s:
+            svg.append(f'<line x1="{X(s["T"]):.1f}" x2="{X(s["T"]):.1f}" y1="{top + 10}" y2="{top + PH - 30}" '
+                       f'stroke="#999" stroke-dasharray="4,3"/>')
+        for i, (arm, v) in enumerate(arms):
+            pts = [(p["length"], key(p)) for p in v["passkey"] if key(p) is not None]
+            c = COLORS[i % len(COLORS)]
+            dash = ' stroke-dasharray="6,4"' if arm == "teacher" else ""
+            poly = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
+            svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{poly}"/>')
+            svg.extend(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3" fill="{c}"/>' for x, y in pts)
+
+    panel(T, lambda p: 100.0 * p["accuracy"], -5, 105, range(0, 101, 20), lambda v: f"{v}%", "retrieved")
+    if has_nll:
+        nll = [p["answer_nll"] for _, v in arms for p in v["passkey"] if "answer_nll" in p]
+        hi = max(1.0, math.ceil(max(nll)))
+        panel(T + PH, lambda p: p.get("answer_nll"), 0, hi, [hi * i / 5 for i in range(6)], lambda v: f"{v:.1f}",
+              "answer NLL (nats/token)")
     svg.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">prompt length (tokens)</text>')
-    for i, (arm, pts) in enumerate(series):
-        c = COLORS[i % len(COLORS)]
-        dash = ' stroke-dasharray="6,4"' if arm == "teacher" else ""
-        poly = " ".join(f"{X(x):.1f},{Y(v):.1f}" for x, v in pts)
-        svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{poly}"/>')
-        svg += [f'<circle cx="{X(x):.1f}" cy="{Y(v):.1f}" r="3" fill="{c}"/>' for x, v in pts]
-        svg.append(f'<text x="{W - R + 12}" y="{T + 20 + 18 * i}" fill="{c}">{LABELS.get(arm, arm)}</text>')
+    for i, (arm, _) in enumerate(arms):
+        svg.append(f'<text x="{W - R + 12}" y="{T + 20 + 18 * i}" fill="{COLORS[i % len(COLORS)]}">'
+                   f'{LABELS.get(arm, arm)}</text>')
     svg.append("</svg>")
     write_svg(out, svg)
 

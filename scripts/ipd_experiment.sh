@@ -8,7 +8,9 @@
 #
 #   scripts/ipd_experiment.sh [tiny|default]      # tiny: a few minutes, to check the pipeline
 #
-# Every size can be overridden by the environment (IPD_PRE_STEPS, IPD_ARM_STEPS, IPD_L, ...: see below).
+# Every size can be overridden by the environment (IPD_PRE_STEPS, IPD_ARM_STEPS, IPD_L, ...: see below). A run
+# that stops can be started again: finished steps are skipped (the run directory records its settings and
+# refuses others).
 # Outputs under runs/ipd-SCALE (git-ignored); results.json and ipd.svg there; with IPD_PUBLISH=1 also copied to
 # docs/experiments/. Run it under `nice` on a shared machine.
 set -euo pipefail
@@ -51,6 +53,13 @@ timed() { # timed NAME CMD...: run, log to $OUT/logs/NAME.log, record the wall t
     tail -1 "$OUT/logs/$name.log" | tr '\r' '\n' | tail -1
 }
 mkdir -p "$OUT/logs"
+# a run directory is resumed (finished steps are skipped), so it must belong to the same settings
+local settings="T=$T B=$B L=$L BL=$BL theta=$THETA pk=$PK lr=$PRE_LR/$ARM_LR steps=$IPD_PRE_STEPS/$IPD_ARM_STEPS rows=$IPD_PASSKEY_ROWS"
+if [ -f "$OUT/settings" ] && [ "$(cat "$OUT/settings")" != "$settings" ]; then
+    echo "$OUT was made with other settings ($(cat "$OUT/settings")); remove it or set IPD_OUT" >&2
+    exit 2
+fi
+echo "$settings" >"$OUT/settings"
 touch "$OUT/times.part" # appended: a step that is run again overrides its earlier time
 
 # 1. build

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,11 +65,13 @@ int ml_cmd_passkey(int argc, char **argv) {
     ml_passkey_result res[64];
     ml_passkey_opts o = {.samples = samples, .seed = (uint64_t)seed, .filler = filler};
     if (s == ML_OK) s = ml_passkey_eval(&m, tok, lengths, n, &o, res);
+    char frac[64][24];
     if (s == ML_OK) {
-        printf("%-8s %-8s %-9s %s\n", "length", "tokens", "accuracy", "retrieved");
+        printf("%-8s %-8s %-9s %-10s %s\n", "length", "tokens", "accuracy", "retrieved", "answer nll");
         for (int i = 0; i < n; i++)
-            printf("%-8d %-8.0f %7.1f%%  %d/%d%s\n", res[i].length, res[i].mean_tokens,
-                   res[i].samples ? 100.0 * res[i].correct / res[i].samples : 0.0, res[i].correct, res[i].samples,
+            printf("%-8d %-8.0f %7.1f%%  %-10s %.3f%s\n", res[i].length, res[i].mean_tokens,
+                   res[i].samples ? 100.0 * res[i].correct / res[i].samples : 0.0,
+                   (snprintf(frac[i], sizeof frac[i], "%d/%d", res[i].correct, res[i].samples), frac[i]), res[i].answer_nll,
                    res[i].skipped ? " (some prompts skipped: the answer did not fit)" : "");
     }
     if (s == ML_OK && json) {
@@ -76,10 +79,13 @@ int ml_cmd_passkey(int argc, char **argv) {
         s = ml_atomic_begin(&f, json, 1);
         if (s == ML_OK) {
             fprintf(f.fp, "{\"model\":\"%s\",\"results\":[", m.cfg.name);
-            for (int i = 0; i < n; i++)
-                fprintf(f.fp, "%s{\"length\":%d,\"mean_tokens\":%.1f,\"samples\":%d,\"correct\":%d,\"accuracy\":%.4f}",
+            for (int i = 0; i < n; i++) {
+                fprintf(f.fp, "%s{\"length\":%d,\"mean_tokens\":%.1f,\"samples\":%d,\"correct\":%d,\"accuracy\":%.4f",
                         i ? "," : "", res[i].length, res[i].mean_tokens, res[i].samples, res[i].correct,
                         res[i].samples ? (double)res[i].correct / res[i].samples : 0.0);
+                if (isfinite(res[i].answer_nll)) fprintf(f.fp, ",\"answer_nll\":%.4f", res[i].answer_nll);
+                fprintf(f.fp, "}");
+            }
             fprintf(f.fp, "]}\n");
             s = ml_atomic_commit(&f);
         }

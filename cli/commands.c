@@ -15,6 +15,7 @@ ML_DECLARE(data)
 ML_DECLARE(tokenizer)
 ML_DECLARE(export)
 ML_DECLARE(passkey)
+ML_DECLARE(passkey_rows)
 ML_DECLARE(import)
 ML_DECLARE(bench)
 ML_DECLARE(version)
@@ -33,6 +34,7 @@ const ml_command ml_commands[] = {
     {"data", ml_cmd_data, "inspect token shards: info, dump"},
     {"tokenizer", ml_cmd_tokenizer, "encode, decode, inspect or train (byte-level BPE) a tokenizer"},
     {"passkey", ml_cmd_passkey, "pass-key retrieval accuracy at long context"},
+    {"passkey-rows", ml_cmd_passkey_rows, "synthetic pass-key training rows (JSONL) from a filler text"},
     {"export", ml_cmd_export, "checkpoint -> Hugging Face or GGUF file"},
     {"import", ml_cmd_import, "Hugging Face directory -> checkpoint"},
     {"bench", ml_cmd_bench, "time a training step: tokens/s, GFLOP/s, MFU, peak memory"},

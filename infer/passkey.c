@@ -1,9 +1,13 @@
 #include "infer/passkey.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "common/atomic_file.h"
 #include "common/rng.h"
 #include "common/sysinfo.h"
 
@@ -152,6 +156,19 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
                 s = ml_model_forward(m, &b);
                 if (s == ML_OK) s = ml_model_logits(m, &b, logits);
                 if (s != ML_OK) break;
+                if (cand == 0) { /* the answer's log-likelihood under the model, for answer_nll */
+                    double nll = 0;
+                    for (size_t p = np; p < nf; p++) {
+                        const float *row = logits + (p - 1) * V;
+                        float mx = row[0];
+                        for (size_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+                        double z = 0;
+                        for (size_t v = 0; v < V; v++) z += exp((double)(row[v] - mx));
+                        nll += log(z) + mx - row[ans[p - np]];
+                    }
+                    r->answer_nll += nll / (double)(nf - np);
+                    r->nll_samples++;
+                }
                 ok = 1;
                 for (size_t p = np; p < nf && ok; p++) {
                     const float *row = logits + (p - 1) * V;
@@ -175,8 +192,9 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
                     el / done * (total - done));
         }
         if (r->samples) r->mean_tokens /= r->samples;
+        r->answer_nll = r->nll_samples ? r->answer_nll / r->nll_samples : NAN;
     }
-    fprintf(stderr, "\n");
+    if (done) fprintf(stderr, "\n"); /* ends the progress line; none before an error message */
     free(tokens);
     free(logits);
     ml_byte_buf_free(&text);
@@ -185,4 +203,76 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
     ml_id_buf_free(&ids);
     ml_id_buf_free(&fids);
     return s;
+}
+
+/* The first sentence start at or after `at` (just after ". " or a newline), or n. */
+static size_t sentence_start(const char *h, size_t n, size_t at) {
+    while (at > 0 && at < n && !(h[at - 1] == '\n' || (h[at - 1] == ' ' && at >= 2 && h[at - 2] == '.'))) at++;
+    return at;
+}
+
+ml_status ml_passkey_write_rows(const char *path, const char *filler, size_t filler_n, const ml_passkey_rows_opts *o) {
+    if (o->rows < 1) return ml_fail(ML_ERR_ARG, "pass-key rows: the number of rows must be positive");
+    if (o->min_bytes < 16 || o->max_bytes < o->min_bytes)
+        return ml_fail(ML_ERR_ARG, "pass-key rows: filler bytes %d..%d (need 16 <= min <= max)", o->min_bytes,
+                       o->max_bytes);
+    if (filler_n < 2 * (size_t)o->max_bytes)
+        return ml_fail(ML_ERR_ARG, "pass-key rows: the filler (%zu bytes) must be at least twice the longest row (%d)",
+                       filler_n, o->max_bytes);
+    if (memchr(filler, 0, filler_n)) return ml_fail(ML_ERR_ARG, "pass-key rows: the filler contains a NUL byte");
+    ml_byte_buf text = {0}, hay = {0}, span = {0};
+    ml_rng rng;
+    ml_rng_seed(&rng, o->seed);
+    ml_atomic_file f;
+    ml_status s = ml_atomic_begin(&f, path, 1);
+    if (s != ML_OK) return s;
+    for (int r = 0; r < o->rows && s == ML_OK; r++) {
+        size_t want = (size_t)o->min_bytes + ml_rng_below(&rng, (uint64_t)(o->max_bytes - o->min_bytes + 1));
+        size_t start = 0, len = 0;
+        for (int tries = 0; tries < 64 && len < 16; tries++) { /* a span with at least one sentence in it */
+            start = sentence_start(filler, filler_n, ml_rng_below(&rng, filler_n - want));
+            size_t end = start + want < filler_n ? start + want : filler_n;
+            len = 0; /* through the last '.' that ends a sentence in the span */
+            for (size_t i = end - start; i-- > 1 && !len;)
+                if (filler[start + i] == '.' && (start + i + 1 == filler_n || filler[start + i + 1] == ' ' ||
+                                                 filler[start + i + 1] == '\n'))
+                    len = i + 1;
+        }
+        if (len < 16) {
+            s = ml_fail(ML_ERR_ARG, "pass-key rows: no sentence of the filler fits in %zu bytes", want);
+            break;
+        }
+        span.n = 0;
+        s = ml_byte_buf_reserve(&span, len + 1);
+        if (s != ML_OK) break;
+        memcpy(span.bytes, filler + start, len);
+        span.bytes[len] = 0; /* build_prompt takes the filler as a string */
+        span.n = len;
+        char key[16];
+        snprintf(key, sizeof key, "%05u", (unsigned)(10000 + ml_rng_below(&rng, 90000)));
+        double depth = ml_rng_uniform(&rng);
+        /* build_prompt over exactly this span: nbytes = len, so no repetition */
+        s = build_prompt(&text, &hay, span.bytes, len, depth, key);
+        if (s != ML_OK) break;
+        s = ml_byte_buf_reserve(&text, 8);
+        if (s != ML_OK) break;
+        text.bytes[text.n++] = ' ';
+        memcpy(text.bytes + text.n, key, 5);
+        text.n += 5;
+        text.bytes[text.n] = 0;
+        cJSON *row = cJSON_CreateObject();
+        char *line = NULL;
+        if (row && cJSON_AddStringToObject(row, "text", text.bytes)) line = cJSON_PrintUnformatted(row);
+        if (!line || fprintf(f.fp, "%s\n", line) < 0) s = ml_fail(ML_ERR_IO, "writing %s failed", path);
+        free(line);
+        cJSON_Delete(row);
+    }
+    ml_byte_buf_free(&text);
+    ml_byte_buf_free(&hay);
+    ml_byte_buf_free(&span);
+    if (s != ML_OK) {
+        ml_atomic_abort(&f);
+        return s;
+    }
+    return ml_atomic_commit(&f);
 }

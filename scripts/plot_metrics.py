@@ -3,6 +3,8 @@
 
     python3 scripts/plot_metrics.py RUN_DIR/metrics.jsonl [OUT.svg]   (default: loss.svg next to the metrics)
     python3 scripts/plot_metrics.py --curves bench/plots/curves.json [OUT_DIR]   (default: the JSON's folder)
+    python3 scripts/plot_metrics.py --passkey results.json OUT.svg   (scripts/ipd_experiment.sh's results:
+                                                                      pass-key accuracy against length per arm)
 
 The first draws the training loss (raw and smoothed) and the held-out loss against the step. The
 second reads what bench/curves.sh collects and writes tokens_vs_seq.svg, tokens_vs_size.svg,
@@ -125,6 +127,66 @@ def stacked_bars(path, title, bars, groups):
     write_svg(path, svg)
 
 
+# ------------------------------------------------------------------ pass-key results (IPD experiment)
+
+COLORS = ["#7f7f7f", "#08519c", "#d94801", "#238b45", "#6a51a3", "#b8860b"]
+LABELS = {"none": "no extension", "ipd": "IPD (distilled, packed short docs)", "ce_long": "CE on long documents",
+          "teacher": "teacher (28M, trained at 4096)"}
+
+
+def plot_passkey(path, out):
+    """Pass-key accuracy (%) against prompt length (log2 axis), one line per arm of results["arms"]; below it,
+    where the results have it, the answer's negative log-likelihood (nats per token) on the same axis."""
+    res = json.load(open(path))
+    arms = list(res["arms"].items())
+    lengths = sorted({p["length"] for _, v in arms for p in v["passkey"]})
+    has_nll = any("answer_nll" in p for _, v in arms for p in v["passkey"])
+    W, PH, L, R, T, B = 720, 300, 70, 250, 30, 50
+    H = T + (2 * PH if has_nll else PH) + B
+    lx0 = math.log2(lengths[0])
+    lx1 = math.log2(lengths[-1]) if len(lengths) > 1 else lx0 + 1
+    X = lambda x: L + (math.log2(x) - lx0) / (lx1 - lx0) * (W - L - R)
+    s = res.get("settings", {})
+    title = f"pass-key retrieval (student pre-trained at T={s.get('T', '?')}; arms at L={s.get('L', '?')})"
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{(W - R + L) / 2}" y="18" text-anchor="middle" font-size="14">{title}</text>']
+
+    def panel(top, key, lo, hi, ticks, fmt, label):
+        Y = lambda v: top + 10 + (hi - v) / (hi - lo) * (PH - 40)
+        svg.append(f'<text x="16" y="{top + PH / 2}" transform="rotate(-90 16 {top + PH / 2})" '
+                   f'text-anchor="middle">{label}</text>')
+        for v in ticks:
+            svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
+                       f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{fmt(v)}</text>')
+        for x in lengths:
+            svg.append(f'<line x1="{X(x):.1f}" x2="{X(x):.1f}" y1="{top + 10}" y2="{top + PH - 30}" stroke="#eee"/>'
+                       f'<text x="{X(x):.1f}" y="{top + PH - 14}" text-anchor="middle">{x}</text>')
+        if "T" in s:
+            svg.append(f'<line x1="{X(s["T"]):.1f}" x2="{X(s["T"]):.1f}" y1="{top + 10}" y2="{top + PH - 30}" '
+                       f'stroke="#999" stroke-dasharray="4,3"/>')
+        for i, (arm, v) in enumerate(arms):
+            pts = [(p["length"], key(p)) for p in v["passkey"] if key(p) is not None]
+            c = COLORS[i % len(COLORS)]
+            dash = ' stroke-dasharray="6,4"' if arm == "teacher" else ""
+            poly = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
+            svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{poly}"/>')
+            svg.extend(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3" fill="{c}"/>' for x, y in pts)
+
+    panel(T, lambda p: 100.0 * p["accuracy"], -5, 105, range(0, 101, 20), lambda v: f"{v}%", "retrieved")
+    if has_nll:
+        nll = [p["answer_nll"] for _, v in arms for p in v["passkey"] if "answer_nll" in p]
+        hi = max(1.0, math.ceil(max(nll)))
+        panel(T + PH, lambda p: p.get("answer_nll"), 0, hi, [hi * i / 5 for i in range(6)], lambda v: f"{v:.1f}",
+              "answer NLL (nats/token)")
+    svg.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">prompt length (tokens)</text>')
+    for i, (arm, _) in enumerate(arms):
+        svg.append(f'<text x="{W - R + 12}" y="{T + 20 + 18 * i}" fill="{COLORS[i % len(COLORS)]}">'
+                   f'{LABELS.get(arm, arm)}</text>')
+    write_svg(out, svg)
+
+
+
 # ------------------------------------------------------------------ a run's metrics.jsonl
 
 def plot_loss(path, out):
@@ -220,8 +282,12 @@ def main():
     if args[:1] == ["--curves"] and len(args) in (2, 3):
         plot_curves(args[1], args[2] if len(args) == 3 else os.path.dirname(os.path.abspath(args[1])))
         return
+    if args[:1] == ["--passkey"] and len(args) == 3:
+        plot_passkey(args[1], args[2])
+        return
     if len(args) not in (1, 2) or args[0].startswith("--"):
-        sys.exit("usage: plot_metrics.py METRICS.jsonl [OUT.svg] | plot_metrics.py --curves CURVES.json [OUT_DIR]")
+        sys.exit("usage: plot_metrics.py METRICS.jsonl [OUT.svg] | --curves CURVES.json [OUT_DIR] | "
+                 "--passkey RESULTS.json OUT.svg")
     path = args[0]
     plot_loss(path, args[1] if len(args) > 1 else os.path.join(os.path.dirname(path) or ".", "loss.svg"))
 

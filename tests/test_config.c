@@ -92,6 +92,7 @@ static const struct {
     {"tiny-r1", 78336, ML_DIALECT_LLAMA4_TEXT, 1, 1},
     {"tiny-pro", 127616, ML_DIALECT_MINISTRAL, 1, 1},
     {"demo-10m", 12688896, ML_DIALECT_LLAMA, 1, 1},
+    {"ipd-student", 11340032, ML_DIALECT_LLAMA, 1, 1},
 };
 #define N_PRESETS (sizeof presets / sizeof presets[0])
 

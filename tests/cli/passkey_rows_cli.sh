@@ -1,0 +1,44 @@
+#!/bin/bash
+# passkey-rows: synthetic pass-key training rows. Every row is one JSON line whose text is a filler span with
+# the needle inserted at a sentence boundary, then the question and the key; spans come from the filler and
+# respect --bytes; the same seed gives the same file; the rows tokenize as JSONL; bad input leaves nothing.
+# usage: passkey_rows_cli.sh <mobilellm> <source-dir>
+set -u
+source "$(dirname "$0")/common.bash"
+cat "$SRC"/README.md "$SRC"/configs/README.md >"$W/filler.txt"
+ok "$M" passkey-rows --filler "$W/filler.txt" --rows 50 --bytes 100,300 --seed 5 --out "$W/a.jsonl" >/dev/null
+ok "$M" passkey-rows --filler "$W/filler.txt" --rows 50 --bytes 100,300 --seed 5 --out "$W/b.jsonl" >/dev/null
+ok "$M" passkey-rows --filler "$W/filler.txt" --rows 50 --bytes 100,300 --seed 6 --out "$W/c.jsonl" >/dev/null
+cmp -s "$W/a.jsonl" "$W/b.jsonl" || fail "the same seed gave different rows"
+cmp -s "$W/a.jsonl" "$W/c.jsonl" && fail "another seed gave the same rows"
+$PY - "$W/a.jsonl" "$W/filler.txt" <<'PYEOF' || fail "row contents"
+import json, re, sys
+rows = [json.loads(l)["text"] for l in open(sys.argv[1], encoding="utf-8")]
+filler = open(sys.argv[2], encoding="utf-8").read()
+assert len(rows) == 50, len(rows)
+keys, depths = set(), []
+for t in rows:
+    m = re.fullmatch(r"(.*)The pass key is (\d{5})\. Remember it\. \2 is the pass key\. (.*) ?What is the pass key\? "
+                     r"The pass key is \2", t, re.S)
+    assert m, t
+    before, key, after = m.group(1), m.group(2), m.group(3).rstrip(" ")
+    assert t.count("pass key") == 4, t
+    span = before + after
+    assert span in filler and 16 <= len(span.encode()) <= 300, (len(span.encode()), span)
+    assert before == "" or before.endswith((". ", "\n", "\n ")), before  # needle at a sentence start
+    assert span.rstrip(" ").endswith("."), span                                      # span ends a sentence
+    keys.add(key)
+    depths.append(len(before) / len(span))
+assert len(keys) > 40, keys
+assert min(depths) < 0.25 and max(depths) > 0.5, depths   # needles at various depths
+PYEOF
+ok "$M" tokenize --tokenizer bytes --input "$W/a.jsonl" --jsonl-field text --out "$W/rows.shard" >/dev/null
+"$M" data info "$W/rows.shard" | grep -Eq "^documents +50$" || fail "50 documents in the shard"
+expect_fail "no rows" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/filler.txt" --rows 0 --out "$W/x.jsonl"
+expect_fail "bad --bytes" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/filler.txt" --bytes 300,100 --out "$W/x.jsonl"
+expect_fail "bad --bytes text" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/filler.txt" --bytes 100 --out "$W/x.jsonl"
+expect_fail "filler too short" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/filler.txt" --bytes 100,1000000 --out "$W/x.jsonl"
+expect_fail "missing filler" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/none.txt" --out "$W/x.jsonl"
+printf 'abc. def. \0 ghi. jkl mno pqr stu vwx yz. abc. def. ghi. ' >"$W/nul.txt"
+expect_fail "NUL in filler" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/nul.txt" --bytes 16,20 --out "$W/x.jsonl"
+finish

@@ -120,12 +120,23 @@ if [ ! -f "$OUT/ce_long/final.h5" ]; then
     timed arm_ce_long $M train --source "${LONG[@]}" "${ARM[@]}" --out "$OUT/ce_long"
     cp "$(ls "$OUT"/ce_long/ckpt_*.h5 | tail -1)" "$OUT/ce_long/final.h5"
 fi
+# (d) control: distillation at the pre-training length T, same tokens, theta unchanged: how much of IPD's
+#     effect is the teacher's signal rather than the long packed window
+if [ ! -f "$OUT/kd_short/final.h5" ]; then
+    timed arm_kd_short $M distill --teacher "$TEACHER" --loss fkl --temperature 1 --ce-weight 0 \
+        --source "${SHORT[@]}" --init "$STUDENT" --seq $T --batch $((BL * L / T)) --steps $IPD_ARM_STEPS --lr $ARM_LR \
+        --warmup $((IPD_ARM_STEPS / 10 + 1)) --schedule cosine --seed 2 --keep 1 --out "$OUT/kd_short"
+    cp "$(ls "$OUT"/kd_short/ckpt_*.h5 | tail -1)" "$OUT/kd_short/final.h5"
+fi
 [ -f "$OUT/teacher.h5" ] || timed import_teacher $M import --from "$TEACHER" --out "$OUT/teacher.h5"
 
 # 5. evaluation: pass-key retrieval (filler: held-out Wikipedia articles) and held-out loss per domain at T
 mkdir -p "$OUT/eval"
-for arm in none ipd ce_long teacher; do
+for arm in none ipd ce_long kd_short teacher; do
     case $arm in none) ck=$STUDENT ;; teacher) ck=$OUT/teacher.h5 ;; *) ck=$OUT/$arm/final.h5 ;; esac
+    # evaluated already (a restarted run): keep it
+    [ -s "$OUT/eval/passkey_$arm.json" ] && [ -s "$OUT/eval/loss_$arm.jsonl" ] && [ -s "$OUT/eval/longloss_$arm.jsonl" ] &&
+        [ "$OUT/eval/longloss_$arm.jsonl" -nt "$ck" ] && continue
     timed passkey_$arm $M passkey --ckpt "$ck" --tokenizer "$TOK" --lengths "$IPD_PASSKEY_LENGTHS" \
         --samples "$IPD_PASSKEY_SAMPLES" --filler "$S/text/val_wiki.txt" --seed 3 --json "$OUT/eval/passkey_$arm.json"
     timed loss_$arm $M eval --ckpt "$ck" --data "${VAL[@]}" --batch 4 --seq $T --max-batches "$IPD_EVAL_BATCHES"
@@ -144,7 +155,7 @@ import json, sys
 out, scale = sys.argv[1], sys.argv[2]
 times = json.loads("{" + open(out + "/times.part").read().rstrip().rstrip(",") + "}")
 arms = {}
-for arm in ["none", "ipd", "ce_long", "teacher"]:
+for arm in ["none", "ipd", "ce_long", "kd_short", "teacher"]:
     pk = json.load(open(f"{out}/eval/passkey_{arm}.json"))["results"]
     loss = [json.loads(l) for l in open(f"{out}/eval/loss_{arm}.jsonl")]
     longl = [json.loads(l) for l in open(f"{out}/eval/longloss_{arm}.jsonl")]

@@ -130,7 +130,7 @@ def stacked_bars(path, title, bars, groups):
 # ------------------------------------------------------------------ pass-key results (IPD experiment)
 
 COLORS = ["#7f7f7f", "#08519c", "#d94801", "#238b45", "#6a51a3", "#b8860b"]
-LABELS = {"none": "no extension", "ipd": "IPD (distilled, packed short docs)", "ce_long": "CE on long documents",
+LABELS = {"none": "no extension", "ipd": "IPD (distilled, packed short docs)", "ce_long": "CE on long documents", "kd_short": "KD at T (control)",
           "teacher": "teacher (28M, trained at 4096)"}
 
 

@@ -32,7 +32,7 @@ int ml_cmd_bench(int argc, char **argv) {
             fprintf(stderr, "mobilellm bench: --tokens must be positive\n");
             return 2;
         }
-        if (ml_bench_gemm(tokens, 0.3, rows, &n) != ML_OK) return ml_cli_fail("bench");
+        if (ml_bench_gemm(tokens, 1.0, rows, &n) != ML_OK) return ml_cli_fail("bench");
         char blas[256];
         ml_blas_describe(blas, sizeof blas);
         if (!json) {

@@ -11,7 +11,7 @@ cat "$SRC"/train/*.c "$SRC"/train/ops/*.c >"$W/corpus.txt"
 ok "$M" tokenize --tokenizer bytes --input "$W/corpus.txt" --doc-split blank-lines --out "$W/train.shard" >/dev/null 2>&1
 A=(--data "$W/train.shard" --batch 3 --seq 32 --lr 3e-3 --warmup 2 --steps 8 --quiet)
 
-if ML_DISABLE_BF16= "$M" bench --gemm --tokens 1 --json >/dev/null 2>&1; then
+if "$M" bench --config "$CFG/tiny-v1.json" --batch 1 --seq 8 --steps 1 --warmup 0 --precision bf16 --json >/dev/null 2>&1; then
     # 1. bf16: 8 steps == 4 steps + resume (the stored precision is used: --precision is not repeated)
     ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision bf16 --out "$W/full" >/dev/null
     ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision bf16 --stop-after 4 --out "$W/split" >/dev/null

@@ -111,7 +111,7 @@ def compare(args):
         svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{poly(smooth(train), Y)}"/>')
         svg += [f'<circle cx="{X(s):.1f}" cy="{Y(v):.1f}" r="3.5" fill="none" stroke="{c}" stroke-width="1.5"/>'
                 for s, v in val]
-        svg.append(f'<text x="{W - R - 230}" y="{T + 16 + 16 * k}" fill="{c}">{lab}: loss (raw, smoothed), o held-out</text>')
+        svg.append(f'<text x="{W - R - 300}" y="{T + 16 + 16 * k}" fill="{c}">{lab}: loss (raw, smoothed), o held-out</text>')
     # difference panel
     for v in (-dmax / 1.1, 0.0, dmax / 1.1):
         svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Yd(v):.1f}" y2="{Yd(v):.1f}" stroke="{"#999" if v == 0 else "#ddd"}"/>'

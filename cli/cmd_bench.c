@@ -4,13 +4,15 @@
 #include "common/prof.h"
 #include "common/sysinfo.h"
 #include "train/bench.h"
+#include "train/model.h"
 
 int ml_cmd_bench(int argc, char **argv) {
     const char *config = NULL, *out = NULL;
     ml_bench_args a = {.B = 4, .T = 256, .steps = 3, .warmup = 1, .seed = 1};
-    int json = 0;
+    int json = 0, gemm = 0, tokens = 1024;
+    const char *precision = "fp32";
     ml_opt opts[] = {
-        {"config", ML_OPT_STR, &config, "HF-style config.json (see configs/)", 1, 0},
+        {"config", ML_OPT_STR, &config, "HF-style config.json (see configs/)", 0, 0},
         {"batch", ML_OPT_INT, &a.B, "sequences per step (default 4)", 0, 0},
         {"seq", ML_OPT_INT, &a.T, "tokens per sequence (default 256)", 0, 0},
         {"steps", ML_OPT_INT, &a.steps, "timed steps (default 3)", 0, 0},
@@ -19,11 +21,50 @@ int ml_cmd_bench(int argc, char **argv) {
         {"recompute", ML_OPT_FLAG, &a.recompute, "activation recomputation: keep only block inputs", 0, 0},
         {"out", ML_OPT_STR, &out, "also write the result (with the profile) as JSON to this file", 0, 0},
         {"json", ML_OPT_FLAG, &json, "print one JSON line only", 0, 0},
+        {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs (default fp32)", 0, 0},
+        {"gemm", ML_OPT_FLAG, &gemm, "instead: sgemm vs the bf16 GEMM on MobileLLM-125M's shapes (no --config)", 0, 0},
+        {"tokens", ML_OPT_INT, &tokens, "with --gemm: rows (tokens) of each product (default 1024)", 0, 0},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
-    int rc = ml_args_parse("bench", "--config CFG [--batch B] [--seq T] [--steps N] [--profile] [--recompute] [--out FILE.json]",
+    int rc = ml_args_parse("bench",
+                           "--config CFG [--batch B] [--seq T] [--steps N] [--precision fp32|bf16] [--profile] "
+                           "[--recompute] [--out FILE.json] | --gemm [--tokens N]",
                            opts, n_opts, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
+    const char *warn = ml_blas_kernel_warning();
+    if (gemm) {
+        ml_gemm_bench_row rows[12];
+        int n = 0;
+        if (tokens < 1) {
+            fprintf(stderr, "mobilellm bench: --tokens must be positive\n");
+            return 2;
+        }
+        if (ml_bench_gemm(tokens, 1.0, rows, &n) != ML_OK) return ml_cli_fail("bench");
+        char blas[256];
+        ml_blas_describe(blas, sizeof blas);
+        if (!json) {
+            printf("%s\n", blas);
+            if (warn) printf("%s\n", warn);
+            printf("%-38s %6s %6s %6s  %12s %12s %6s\n", "GEMM (best of repetitions)", "M", "N", "K", "sgemm GF/s",
+                   "bf16 GF/s", "ratio");
+            for (int i = 0; i < n; i++)
+                printf("%-38s %6d %6d %6d  %12.1f %12.1f %5.2fx\n", rows[i].name, rows[i].M, rows[i].N, rows[i].K,
+                       rows[i].sgemm_gflops, rows[i].bf16_gflops, rows[i].bf16_gflops / rows[i].sgemm_gflops);
+        }
+        for (int i = 0; i < n; i++)
+            printf("{\"gemm\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"sgemm_gflops\":%.1f,\"bf16_gflops\":%.1f,"
+                   "\"blas_kernel\":\"%s\",\"threads\":%d}\n",
+                   rows[i].name, rows[i].M, rows[i].N, rows[i].K, rows[i].sgemm_gflops, rows[i].bf16_gflops,
+                   ml_blas_corename(), ml_num_threads());
+        return 0;
+    }
+    if (!config) {
+        fprintf(stderr, "mobilellm bench: missing --config (or --gemm)\n");
+        return 2;
+    }
+    ml_precision prec;
+    if (ml_precision_parse(precision, &prec) != ML_OK) return ml_cli_fail("bench");
+    a.bf16 = prec == ML_PRECISION_BF16;
     if (a.B < 1 || a.T < 1 || a.steps < 1 || a.warmup < 0) {
         fprintf(stderr, "mobilellm bench: --batch, --seq and --steps must be positive\n");
         return 2;
@@ -34,12 +75,11 @@ int ml_cmd_bench(int argc, char **argv) {
     ml_bench_result r;
     if (ml_config_load(&cfg, config) != ML_OK || ml_bench_run(&cfg, &a, &r) != ML_OK) return ml_cli_fail("bench");
     if (out && ml_bench_write_json(out, &cfg, &a, &r) != ML_OK) return ml_cli_fail("bench");
-    const char *warn = ml_blas_kernel_warning();
     const double MiB = 1048576.0;
     if (!json) {
         printf("model        %s, %lld parameters, %.3f GFLOP per token (train)\n", cfg.name, (long long)r.params,
                r.flops_per_token / 1e9);
-        printf("batch        %d x %d, %d threads\n", a.B, a.T, r.threads);
+        printf("batch        %d x %d, %d threads, precision %s\n", a.B, a.T, r.threads, precision);
         printf("step         %.1f ms (forward %.1f, head+loss %.1f, backward %.1f, update %.1f)\n", r.ms_per_step,
                r.ms_forward, r.ms_head, r.ms_backward, r.ms_update);
         printf("throughput   %.1f tokens/s, %.1f GFLOP/s\n", r.tokens_per_s, r.gflops);

@@ -11,7 +11,7 @@
 int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     ml_train_args a;
     ml_train_args_defaults(&a);
-    const char *optim = "adamw", *schedule = "cosine", *kd_loss = "fkl", *kd_tail = "renorm";
+    const char *optim = "adamw", *schedule = "cosine", *precision = "fp32", *kd_loss = "fkl", *kd_tail = "renorm";
     ml_str_list data = {0}, sources = {0};
     int64_t seed = (int64_t)a.seed;
     ml_opt opts[] = {
@@ -50,6 +50,7 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
         {"doc-mask", ML_OPT_FLAG, &a.doc_mask, "attend only within each document of a packed window", 0, 0},
         {"recompute", ML_OPT_FLAG, &a.recompute,
          "keep only each block's input; backward recomputes the block (long windows in less memory)", 0, 0},
+        {"precision", ML_OPT_STR, &precision, "fp32 | bf16: GEMMs on bf16 inputs, fp32 accumulation and state (default fp32)", 0, 0},
         {"rope-theta", ML_OPT_FLOAT, &a.rope_theta, "set RoPE theta for this run (e.g. raised for context extension)", 0, 0},
         /* distill only (kept last) */
         {"teacher", ML_OPT_STR, &a.teacher, "teacher checkpoint or HF directory (same tokenizer)", 0, 0},
@@ -99,9 +100,11 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
             static char stored_tail[8];
             snprintf(stored_tail, sizeof stored_tail, "%s", a.kd_tail);
             if (!ml_args_seen(opts, n_opts, "tail")) kd_tail = stored_tail;
-            static char stored_schedule[16], stored_optim[16];
+            static char stored_schedule[16], stored_optim[16], stored_precision[8];
             snprintf(stored_schedule, sizeof stored_schedule, "%s", a.schedule);
             snprintf(stored_optim, sizeof stored_optim, "%s", a.optim);
+            snprintf(stored_precision, sizeof stored_precision, "%s", a.precision);
+            if (!ml_args_seen(opts, n_opts, "precision")) precision = stored_precision;
             if (!ml_args_seen(opts, n_opts, "schedule")) schedule = stored_schedule;
             if (!ml_args_seen(opts, n_opts, "optim")) optim = stored_optim;
             if (!ml_args_seen(opts, n_opts, "seed")) seed = (int64_t)a.seed;
@@ -133,6 +136,15 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     }
     snprintf(a.optim, sizeof a.optim, "%s", optim);
     snprintf(a.schedule, sizeof a.schedule, "%s", schedule);
+    if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) {
+        fprintf(stderr, "mobilellm %s: --precision must be fp32 or bf16, not '%s'\n", cmd, precision);
+        ml_str_list_release(&data);
+        free(stored_strings);
+        free(stored_teacher);
+        free(stored_cache);
+        return 2;
+    }
+    snprintf(a.precision, sizeof a.precision, "%s", precision);
     snprintf(a.kd_loss, sizeof a.kd_loss, "%s", kd_loss);
     snprintf(a.kd_tail, sizeof a.kd_tail, "%s", kd_tail);
     if (distill && !a.teacher && !a.cache) {

@@ -3,6 +3,8 @@
 
     python3 scripts/plot_metrics.py RUN_DIR/metrics.jsonl [OUT.svg]   (default: loss.svg next to the metrics)
     python3 scripts/plot_metrics.py --curves bench/plots/curves.json [OUT_DIR]   (default: the JSON's folder)
+    python3 scripts/plot_metrics.py --compare A/metrics.jsonl B/metrics.jsonl ... --out OUT.svg \
+        [--labels fp32,bf16,...] [--title TEXT]   (loss curves of several runs and their per-step differences)
     python3 scripts/plot_metrics.py --passkey results.json OUT.svg   (scripts/ipd_experiment.sh's results:
                                                                       pass-key accuracy against length per arm)
 
@@ -187,6 +189,115 @@ def plot_passkey(path, out):
 
 
 
+# ------------------------------------------------------------------ runs compared (e.g. fp32 vs bf16)
+
+def read_metrics(path):
+    train, val = [], []
+    with open(path) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "loss" in rec and math.isfinite(rec["loss"]):
+                train.append((rec["step"], rec["loss"]))
+            if "val_loss" in rec:
+                val.append((rec["step"], rec["val_loss"]))
+    if not train:
+        sys.exit(f"{path}: no training loss to plot")
+    return train, val
+
+
+def smooth(pts, a=0.9):
+    ema, out = None, []
+    for s, v in pts:
+        ema = v if ema is None else a * ema + (1 - a) * v
+        out.append((s, ema))
+    return out
+
+
+
+
+def compare(args):
+    paths, labels, out, title = [], None, None, "loss"
+    i = 0
+    while i < len(args):
+        if args[i] in ("--out", "--labels", "--title") and i + 1 < len(args):
+            if args[i] == "--out":
+                out = args[i + 1]
+            elif args[i] == "--labels":
+                labels = args[i + 1].split(",")
+            else:
+                title = args[i + 1]
+            i += 2
+        else:
+            paths.append(args[i])
+            i += 1
+    if len(paths) < 2 or not out:
+        sys.exit("usage: plot_metrics.py --compare A.jsonl B.jsonl ... --out OUT.svg [--labels a,b,...] [--title T]")
+    labels = labels or [os.path.basename(os.path.dirname(os.path.abspath(p))) for p in paths]
+    if len(labels) != len(paths):
+        sys.exit(f"{len(labels)} labels for {len(paths)} runs")
+    runs = [read_metrics(p) for p in paths]
+    base = dict(runs[0][0])
+    base_val = dict(runs[0][1])
+    diffs, summary = [], []
+    for (train, val), lab in zip(runs[1:], labels[1:]):
+        d = [(s, v - base[s]) for s, v in train if s in base]
+        if not d:
+            sys.exit(f"{lab}: no step in common with {labels[0]}")
+        dv = [(s, v - base_val[s]) for s, v in val if s in base_val]
+        worst = max(d, key=lambda p: abs(p[1]))
+        mean = sum(v for _, v in d) / len(d)
+        rms = math.sqrt(sum(v * v for _, v in d) / len(d))
+        summary.append({"run": lab, "against": labels[0], "steps": len(d), "final_step": d[-1][0],
+                        "final_diff": round(d[-1][1], 6), "max_abs_diff": round(abs(worst[1]), 6),
+                        "max_abs_diff_step": worst[0], "mean_diff": round(mean, 6), "rms_diff": round(rms, 6),
+                        "val_diffs": {s: round(v, 6) for s, v in dv}})
+        diffs.append((lab, d))
+    # batch-to-batch noise of the first run: RMS of the raw loss around its smoothed curve (after step 20)
+    sm0 = dict(smooth(runs[0][0]))
+    resid = [v - sm0[s] for s, v in runs[0][0] if s > 20]
+    noise = math.sqrt(sum(r * r for r in resid) / len(resid)) if resid else float("nan")
+    W, H1, H2, L, R, T, B = 760, 380, 200, 70, 20, 30, 40
+    H = H1 + H2 + 20
+    allx = [s for tr, va in runs for s, _ in tr + va]
+    ally = [v for tr, va in runs for _, v in tr + va]
+    x0, x1 = min(allx), max(allx) if max(allx) > min(allx) else min(allx) + 1
+    y0, y1 = min(ally), max(ally)
+    pad = (y1 - y0) * 0.05 or 0.5
+    y0, y1 = y0 - pad, y1 + pad
+    X = lambda s: L + (s - x0) / (x1 - x0) * (W - L - R)
+    Y = lambda v: T + (y1 - v) / (y1 - y0) * (H1 - T - B)
+    dmax = max([abs(v) for _, d in diffs for _, v in d] + [1e-6]) * 1.1
+    top2 = H1 + 10
+    Yd = lambda v: top2 + (dmax - v) / (2 * dmax) * (H2 - 30)
+    poly = lambda pts, f: " ".join(f"{X(s):.1f},{f(v):.1f}" for s, v in pts)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="14">{title}</text>']
+    for i in range(6):
+        v = y0 + (y1 - y0) * i / 5
+        svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
+                   f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+        s = x0 + (x1 - x0) * i / 5
+        svg.append(f'<text x="{X(s):.1f}" y="{H - 8}" text-anchor="middle">{s:.0f}</text>')
+    for k, ((train, val), lab) in enumerate(zip(runs, labels)):
+        c = PALETTE[k % len(PALETTE)]
+        svg.append(f'<polyline fill="none" stroke="{c}" stroke-opacity="0.35" stroke-width="1" points="{poly(train, Y)}"/>')
+        svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{poly(smooth(train), Y)}"/>')
+        svg += [f'<circle cx="{X(s):.1f}" cy="{Y(v):.1f}" r="3.5" fill="none" stroke="{c}" stroke-width="1.5"/>'
+                for s, v in val]
+        svg.append(f'<text x="{W - R - 300}" y="{T + 16 + 16 * k}" fill="{c}">{lab}: loss (raw, smoothed), o held-out</text>')
+    # difference panel
+    for v in (-dmax / 1.1, 0.0, dmax / 1.1):
+        svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Yd(v):.1f}" y2="{Yd(v):.1f}" stroke="{"#999" if v == 0 else "#ddd"}"/>'
+                   f'<text x="{L - 6}" y="{Yd(v) + 4:.1f}" text-anchor="end">{v:+.3f}</text>')
+    for k, (lab, d) in enumerate(diffs):
+        c = PALETTE[(k + 1) % len(PALETTE)]
+        svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.2" points="{poly(d, Yd)}"/>')
+        svg.append(f'<text x="{L + 10}" y="{top2 + 12 + 14 * k}" fill="{c}">loss({lab}) - loss({labels[0]}) per step</text>')
+    write_svg(out, svg)
+    print(json.dumps({"plot": out, "batch_noise_rms": round(noise, 6), "comparisons": summary}, indent=1))
+
+
 # ------------------------------------------------------------------ a run's metrics.jsonl
 
 def plot_loss(path, out):
@@ -282,12 +393,15 @@ def main():
     if args[:1] == ["--curves"] and len(args) in (2, 3):
         plot_curves(args[1], args[2] if len(args) == 3 else os.path.dirname(os.path.abspath(args[1])))
         return
+    if args[:1] == ["--compare"]:
+        compare(args[1:])
+        return
     if args[:1] == ["--passkey"] and len(args) == 3:
         plot_passkey(args[1], args[2])
         return
     if len(args) not in (1, 2) or args[0].startswith("--"):
         sys.exit("usage: plot_metrics.py METRICS.jsonl [OUT.svg] | --curves CURVES.json [OUT_DIR] | "
-                 "--passkey RESULTS.json OUT.svg")
+                 "--passkey RESULTS.json OUT.svg | --compare A.jsonl B.jsonl ... --out OUT.svg")
     path = args[0]
     plot_loss(path, args[1] if len(args) > 1 else os.path.join(os.path.dirname(path) or ".", "loss.svg"))
 

@@ -1,5 +1,6 @@
 #include "train/bench.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include "common/sysinfo.h"
 #include "optim/optimizer.h"
 #include "train/model.h"
+#include "train/ops/gemm_bf16.h"
 #include "train/trainer.h"
 
 double ml_sgemm_probe(int n, int reps) {
@@ -30,10 +32,74 @@ double ml_sgemm_probe(int n, int reps) {
     return 2.0 * n * (double)n * n * reps / dt / 1e9;
 }
 
+ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows, int *n_rows) {
+    static const struct {
+        const char *name;
+        int in, out;
+    } shapes[] = {{"576->1728 (qkv-ish)", 576, 1728}, {"576->1536 (gate/up)", 576, 1536},
+                  {"1536->576 (down)", 1536, 576}, {"576->32000 (head)", 576, 32000}};
+    if (tokens < 1) return ml_fail(ML_ERR_ARG, "GEMM benchmark: tokens must be positive");
+    if (!ml_bf16_available()) return ml_fail(ML_ERR_UNSUPPORTED, "GEMM benchmark: this CPU has no AVX512-BF16");
+    *n_rows = 0;
+    for (int s = 0; s < 4; s++) {
+        const int in = shapes[s].in, out = shapes[s].out;
+        float *x = malloc(sizeof(float) * (size_t)tokens * in), *w = malloc(sizeof(float) * (size_t)out * in),
+              *y = malloc(sizeof(float) * (size_t)tokens * out), *dx = malloc(sizeof(float) * (size_t)tokens * in),
+              *dw = calloc((size_t)out * in, sizeof(float));
+        if (!x || !w || !y || !dx || !dw) {
+            free(x), free(w), free(y), free(dx), free(dw);
+            return ml_fail(ML_ERR_NOMEM, "GEMM benchmark: out of memory");
+        }
+        ml_rng rng;
+        ml_rng_seed(&rng, 7);
+        for (size_t i = 0; i < (size_t)tokens * in; i++) x[i] = (float)ml_rng_normal(&rng);
+        for (size_t i = 0; i < (size_t)out * in; i++) w[i] = 0.02f * (float)ml_rng_normal(&rng);
+        for (size_t i = 0; i < (size_t)tokens * out; i++) y[i] = 1e-3f * (float)ml_rng_normal(&rng);
+        for (int layout = 0; layout < 3; layout++) {
+            ml_gemm_bench_row *r = &rows[(*n_rows)++];
+            /* forward Y[t,out] = X W^T; dX[t,in] = dY W; dW[out,in] += dY^T X */
+            static const char *lname[3] = {"fwd Y=XW^T", "bwd dX=dYW", "bwd dW+=dY^TX"};
+            snprintf(r->name, sizeof r->name, "%s %s", shapes[s].name, lname[layout]);
+            int M = layout == 2 ? out : tokens, N = layout == 0 ? out : in, K = layout == 0 ? in : layout == 1 ? out : tokens;
+            int ta = layout == 2, tb = layout == 0;
+            const float *A = layout == 0 ? x : y, *B = layout == 2 ? x : w;
+            int lda = ta ? M : K, ldb = tb ? K : N;
+            float *C = layout == 0 ? y : layout == 1 ? dx : dw, beta = layout == 2 ? 1.0f : 0.0f;
+            r->M = M, r->N = N, r->K = K, r->transA = ta, r->transB = tb;
+            const double flops = 2.0 * M * (double)N * K;
+            double best_s = 1e30, best_b = 1e30, spent = 0;
+            for (int rep = 0; rep < 3 || (spent < 2 * seconds_each && rep < 1000); rep++) {
+                double t0 = ml_now_seconds();
+                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                            A, lda, B, ldb, beta, C, N);
+                double t1 = ml_now_seconds();
+                ml_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, N);
+                double t2 = ml_now_seconds();
+                if (rep > 0) { /* the first is a warm-up */
+                    if (t1 - t0 < best_s) best_s = t1 - t0;
+                    if (t2 - t1 < best_b) best_b = t2 - t1;
+                }
+                spent += t2 - t0;
+            }
+            r->sgemm_gflops = flops / best_s / 1e9;
+            r->bf16_gflops = flops / best_b / 1e9;
+        }
+        free(x), free(w), free(y), free(dx), free(dw);
+    }
+    return ML_OK;
+}
+
 ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_result *r) {
     memset(r, 0, sizeof *r);
     ml_model m;
     ML_TRY(ml_model_create(&m, cfg));
+    if (a->bf16) {
+        ml_status ps = ml_model_set_precision(&m, ML_PRECISION_BF16);
+        if (ps != ML_OK) {
+            ml_model_free(&m);
+            return ps;
+        }
+    }
     ml_model_init_weights(&m, a->seed);
     m.recompute = a->recompute;
     ml_status s = ml_model_reserve(&m, a->B, a->T, a->T);
@@ -116,12 +182,12 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
     int k = snprintf(
         buf, n,
         "{\"impl\":\"mobilellm.c\",\"model\":\"%s\",\"params\":%lld,\"batch\":%d,\"seq\":%d,\"threads\":%d,"
-        "\"recompute\":%s,\"steps\":%d,\"ms_per_step\":%.2f,\"ms_forward\":%.2f,\"ms_head\":%.2f,\"ms_backward\":%.2f,"
+        "\"recompute\":%s,\"precision\":\"%s\",\"steps\":%d,\"ms_per_step\":%.2f,\"ms_forward\":%.2f,\"ms_head\":%.2f,\"ms_backward\":%.2f,"
         "\"ms_update\":%.2f,\"tokens_per_s\":%.2f,\"flops_per_token\":%.6g,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
         "\"mfu\":%.4f,\"peak_rss_mib\":%.1f,\"param_mib\":%.1f,\"grad_mib\":%.1f,\"moment_mib\":%.1f,"
         "\"act_saved_mib\":%.1f,\"act_scratch_mib\":%.1f,\"min_mib\":%.1f,\"mem_ratio\":%.3f,"
         "\"blas_kernel\":\"%s\"",
-        cfg->name, (long long)r->params, a->B, a->T, r->threads, a->recompute ? "true" : "false", a->steps, r->ms_per_step, r->ms_forward, r->ms_head,
+        cfg->name, (long long)r->params, a->B, a->T, r->threads, a->recompute ? "true" : "false", a->bf16 ? "bf16" : "fp32", a->steps, r->ms_per_step, r->ms_forward, r->ms_head,
         r->ms_backward, r->ms_update, r->tokens_per_s, r->flops_per_token, r->gflops, r->sgemm_gflops, r->mfu,
         (double)r->peak_rss / MiB, (double)r->param_bytes / MiB, (double)r->grad_bytes / MiB,
         (double)r->moment_bytes / MiB, (double)r->act_saved_bytes / MiB, (double)r->act_scratch_bytes / MiB,

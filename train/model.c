@@ -7,6 +7,7 @@
 
 #include "common/prof.h"
 #include "common/rng.h"
+#include "train/ops/gemm_bf16.h"
 #include "train/ops/ops.h"
 
 /* ---------------------------------------------------------------- parameter table */
@@ -138,6 +139,40 @@ void ml_model_init_weights(ml_model *m, uint64_t seed) {
 
 void ml_model_zero_grad(ml_model *m) {
     ML_PROFILE(ML_PROF_ZERO_GRAD) memset(m->grad_arena.base, 0, m->grad_arena.capacity * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- precision */
+
+ml_status ml_precision_parse(const char *name, ml_precision *p) {
+    if (!strcmp(name, "fp32")) *p = ML_PRECISION_FP32;
+    else if (!strcmp(name, "bf16")) *p = ML_PRECISION_BF16;
+    else return ml_fail(ML_ERR_ARG, "unknown precision '%s' (fp32 | bf16)", name);
+    return ML_OK;
+}
+
+const char *ml_precision_name(ml_precision p) { return p == ML_PRECISION_BF16 ? "bf16" : "fp32"; }
+
+ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
+    if (p == ML_PRECISION_BF16 && !ml_bf16_available())
+        return ml_fail(ML_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps); this one has none");
+    m->precision = p;
+    return ML_OK;
+}
+
+/* The model's GEMMs, in its precision. */
+static void mm_forward(const ml_model *m, float *y, const float *x, const float *w, int N, int in, int out) {
+    if (m->precision == ML_PRECISION_BF16)
+        ml_matmul_forward_bf16(y, x, w, N, in, out);
+    else
+        ml_matmul_forward(y, x, w, N, in, out);
+}
+
+static void mm_backward(const ml_model *m, float *dx, float *dw, const float *dy, const float *x, const float *w, int N,
+                        int in, int out, int accumulate_dx) {
+    if (m->precision == ML_PRECISION_BF16)
+        ml_matmul_backward_bf16(dx, dw, dy, x, w, N, in, out, accumulate_dx);
+    else
+        ml_matmul_backward(dx, dw, dy, x, w, N, in, out, accumulate_dx);
 }
 
 /* ---------------------------------------------------------------- activations */
@@ -298,9 +333,9 @@ static void block_forward(ml_model *m, const ml_batch *b, int a, int to_output) 
     ML_PROFILE(ML_PROF_RMSNORM_FWD)
     ml_rmsnorm_forward(x->ln1, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
     ML_PROFILE(ML_PROF_QKV_FWD) {
-        ml_matmul_forward(x->q, x->ln1, m->w.layer[l].wq, N, C, H * hd);
-        ml_matmul_forward(x->k, x->ln1, m->w.layer[l].wk, N, C, KV * hd);
-        ml_matmul_forward(x->v, x->ln1, m->w.layer[l].wv, N, C, KV * hd);
+        mm_forward(m, x->q, x->ln1, m->w.layer[l].wq, N, C, H * hd);
+        mm_forward(m, x->k, x->ln1, m->w.layer[l].wk, N, C, KV * hd);
+        mm_forward(m, x->v, x->ln1, m->w.layer[l].wv, N, C, KV * hd);
     }
     if (c->layer_rope[l]) {
         ML_PROFILE(ML_PROF_ROPE_FWD) {
@@ -314,7 +349,7 @@ static void block_forward(ml_model *m, const ml_batch *b, int a, int to_output) 
     }
     ML_PROFILE(ML_PROF_ATTN_FWD)
     ml_attention_forward(x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H, KV, hd, layer_window(c, l));
-    ML_PROFILE(ML_PROF_O_FWD) ml_matmul_forward(x->resid_mid, x->att, m->w.layer[l].wo, N, H * hd, C);
+    ML_PROFILE(ML_PROF_O_FWD) mm_forward(m, x->resid_mid, x->att, m->w.layer[l].wo, N, H * hd, C);
     ML_PROFILE(ML_PROF_RESIDUAL) {
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < (int64_t)N * C; i++) x->resid_mid[i] += x->resid_in[i];
@@ -322,12 +357,12 @@ static void block_forward(ml_model *m, const ml_batch *b, int a, int to_output) 
     ML_PROFILE(ML_PROF_RMSNORM_FWD)
     ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
     ML_PROFILE(ML_PROF_GATE_UP_FWD) {
-        ml_matmul_forward(x->gate, x->ln2, m->w.layer[l].wgate, N, C, F);
-        ml_matmul_forward(x->up, x->ln2, m->w.layer[l].wup, N, C, F);
+        mm_forward(m, x->gate, x->ln2, m->w.layer[l].wgate, N, C, F);
+        mm_forward(m, x->up, x->ln2, m->w.layer[l].wup, N, C, F);
     }
     if (!to_output) return;
     ML_PROFILE(ML_PROF_SWIGLU_FWD) ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
-    ML_PROFILE(ML_PROF_DOWN_FWD) ml_matmul_forward(out, m->ffn_h, m->w.layer[l].wdown, N, F, C);
+    ML_PROFILE(ML_PROF_DOWN_FWD) mm_forward(m, out, m->ffn_h, m->w.layer[l].wdown, N, F, C);
     ML_PROFILE(ML_PROF_RESIDUAL) {
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < (int64_t)N * C; i++) out[i] += x->resid_mid[i];
@@ -360,7 +395,7 @@ ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn f
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *h = m->ln_f + (int64_t)n0 * C;
-        ML_PROFILE(ML_PROF_HEAD_FWD) ml_matmul_forward(logits, h, m->w.lm_head, rows, C, V);
+        ML_PROFILE(ML_PROF_HEAD_FWD) mm_forward(m, logits, h, m->w.lm_head, rows, C, V);
         ML_PROFILE(ML_PROF_HEAD_LOSS) fn(ctx, logits, losses, b->targets + n0, n0, rows, V, grad_scale);
         for (int r = 0; r < rows; r++)
             if (b->targets[n0 + r] >= 0) {
@@ -368,7 +403,7 @@ ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn f
                 n_scored++;
             }
         if (grad_scale != 0.0f) ML_PROFILE(ML_PROF_HEAD_BWD)
-                ml_matmul_backward(m->d_ln_f + (int64_t)n0 * C, m->g.lm_head, logits, h, m->w.lm_head, rows, C, V, 0);
+                mm_backward(m, m->d_ln_f + (int64_t)n0 * C, m->g.lm_head, logits, h, m->w.lm_head, rows, C, V, 0);
     }
     *loss_sum = total;
     *count = n_scored;
@@ -387,7 +422,7 @@ ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, d
 
 ml_status ml_model_logits(ml_model *m, const ml_batch *b, float *logits) {
     const ml_config *c = &m->cfg;
-    ml_matmul_forward(logits, m->ln_f, m->w.lm_head, b->B * b->T, c->hidden_size, c->vocab_size);
+    mm_forward(m, logits, m->ln_f, m->w.lm_head, b->B * b->T, c->hidden_size, c->vocab_size);
     return ML_OK;
 }
 
@@ -410,18 +445,18 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
         ML_PROFILE(ML_PROF_SWIGLU_BWD) /* recompute h rather than store it */
         ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
         ML_PROFILE(ML_PROF_DOWN_BWD)
-        ml_matmul_backward(m->d_up, m->g.layer[l].wdown, dres, m->ffn_h, m->w.layer[l].wdown, N, F, C, 0);
+        mm_backward(m, m->d_up, m->g.layer[l].wdown, dres, m->ffn_h, m->w.layer[l].wdown, N, F, C, 0);
         ML_PROFILE(ML_PROF_SWIGLU_BWD) /* dup -> ffn_h */
         ml_swiglu_backward(m->d_gate, m->ffn_h, m->d_up, x->gate, x->up, (int64_t)N * F);
         ML_PROFILE(ML_PROF_GATE_UP_BWD) {
-            ml_matmul_backward(m->d_ln, m->g.layer[l].wgate, m->d_gate, x->ln2, m->w.layer[l].wgate, N, C, F, 0);
-            ml_matmul_backward(m->d_ln, m->g.layer[l].wup, m->ffn_h, x->ln2, m->w.layer[l].wup, N, C, F, 1);
+            mm_backward(m, m->d_ln, m->g.layer[l].wgate, m->d_gate, x->ln2, m->w.layer[l].wgate, N, C, F, 0);
+            mm_backward(m, m->d_ln, m->g.layer[l].wup, m->ffn_h, x->ln2, m->w.layer[l].wup, N, C, F, 1);
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].mlp_norm, m->d_ln, x->resid_mid, m->w.layer[l].mlp_norm, x->rstd2, N, C);
         /* attention: resid_mid = resid_in + o_proj(att) */
         ML_PROFILE(ML_PROF_O_BWD)
-        ml_matmul_backward(m->d_att, m->g.layer[l].wo, dres, x->att, m->w.layer[l].wo, N, H * hd, C, 0);
+        mm_backward(m, m->d_att, m->g.layer[l].wo, dres, x->att, m->w.layer[l].wo, N, H * hd, C, 0);
         ML_PROFILE(ML_PROF_ATTN_BWD)
         ml_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H,
                               KV, hd, layer_window(c, l));
@@ -436,9 +471,9 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
             }
         }
         ML_PROFILE(ML_PROF_QKV_BWD) {
-            ml_matmul_backward(m->d_ln, m->g.layer[l].wq, m->d_q, x->ln1, m->w.layer[l].wq, N, C, H * hd, 0);
-            ml_matmul_backward(m->d_ln, m->g.layer[l].wk, m->d_k, x->ln1, m->w.layer[l].wk, N, C, KV * hd, 1);
-            ml_matmul_backward(m->d_ln, m->g.layer[l].wv, m->d_v, x->ln1, m->w.layer[l].wv, N, C, KV * hd, 1);
+            mm_backward(m, m->d_ln, m->g.layer[l].wq, m->d_q, x->ln1, m->w.layer[l].wq, N, C, H * hd, 0);
+            mm_backward(m, m->d_ln, m->g.layer[l].wk, m->d_k, x->ln1, m->w.layer[l].wk, N, C, KV * hd, 1);
+            mm_backward(m, m->d_ln, m->g.layer[l].wv, m->d_v, x->ln1, m->w.layer[l].wv, N, C, KV * hd, 1);
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].attn_norm, m->d_ln, x->resid_in, m->w.layer[l].attn_norm, x->rstd1, N, C);

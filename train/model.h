@@ -69,8 +69,17 @@ typedef struct {
     float *gate, *up; /* [BT, F] */
 } ml_block_acts;
 
+/* Arithmetic of the model's GEMMs. fp32: OpenBLAS sgemm. bf16: every linear layer (q/k/v/o, gate/up/down
+ * and the LM head, forward and both backward products) on bf16-rounded inputs with fp32 accumulation
+ * (train/ops/gemm_bf16.h). Weights, gradients, optimizer state, norms, RoPE, attention, SwiGLU and the
+ * softmax stay fp32. */
+typedef enum { ML_PRECISION_FP32 = 0, ML_PRECISION_BF16 = 1 } ml_precision;
+ml_status ml_precision_parse(const char *name, ml_precision *p);
+const char *ml_precision_name(ml_precision p);
+
 typedef struct {
     ml_config cfg;
+    ml_precision precision; /* fp32 unless ml_model_set_precision says otherwise */
     char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
                              export reproduces them bit for bit */
     int n_params;
@@ -97,6 +106,9 @@ typedef struct {
     int rope_len;
     const ml_batch *last_batch;
 } ml_model;
+
+/* Choose the GEMM arithmetic; bf16 fails (ML_ERR_UNSUPPORTED) on a CPU without AVX512-BF16. */
+ml_status ml_model_set_precision(ml_model *m, ml_precision p);
 
 /* Build the parameter table and allocate weights and gradients (zeroed). */
 ml_status ml_model_create(ml_model *m, const ml_config *cfg);

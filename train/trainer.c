@@ -32,6 +32,7 @@ void ml_train_args_defaults(ml_train_args *a) {
     a->grad_accum = 1;
     snprintf(a->optim, sizeof a->optim, "adamw");
     snprintf(a->schedule, sizeof a->schedule, "cosine");
+    snprintf(a->precision, sizeof a->precision, "fp32");
     snprintf(a->kd_loss, sizeof a->kd_loss, "fkl");
     snprintf(a->kd_tail, sizeof a->kd_tail, "renorm");
     a->temperature = 1.0f;
@@ -68,6 +69,7 @@ ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
     cJSON_AddNumberToObject(o, "grad_accum", a->grad_accum);
     cJSON_AddStringToObject(o, "optim", a->optim);
     cJSON_AddStringToObject(o, "schedule", a->schedule);
+    cJSON_AddStringToObject(o, "precision", a->precision);
     cJSON_AddNumberToObject(o, "lr", a->lr);
     cJSON_AddNumberToObject(o, "min_lr_ratio", a->min_lr_ratio);
     cJSON_AddNumberToObject(o, "warmup", (double)a->warmup);
@@ -142,6 +144,7 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     if (cJSON_IsBool(bo) && !kept("recompute", keep, n_keep)) a->recompute = cJSON_IsTrue(bo);
     STR("optim", optim);
     STR("schedule", schedule);
+    STR("precision", precision); /* absent in runs from before bf16: they were fp32, the default */
     STR("kd_loss", kd_loss);
     STR("kd_tail", kd_tail);
     NUM("temperature", temperature, float);
@@ -494,6 +497,12 @@ ml_status ml_train(const ml_train_args *a) {
         s = ml_checkpoint_load(a->resume_ckpt, &t.model, &t.st);
     }
     if (s != ML_OK) goto done;
+    {
+        ml_precision prec;
+        s = ml_precision_parse(a->precision, &prec);
+        if (s == ML_OK) s = ml_model_set_precision(&t.model, prec);
+        if (s != ML_OK) goto done;
+    }
     if (a->rope_theta > 0 && a->rope_theta != t.model.cfg.rope_theta) {
         printf("RoPE theta %g -> %g for this run\n", t.model.cfg.rope_theta, a->rope_theta);
         t.model.cfg.rope_theta = a->rope_theta; /* the checkpoints of this run carry the new value */
@@ -603,10 +612,10 @@ ml_status ml_train(const ml_train_args *a) {
     {
         char blas[256];
         ml_blas_describe(blas, sizeof blas);
-        printf("model %s: %lld parameters, %d layers x %d (%s), batch %d x %d x accum %d, %s, %s lr %.2e\n",
+        printf("model %s: %lld parameters, %d layers x %d (%s), batch %d x %d x accum %d, %s, %s lr %.2e, %s GEMMs\n",
                t.model.cfg.name, (long long)ml_config_num_params(&t.model.cfg), t.model.cfg.num_layers,
                t.model.cfg.layer_repeat, t.model.cfg.tie_word_embeddings ? "tied" : "untied", a->batch, a->seq,
-               a->grad_accum, a->optim, a->schedule, a->lr);
+               a->grad_accum, a->optim, a->schedule, a->lr, ml_precision_name(t.model.precision));
         printf("%s\n", blas);
         const char *warn = ml_blas_kernel_warning();
         if (warn) printf("%s\n", warn);

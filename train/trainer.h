@@ -31,6 +31,7 @@ typedef struct {
     int grad_accum;
     char optim[16];    /* adamw | sgd */
     char schedule[16]; /* constant | linear | cosine | wsd */
+    char precision[8]; /* fp32 | bf16: arithmetic of the student's GEMMs (train/model.h); state stays fp32 */
     float lr, min_lr_ratio, weight_decay, clip, beta1, beta2, eps, momentum, wsd_decay_fraction;
     int64_t warmup;
     uint64_t seed;

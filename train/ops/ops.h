@@ -12,6 +12,11 @@ void ml_matmul_forward(float *y, const float *x, const float *w, int N, int in, 
 /* dX[N,in] (= or += per accumulate_dx) dY·W and dW[out,in] += dY^T·X. Either output may be NULL. */
 void ml_matmul_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
                         int out, int accumulate_dx);
+/* The same with bf16 inputs (round to nearest even) and fp32 accumulation, on AVX512-BF16
+ * (train/ops/gemm_bf16.h; callers check ml_bf16_available() for speed, the result is the same). */
+void ml_matmul_forward_bf16(float *y, const float *x, const float *w, int N, int in, int out);
+void ml_matmul_backward_bf16(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
+                             int out, int accumulate_dx);
 
 /* ---- embedding (train/ops/embedding.c) */
 void ml_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);

@@ -1,0 +1,49 @@
+#!/bin/bash
+# CLI tests of --precision bf16: a bf16 run resumes bit-exactly and keeps its precision (stored in the
+# checkpoint's run arguments), an fp32 run is unaffected, bench reports the precision, and bad or
+# unsupported requests fail with one line.
+# usage: bf16_cli.sh <mobilellm> <source-dir>
+set -u
+source "$(dirname "$0")/common.bash"
+CFG="$SRC/configs"
+
+cat "$SRC"/train/*.c "$SRC"/train/ops/*.c >"$W/corpus.txt"
+ok "$M" tokenize --tokenizer bytes --input "$W/corpus.txt" --doc-split blank-lines --out "$W/train.shard" >/dev/null 2>&1
+A=(--data "$W/train.shard" --batch 3 --seq 32 --lr 3e-3 --warmup 2 --steps 8 --quiet)
+
+if "$M" bench --config "$CFG/tiny-v1.json" --batch 1 --seq 8 --steps 1 --warmup 0 --precision bf16 --json >/dev/null 2>&1; then
+    # 1. bf16: 8 steps == 4 steps + resume (the stored precision is used: --precision is not repeated)
+    ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision bf16 --out "$W/full" >/dev/null
+    ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision bf16 --stop-after 4 --out "$W/split" >/dev/null
+    ok "$M" train --resume "$W/split/ckpt_00000004.h5" --out "$W/split" >"$W/resume.log"
+    grep -q "bf16 GEMMs" "$W/resume.log" || fail "resumed run does not say bf16"
+    same_state "$W/full/ckpt_00000008.h5" "$W/split/ckpt_00000008.h5" || fail "resumed bf16 run differs"
+    $PY -c "import h5py, json, sys; assert json.loads(h5py.File(sys.argv[1], 'r').attrs['args_json'])['precision'] == 'bf16'" \
+        "$W/split/ckpt_00000008.h5" || fail "precision not stored in the run arguments"
+    # 2. the same run in fp32 differs (the flag does something) but only slightly (same seed and data)
+    ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --out "$W/fp32" >/dev/null
+    $PY - "$W/full/metrics.jsonl" "$W/fp32/metrics.jsonl" <<'PYEOF' || fail "bf16 and fp32 losses"
+import json, sys
+a, b = ([json.loads(l)["loss"] for l in open(p) if '"loss"' in l] for p in sys.argv[1:3])
+assert len(a) == len(b) == 8, (len(a), len(b))
+d = max(abs(x - y) for x, y in zip(a, b))
+assert 0 < d < 0.05 * max(a), (d, a, b)
+PYEOF
+    $PY -c "import h5py, json, sys; assert json.loads(h5py.File(sys.argv[1], 'r').attrs['args_json'])['precision'] == 'fp32'" \
+        "$W/fp32/ckpt_00000008.h5" || fail "fp32 not stored in the run arguments"
+    # 3. bench says which
+    "$M" bench --config "$CFG/tiny-v1.json" --batch 1 --seq 16 --steps 1 --warmup 0 --precision bf16 --json >"$W/b.json" ||
+        fail "bench --precision bf16"
+    grep -q '"precision":"bf16"' "$W/b.json" || fail "bench JSON lacks the precision"
+else
+    echo "skip: this CPU has no AVX512-BF16 (the runs above need it)"
+fi
+
+# 4. bad input
+expect_fail "unknown precision" "$W/bad" -- "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision fp16 --out "$W/bad"
+expect_fail "bench unknown precision" -- "$M" bench --config "$CFG/tiny-v1.json" --precision half
+export ML_DISABLE_BF16=1 # as on a CPU without AVX512-BF16
+expect_fail "no AVX512-BF16 (train)" "$W/nobf16/ckpt_00000008.h5" -- "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" \
+    --precision bf16 --out "$W/nobf16"
+expect_fail "no AVX512-BF16 (bench)" -- "$M" bench --config "$CFG/tiny-v1.json" --precision bf16
+finish

@@ -1,0 +1,26 @@
+/* bf16 GEMM with fp32 accumulation on the CPU's AVX512-BF16 instructions (vdpbf16ps).
+ *
+ *   C[M,N] = beta * C + op(A)[M,K] · op(B)[K,N]        row-major, beta 0 or 1
+ *   op(A) = A (stored [M,K], lda >= K) or, with transA, A^T (A stored [K,M], lda >= M)
+ *   op(B) = B (stored [K,N], ldb >= N) or, with transB, B^T (B stored [N,K], ldb >= K)
+ *
+ * The fp32 inputs are rounded to bf16 (round to nearest even, as vcvtne2ps2bf16 does: denormal
+ * inputs count as zero) while they are packed into panels whose K pairs are interleaved as vdpbf16ps
+ * reads them; products and sums are fp32. OpenMP over the threads of the calling team (do not call it
+ * from inside a parallel region). On a CPU without AVX512-BF16 a slow portable path computes the same
+ * roundings (for tests elsewhere); callers that want speed check ml_bf16_available() first. */
+#ifndef ML_GEMM_BF16_H
+#define ML_GEMM_BF16_H
+
+#include <stdint.h>
+
+/* 1 when this CPU executes AVX512-BF16 (checked once at run time). */
+int ml_bf16_available(void);
+
+void ml_gemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc);
+
+/* x rounded to bf16 (nearest even; denormals to signed zero; NaN stays NaN) and widened back. */
+float ml_bf16_round(float x);
+
+#endif

@@ -7,7 +7,7 @@
 #
 #   bench/bench_all.sh [CONFIG] [BATCH] [SEQ]       (default configs/mobilellm-125m.json 4 256; SEQ <= 1024
 #                                                     for llm.c: GPT-2's maxT)
-# Environment: STEPS (timed steps each, default 3), OMP_NUM_THREADS (default nproc), LLMC_* as in
+# Environment: PRECISION (fp32 | bf16, ours only; MFU is then against the fp32 sgemm probe), STEPS (timed steps each, default 3), OMP_NUM_THREADS (default nproc), LLMC_* as in
 # bench/llmc_bench.sh, NO_RECORD=1 to print the row without writing RESULTS.md.
 # The issue's targets: tokens/s >= 5x PyTorch's (same model); GFLOP/s >= 7x llm.c's (per FLOP, since the
 # models differ); peak RSS <= 1.3x the minimum (parameters + gradients + AdamW moments + saved activations).
@@ -17,12 +17,14 @@ CONFIG=${1:-configs/mobilellm-125m.json}
 B=${2:-4}
 T=${3:-256}
 STEPS=${STEPS:-3}
+PRECISION=${PRECISION:-fp32} # ours only (--precision fp32|bf16); the peers train in fp32
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 PY=/usr/bin/python3
 [ -x build/mobilellm ] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$OMP_NUM_THREADS" >/dev/null; }
 COMMIT=$(git rev-parse --short HEAD)
 echo "== mobilellm.c" >&2
-ours=$(build/mobilellm bench --config "$CONFIG" --batch "$B" --seq "$T" --steps "$STEPS" --warmup 1 --profile --json | tail -1)
+ours=$(build/mobilellm bench --config "$CONFIG" --batch "$B" --seq "$T" --steps "$STEPS" --warmup 1 --profile \
+       --precision "$PRECISION" --json | tail -1)
 echo "$ours" >&2
 echo "== PyTorch" >&2
 torch=$($PY bench/pytorch_train_bench.py --config "$CONFIG" --batch "$B" --seq "$T" --steps "$STEPS" --warmup-steps 1 \
@@ -31,7 +33,7 @@ echo "$torch" >&2
 echo "== llm.c" >&2
 llmc=$(LLMC_ONLY=1 bench/llmc_bench.sh "$B" "$T" "$STEPS" | tail -1)
 echo "$llmc" >&2
-CMD="bench/bench_all.sh $CONFIG $B $T (STEPS=$STEPS, OMP_NUM_THREADS=$OMP_NUM_THREADS, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
+CMD="bench/bench_all.sh $CONFIG $B $T (PRECISION=$PRECISION, STEPS=$STEPS, OMP_NUM_THREADS=$OMP_NUM_THREADS, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
 $PY - "$ours" "$torch" "$llmc" "$CMD" "$COMMIT" <<'PYEOF'
 import datetime, json, os, subprocess, sys
 sys.path.insert(0, "bench")

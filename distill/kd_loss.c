@@ -140,15 +140,8 @@ void ml_kd_sparse_rows(float *zs, const int32_t *ids, const float *lt, const flo
         const int store = grad_scale != 0.0f && (tau_one || w_ce == 0);
         float sum_s = 0.0f, sum_c = 0.0f;
         /* cross-entropy is always reported; at tau = 1 it shares the student's sum */
-        float buf[1024]; /* exp of a row piece when the logits must stay */
-        if (!tau_one)
-            for (int v0 = 0; v0 < V; v0 += 1024) sum_c += ml_exp_shifted(buf, s + v0, mx, V - v0 < 1024 ? V - v0 : 1024);
-        if (store) {
-            sum_s = ml_exp_scaled(s, s, mx, inv_tau, V);
-        } else {
-            for (int v0 = 0; v0 < V; v0 += 1024)
-                sum_s += ml_exp_scaled(buf, s + v0, mx, inv_tau, V - v0 < 1024 ? V - v0 : 1024);
-        }
+        if (!tau_one) sum_c = ml_exp_shifted(NULL, s, mx, V);
+        sum_s = ml_exp_scaled(store ? s : NULL, s, mx, inv_tau, V);
         if (tau_one) sum_c = sum_s;
         const double log_sum_s = log((double)sum_s);
         const double lse_ce = mx + log((double)sum_c);

@@ -301,20 +301,8 @@ def compare(args):
 # ------------------------------------------------------------------ a run's metrics.jsonl
 
 def plot_loss(path, out):
-    train, val = [], []
-    with open(path) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "loss" in rec and math.isfinite(rec["loss"]):
-                train.append((rec["step"], rec["loss"]))
-            if "val_loss" in rec:
-                val.append((rec["step"], rec["val_loss"]))
-    if not train:
-        sys.exit(f"{path}: no training loss to plot")
-    ema, sm = None, []  # a smoothed curve (exponential moving average) over the raw per-step losses
-    for s, v in train:
-        ema = v if ema is None else 0.9 * ema + 0.1 * v
-        sm.append((s, ema))
+    train, val = read_metrics(path)
+    sm = smooth(train)  # exponential moving average over the raw per-step losses
     series = [("", train, {"color": "#9ecae1", "width": 1}),
               ("training (smoothed)", sm, {"color": "#08519c"})]
     if val:

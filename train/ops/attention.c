@@ -35,6 +35,15 @@ static bool nondecreasing(const int32_t *d, int T) {
     return true;
 }
 
+/* Per batch row: do its document ids never decrease (packed documents, whose tiles may be skipped)?
+ * NULL without documents. Computed once per call, not per tile task. */
+static bool *nondecreasing_rows(const int32_t *doc, int B, int T) {
+    if (!doc) return NULL;
+    bool *rows = malloc((size_t)B * sizeof(bool));
+    for (int b = 0; b < B; b++) rows[b] = nondecreasing(doc + (int64_t)b * T, T);
+    return rows;
+}
+
 /* Where queries [q0, q0+nq) meet keys [k0, k0+nk) of one row. */
 typedef enum { TILE_SKIP, TILE_FULL, TILE_MASKED } tile_kind;
 
@@ -147,6 +156,7 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
     const int group = H / KV, ntiles = (T + TILE - 1) / TILE;
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t qs = (int64_t)H * hd, ks = (int64_t)KV * hd; /* token strides */
+    bool *mono_rows = nondecreasing_rows(doc, B, T);
 #pragma omp parallel
     {
         float *kt = aligned_alloc(64, sizeof(float) * TILE * hd);
@@ -161,7 +171,7 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
                     const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * hd;
                     const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * hd;
                     const int32_t *db = doc ? doc + (int64_t)b * T : NULL;
-                    const bool mono = db && nondecreasing(db, T);
+                    const bool mono = db && mono_rows[b];
                     float *ob = out + ((int64_t)b * T + q0) * qs + (int64_t)h * hd;
                     for (int i = 0; i < nq; i++) {
                         mx[i] = -INFINITY;
@@ -205,6 +215,7 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
         free(kt);
         free(s);
     }
+    free(mono_rows);
 }
 
 /* Parallel over (batch row, kv head): every query head of a group and every query position
@@ -216,6 +227,7 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     const int group = H / KV;
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t qs = (int64_t)H * hd, ks = (int64_t)KV * hd;
+    bool *mono_rows = nondecreasing_rows(doc, B, T);
 #pragma omp parallel
     {
         float *kt = aligned_alloc(64, sizeof(float) * TILE * hd);
@@ -232,7 +244,7 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                 float *dkb = dk + (int64_t)b * T * ks + (int64_t)kvh * hd;
                 float *dvb = dv + (int64_t)b * T * ks + (int64_t)kvh * hd;
                 const int32_t *db = doc ? doc + (int64_t)b * T : NULL;
-                const bool mono = db && nondecreasing(db, T);
+                const bool mono = db && mono_rows[b];
                 for (int g = 0; g < group; g++) {
                     const int h = kvh * group + g;
                     for (int t = 0; t < T; t++) {
@@ -292,4 +304,5 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
         free(tr);
         free(rowdot);
     }
+    free(mono_rows);
 }

@@ -26,12 +26,7 @@ void ml_softmax_xent_rows(float *z, float *losses, const int32_t *targets, int n
             for (int v = 0; v < V; v++) row[v] *= scale;
             row[y] -= grad_scale;
         } else {
-            /* exp of the row in a small buffer: the logits stay as they are */
-            float buf[1024];
-            for (int v0 = 0; v0 < V; v0 += 1024) {
-                int nv = V - v0 < 1024 ? V - v0 : 1024;
-                sum += ml_exp_shifted(buf, row + v0, mx, nv);
-            }
+            sum = ml_exp_shifted(NULL, row, mx, V); /* the logits stay as they are */
         }
         losses[r] = logf(sum) + mx - zy;
     }

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "train/ops/ops.h"
+#include "model/ops/ops.h"
 
 void base_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                             const int32_t *doc, int B, int T, int H, int KV, int hd, int window);

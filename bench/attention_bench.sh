@@ -8,7 +8,7 @@ BASE=${1:-e6188be}
 [ -f build/libmobilellm.a ] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$(nproc)" >/dev/null; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-git show "$BASE:train/ops/attention.c" | sed 's/ml_attention_\(forward\|backward\)/base_attention_\1/' > "$tmp/base.c"
+{ git show "$BASE:model/ops/attention.c" 2>/dev/null || git show "$BASE:train/ops/attention.c"; } | sed 's/ml_attention_\(forward\|backward\)/base_attention_\1/' > "$tmp/base.c"
 gcc -O3 -march=native -fopenmp -fno-math-errno -I. -o "$tmp/attention_bench" bench/attention_bench.c "$tmp/base.c" \
     build/libmobilellm.a -lmvec -lm
 echo "base $BASE, current $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- train/ops || echo +), load $(cut -d' ' -f1-3 /proc/loadavg)"

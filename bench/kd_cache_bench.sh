@@ -9,7 +9,7 @@ CFG="$SRC/configs/${1:-mobilellm-125m}.json"
 B=${2:-2} T=${3:-128} K=${4:-64} STEPS=${5:-8}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-cat "$SRC"/train/*.c "$SRC"/train/ops/*.c "$SRC"/io/*.c >"$W/corpus.txt"
+cat "$SRC"/train/*.c "$SRC"/model/*.c "$SRC"/model/ops/*.c "$SRC"/formats/*.c >"$W/corpus.txt"
 "$M" tokenize --tokenizer bytes --input "$W/corpus.txt" --out "$W/d.shard" >/dev/null
 "$M" init --config "$CFG" --out "$W/m.h5" >/dev/null
 "$M" teacher-logits --teacher "$W/m.h5" --data "$W/d.shard" --batch $B --seq $T --topk $K --batches $STEPS \

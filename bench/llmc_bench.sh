@@ -21,7 +21,7 @@
 # zero_grad, backward, AdamW update, timed by its own clock) is untouched. Its step 0 is a warm-up (it
 # allocates gradients and moments lazily) and is not counted, as our --warmup 1.
 #
-# FLOPs per token, the same accounting as ours (train/config.c): 6 * (12 L C^2 + V C) + 12 L C (T+1)/2,
+# FLOPs per token, the same accounting as ours (model/config.c): 6 * (12 L C^2 + V C) + 12 L C (T+1)/2,
 # with V = 50257 (the model's vocabulary; llm.c also multiplies the 47 padding rows, not counted).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -26,7 +26,7 @@ gflops is the achieved GFLOP/s of the model's arithmetic (not what PyTorch actua
                 q.k^T and p.v, 2 FLOPs per multiply-add)
     T_eff     = the mean number of keys a query attends to: (T + 1) / 2 (about T / 2) for full
                 causal layers; (W (W + 1) / 2 + (T - W) W) / T for a sliding layer of window W < T.
-This is the same formula as the C trainer's ml_config_train_flops_per_token (train/config.c).
+This is the same formula as the C trainer's ml_config_train_flops_per_token (model/config.c).
 """
 
 import argparse

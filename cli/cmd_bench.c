@@ -4,7 +4,7 @@
 #include "common/prof.h"
 #include "common/sysinfo.h"
 #include "train/bench.h"
-#include "train/model.h"
+#include "model/model.h"
 
 int ml_cmd_bench(int argc, char **argv) {
     const char *config = NULL, *out = NULL;

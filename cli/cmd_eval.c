@@ -6,8 +6,8 @@
 #include "common/sysinfo.h"
 #include "data/tokenizer.h"
 #include "infer/mc_eval.h"
-#include "train/checkpoint.h"
-#include "train/eval.h"
+#include "model/checkpoint.h"
+#include "infer/eval_loss.h"
 
 typedef struct {
     double t0, last;

@@ -3,10 +3,10 @@
 #include <strings.h>
 
 #include "cli/args.h"
-#include "io/gguf_export.h"
-#include "io/hf_checkpoint.h"
-#include "io/hf_tokenizer.h"
-#include "train/checkpoint.h"
+#include "interop/gguf_export.h"
+#include "interop/hf_checkpoint.h"
+#include "interop/hf_tokenizer.h"
+#include "model/checkpoint.h"
 
 static int export_gguf(const char *ckpt, const char *out, const char *type_name, const char *tokenizer) {
     ml_gguf_export_opts o = {.type = ML_GGML_F32, .tokenizer = tokenizer};

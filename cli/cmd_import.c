@@ -1,8 +1,8 @@
 #include <stdio.h>
 
 #include "cli/args.h"
-#include "io/hf_checkpoint.h"
-#include "train/checkpoint.h"
+#include "interop/hf_checkpoint.h"
+#include "model/checkpoint.h"
 
 int ml_cmd_import(int argc, char **argv) {
     const char *from = NULL, *out = NULL;

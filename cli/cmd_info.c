@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "cli/args.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 int ml_cmd_info(int argc, char **argv) {
     int tensors = 0;

@@ -1,7 +1,7 @@
 #include <stdio.h>
 
 #include "cli/args.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 int ml_cmd_init(int argc, char **argv) {
     const char *config = NULL, *out = NULL;

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 
 #include "cli/args.h"
-#include "io/npy.h"
-#include "train/checkpoint.h"
+#include "formats/npy.h"
+#include "model/checkpoint.h"
 
 /* Parse "ID ID ..." into a malloc'd array. */
 static int parse_ids(const char *text, int32_t **ids, int *n) {

@@ -6,7 +6,8 @@
 #include "cli/args.h"
 #include "common/atomic_file.h"
 #include "infer/passkey.h"
-#include "train/checkpoint.h"
+#include "interop/model_load.h"
+#include "model/checkpoint.h"
 
 int ml_cmd_passkey(int argc, char **argv) {
     const char *ckpt = NULL, *tokenizer = "bytes", *lengths_s = "256,512,1024", *filler_path = NULL, *json = NULL;

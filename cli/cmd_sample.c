@@ -4,7 +4,7 @@
 #include "cli/args.h"
 #include "data/tokenizer.h"
 #include "infer/sample.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 static ml_status to_stream(void *user, int32_t token) { return ml_text_stream_push(user, token); }
 

@@ -4,7 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 #include "train/trainer.h"
 
 /* `train` and `distill` share everything but the teacher options. */

@@ -1,5 +1,5 @@
 /* Per-kernel wall-clock profile: named accumulating timers around the kernel call sites of the
- * model (train/model.c) and the trainer's step (zeroing, clipping, the optimizer).
+ * model (model/model.c) and the trainer's step (zeroing, clipping, the optimizer).
  *
  * Off by default. When off, a timed region costs one predictable branch on a global flag (no
  * clock read). When on (ml_prof_enable(1), `bench --profile`, or ML_PROFILE=1 in the environment

@@ -1,7 +1,7 @@
 #include "distill/kd_head.h"
 
 #include "distill/logit_cache.h"
-#include "train/ops/ops.h"
+#include "model/ops/ops.h"
 
 ml_status ml_kd_check_pair(const ml_model *student, const ml_model *teacher) {
     if (student->cfg.vocab_size != teacher->cfg.vocab_size)

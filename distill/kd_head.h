@@ -4,7 +4,7 @@
 #define ML_KD_HEAD_H
 
 #include "distill/kd_loss.h"
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct {
     double kd_sum, ce_sum; /* summed over scored tokens: tau^2 * divergence, cross-entropy */

@@ -1,6 +1,6 @@
 /* Logit-distillation losses between a teacher and a student over the same vocabulary, per row of
  * logits, with the exact gradient with respect to the student's logits. Computed inside the fused
- * chunked LM head (train/model.c), so no [B,T,V] tensor is ever kept.
+ * chunked LM head (model/model.c), so no [B,T,V] tensor is ever kept.
  *
  * With p = softmax(z / tau) for student (s) and teacher (t), the reported and optimised loss is
  *   (1 - ce_weight) * tau^2 * D(t, s) + ce_weight * CE(z_s, target)

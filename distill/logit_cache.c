@@ -8,8 +8,8 @@
 #include "common/atomic_file.h"
 #include "data/shard.h"
 #include "distill/kd_loss.h"
-#include "io/h5.h"
-#include "io/half.h"
+#include "formats/h5.h"
+#include "formats/half.h"
 
 #define ZSTD_LEVEL 3
 

@@ -10,9 +10,10 @@
 #include "data/batch_reader.h"
 #include "distill/kd_loss.h"
 #include "distill/logit_cache.h"
-#include "train/checkpoint.h"
-#include "train/config.h"
-#include "train/model.h"
+#include "interop/model_load.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/model.h"
 
 typedef struct {
     int K;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/ops/ops.h"
+#include "model/ops/ops.h"
 
 ml_status ml_decoder_create(ml_decoder *d, const ml_model *m, int max_len, int max_chunk) {
     memset(d, 0, sizeof *d);

@@ -9,8 +9,8 @@
 
 #include <stdint.h>
 
-#include "infer/kv_cache.h"
-#include "train/model.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
 
 typedef struct {
     const ml_model *m;

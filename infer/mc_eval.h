@@ -17,7 +17,7 @@
 #define ML_INFER_MC_EVAL_H
 
 #include "data/tokenizer.h"
-#include "train/model.h"
+#include "model/model.h"
 
 #define ML_MC_MAX_CHOICES 8
 

@@ -8,7 +8,7 @@
 #define ML_PASSKEY_H
 
 #include "data/tokenizer.h"
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct {
     int length;     /* target prompt length in tokens */

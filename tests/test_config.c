@@ -11,7 +11,7 @@
 
 #include "common/atomic_file.h"
 #include "tests/support/test_util.h"
-#include "train/config.h"
+#include "model/config.h"
 
 static const char *preset_path(const char *name) {
     static char buf[4096];

@@ -20,7 +20,7 @@
 #include "common/rng.h"
 #include "infer/decode.h"
 #include "tests/support/test_util.h"
-#include "train/model.h"
+#include "model/model.h"
 
 enum { T = 45 };
 static const double TOL = 1e-5;

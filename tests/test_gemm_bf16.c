@@ -1,4 +1,4 @@
-/* The bf16 GEMM (train/ops/gemm_bf16.c) against a double-precision product of the same bf16-rounded
+/* The bf16 GEMM (model/ops/gemm_bf16.c) against a double-precision product of the same bf16-rounded
  * inputs, for many shapes (tiny, odd K, edges of every tile and block, scaled-down MobileLLM-125M
  * shapes), all four transposition combinations (the model uses three), beta 0 and 1, and leading
  * dimensions larger than the rows.
@@ -25,9 +25,9 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
-#include "train/ops/gemm_bf16.h"
-#include "train/model.h"
-#include "train/ops/ops.h"
+#include "model/ops/gemm_bf16.h"
+#include "model/model.h"
+#include "model/ops/ops.h"
 
 static ml_rng rng;
 

@@ -14,9 +14,9 @@
 #include <cmocka.h>
 
 #include "common/atomic_file.h"
-#include "io/gguf.h"
-#include "io/gguf_export.h"
-#include "io/half.h"
+#include "formats/gguf.h"
+#include "interop/gguf_export.h"
+#include "formats/half.h"
 #include "tests/support/test_util.h"
 
 static const char *dir;

@@ -23,10 +23,10 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
-#include "io/safetensors.h"
+#include "formats/safetensors.h"
 #include "optim/optimizer.h"
 #include "tests/support/test_util.h"
-#include "train/model.h"
+#include "model/model.h"
 #include "train/trainer.h"
 
 enum { B = 2, T = 24, STEPS = 10 };

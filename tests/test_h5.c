@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "common/atomic_file.h"
-#include "io/h5.h"
+#include "formats/h5.h"
 #include "tests/support/test_util.h"
 
 static const char *dir;

@@ -15,7 +15,7 @@
 #include "common/rng.h"
 #include "distill/kd_head.h"
 #include "distill/kd_loss.h"
-#include "io/npy.h"
+#include "formats/npy.h"
 #include "tests/support/test_util.h"
 
 enum { N = 6, V = 37 };

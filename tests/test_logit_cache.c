@@ -27,10 +27,11 @@
 #include "distill/kd_loss.h"
 #include "distill/logit_cache.h"
 #include "distill/teacher_logits.h"
-#include "io/npy.h"
+#include "formats/npy.h"
 #include "tests/support/test_util.h"
-#include "train/checkpoint.h"
-#include "train/model.h"
+#include "interop/model_load.h"
+#include "model/checkpoint.h"
+#include "model/model.h"
 
 enum { N = 6, V = 37, K = 5 };
 

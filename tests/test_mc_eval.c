@@ -22,9 +22,9 @@
 #include "common/atomic_file.h"
 #include "data/tokenizer.h"
 #include "infer/mc_eval.h"
-#include "io/safetensors.h"
+#include "formats/safetensors.h"
 #include "tests/support/test_util.h"
-#include "train/model.h"
+#include "model/model.h"
 
 #define EVAL_DIR ML_SHARED_DIR "/data/eval"
 

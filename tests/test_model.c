@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
-#include "train/model.h"
+#include "model/model.h"
 
 static void base_config(ml_config *c) {
     memset(c, 0, sizeof *c);

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "common/atomic_file.h"
-#include "io/npy.h"
+#include "formats/npy.h"
 #include "tests/support/test_util.h"
 
 static const char *dir;

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
-#include "train/ops/ops.h"
+#include "model/ops/ops.h"
 
 static ml_rng rng;
 

@@ -19,7 +19,7 @@
 
 #include "common/prof.h"
 #include "train/bench.h"
-#include "train/config.h"
+#include "model/config.h"
 #include "tests/support/test_util.h"
 
 static volatile double sink;

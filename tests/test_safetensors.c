@@ -13,8 +13,8 @@
 #include <cmocka.h>
 
 #include "common/atomic_file.h"
-#include "io/half.h"
-#include "io/safetensors.h"
+#include "formats/half.h"
+#include "formats/safetensors.h"
 #include "tests/support/test_util.h"
 
 static const char *dir;

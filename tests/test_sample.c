@@ -17,7 +17,7 @@
 #include "data/tokenizer.h"
 #include "infer/sample.h"
 #include "tests/support/test_util.h"
-#include "train/model.h"
+#include "model/model.h"
 
 enum { NEW = 30, MAXT = 64 };
 

@@ -11,8 +11,8 @@
 #include "common/rng.h"
 #include "common/sysinfo.h"
 #include "optim/optimizer.h"
-#include "train/model.h"
-#include "train/ops/gemm_bf16.h"
+#include "model/model.h"
+#include "model/ops/gemm_bf16.h"
 #include "train/trainer.h"
 
 double ml_sgemm_probe(int n, int reps) {

@@ -9,14 +9,14 @@
 
 #include <stddef.h>
 
-#include "train/config.h"
+#include "model/config.h"
 
 typedef struct {
     int B, T, steps, warmup;
     uint64_t seed;
     int profile; /* 1: time every kernel over the timed steps (common/prof.h) */
     int recompute; /* activation recomputation (ml_model.recompute) */
-    int bf16; /* --precision bf16: the model's GEMMs on bf16 inputs (train/ops/gemm_bf16.h) */
+    int bf16; /* --precision bf16: the model's GEMMs on bf16 inputs (model/ops/gemm_bf16.h) */
 } ml_bench_args;
 
 typedef struct {

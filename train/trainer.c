@@ -20,9 +20,10 @@
 #include "optim/clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
-#include "train/checkpoint.h"
-#include "train/eval.h"
-#include "train/model.h"
+#include "interop/model_load.h"
+#include "model/checkpoint.h"
+#include "infer/eval_loss.h"
+#include "model/model.h"
 
 void ml_train_args_defaults(ml_train_args *a) {
     memset(a, 0, sizeof *a);

@@ -8,7 +8,7 @@
 
 #include "common/status.h"
 #include "optim/optimizer.h"
-#include "train/model.h"
+#include "model/model.h"
 
 #define ML_MAX_DATA_FILES 256
 #define ML_MAX_SOURCES 64
@@ -31,7 +31,7 @@ typedef struct {
     int grad_accum;
     char optim[16];    /* adamw | sgd */
     char schedule[16]; /* constant | linear | cosine | wsd */
-    char precision[8]; /* fp32 | bf16: arithmetic of the student's GEMMs (train/model.h); state stays fp32 */
+    char precision[8]; /* fp32 | bf16: arithmetic of the student's GEMMs (model/model.h); state stays fp32 */
     float lr, min_lr_ratio, weight_decay, clip, beta1, beta2, eps, momentum, wsd_decay_fraction;
     int64_t warmup;
     uint64_t seed;

@@ -7,7 +7,7 @@ set -u
 source "$(dirname "$0")/common.bash"
 CFG="$SRC/configs"
 
-cat "$SRC"/train/*.c "$SRC"/train/ops/*.c >"$W/corpus.txt"
+cat "$SRC"/train/*.c "$SRC"/model/*.c "$SRC"/model/ops/*.c >"$W/corpus.txt"
 ok "$M" tokenize --tokenizer bytes --input "$W/corpus.txt" --doc-split blank-lines --out "$W/train.shard" >/dev/null 2>&1
 A=(--data "$W/train.shard" --batch 3 --seq 32 --lr 3e-3 --warmup 2 --steps 8 --quiet)
 

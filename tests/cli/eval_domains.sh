@@ -4,7 +4,7 @@
 # usage: eval_domains.sh <mobilellm> <source-dir>
 set -u
 source "$(dirname "$0")/common.bash"
-cat "$SRC"/train/*.c >"$W/c.txt"
+cat "$SRC"/train/*.c "$SRC"/model/*.c >"$W/c.txt"
 cat "$SRC"/README.md "$SRC"/configs/README.md >"$W/doc.txt"
 ok "$M" tokenize --tokenizer bytes --input "$W/c.txt" --domain code --out "$W/code.shard" >/dev/null 2>&1
 ok "$M" tokenize --tokenizer bytes --input "$W/doc.txt" --domain prose --out "$W/prose.shard" >/dev/null 2>&1

@@ -8,8 +8,8 @@
 set -u
 source "$(dirname "$0")/common.bash"
 CFG="$SRC/configs"
-cat "$SRC"/train/*.c "$SRC"/optim/*.c >"$W/corpus.txt"
-cat "$SRC"/io/*.c >"$W/other.txt"
+cat "$SRC"/train/*.c "$SRC"/model/*.c "$SRC"/optim/*.c >"$W/corpus.txt"
+cat "$SRC"/formats/*.c >"$W/other.txt"
 ok "$M" tokenize --tokenizer bytes --input "$W/corpus.txt" --doc-split blank-lines --out "$W/train.shard" >/dev/null 2>&1
 ok "$M" tokenize --tokenizer bytes --input "$W/other.txt" --doc-split blank-lines --out "$W/other.shard" >/dev/null 2>&1
 ok "$M" train --config "$CFG/tiny-pro.json" --data "$W/train.shard" --batch 4 --seq 32 --steps 60 --lr 3e-3 --quiet \

@@ -6,7 +6,7 @@
 set -u
 source "$(dirname "$0")/common.bash"
 CFG="$SRC/configs"
-cat "$SRC"/train/*.c >"$W/c.txt"
+cat "$SRC"/train/*.c "$SRC"/model/*.c >"$W/c.txt"
 cat "$SRC"/README.md "$SRC"/docs/*.md "$SRC"/configs/README.md >"$W/doc.txt" 2>/dev/null
 ok "$M" tokenize --tokenizer bytes --input "$W/c.txt" --domain code --out "$W/code.shard" >/dev/null 2>&1
 ok "$M" tokenize --tokenizer bytes --input "$W/doc.txt" --domain prose --out "$W/prose.shard" >/dev/null 2>&1

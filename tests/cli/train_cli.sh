@@ -8,7 +8,7 @@ source "$(dirname "$0")/common.bash"
 CFG="$SRC/configs"
 
 # Data: this repository's own C sources (always present, deterministic for a commit).
-cat "$SRC"/train/*.c "$SRC"/train/ops/*.c >"$W/corpus.txt"
+cat "$SRC"/train/*.c "$SRC"/model/*.c "$SRC"/model/ops/*.c >"$W/corpus.txt"
 ok "$M" tokenize --tokenizer bytes --input "$W/corpus.txt" --doc-split blank-lines --out "$W/train.shard" \
     --val-fraction 0.1 --val-out "$W/val.shard" >/dev/null 2>&1
 

@@ -1,4 +1,4 @@
-/* libFuzzer target for the GGUF reader (io/gguf.h).
+/* libFuzzer target for the GGUF reader (formats/gguf.h).
  * Build (clang only) and run, e.g. for a minute:
  *   cmake -B build-fuzz -S . -DCMAKE_C_COMPILER=clang -DML_FUZZ=ON -DML_TESTS=OFF
  *   cmake --build build-fuzz --target fuzz_gguf
@@ -16,7 +16,7 @@
         if (!(cond)) abort(); \
     } while (0)
 
-#include "io/gguf.h"
+#include "formats/gguf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,7 +15,7 @@
         if (!(cond)) abort(); \
     } while (0)
 
-#include "io/safetensors.h"
+#include "formats/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,0 +1,11 @@
+/* Loading a model for use (weights only) from whatever the user points at: a native checkpoint
+ * (.h5) or a Hugging Face directory (config.json + safetensors). It sits above both formats'
+ * bridges, so the model layer knows neither. */
+#ifndef ML_INTEROP_MODEL_LOAD_H
+#define ML_INTEROP_MODEL_LOAD_H
+
+#include "model/model.h"
+
+ml_status ml_model_load_any(const char *path, ml_model *m);
+
+#endif

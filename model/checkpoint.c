@@ -1,0 +1,210 @@
+#include "model/checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/atomic_file.h"
+
+#include "formats/h5.h"
+
+#define ML_CKPT_FORMAT "mobilellm-checkpoint"
+#define ML_CKPT_VERSION 1
+
+void ml_train_state_free(ml_train_state *st) {
+    if (!st) return;
+    free(st->args_json);
+    free(st->mixture);
+    if (st->owns_optim_state)
+        for (int i = 0; i < st->n_optim_state; i++) free(st->optim_state[i]);
+    memset(st, 0, sizeof *st);
+}
+
+static ml_status write_tensors(ml_h5 *f, const ml_model *m, const char *group, const float *base) {
+    char path[256];
+    for (int i = 0; i < m->n_params; i++) {
+        const ml_param *p = &m->params[i];
+        snprintf(path, sizeof path, "%s/%s", group, p->name);
+        ML_TRY(ml_h5_write_f32(f, path, p->ndim, p->shape, base + p->offset, NULL));
+    }
+    return ML_OK;
+}
+
+static ml_status write_all(ml_h5 *f, const ml_model *m, const ml_train_state *st) {
+    char *config_json = NULL;
+    ML_TRY(ml_config_to_json(&m->cfg, &config_json));
+    ml_status s = ml_h5_set_attr_str(f, "/", "format", ML_CKPT_FORMAT);
+    if (s == ML_OK) s = ml_h5_set_attr_i64(f, "/", "version", ML_CKPT_VERSION);
+    if (s == ML_OK) s = ml_h5_set_attr_str(f, "/", "config_json", config_json);
+    free(config_json);
+    if (s == ML_OK) s = ml_h5_set_attr_str(f, "/", "model_name", m->cfg.name);
+    if (s == ML_OK) s = ml_h5_set_attr_i64(f, "/", "layer_repeat", m->cfg.layer_repeat);
+    if (s == ML_OK && m->source_dtype[0]) s = ml_h5_set_attr_str(f, "/", "source_dtype", m->source_dtype);
+    if (s == ML_OK) s = write_tensors(f, m, "params", m->param_arena.base);
+    if (s != ML_OK || !st) return s;
+    ML_TRY(ml_h5_set_attr_i64(f, "/", "step", st->step));
+    ML_TRY(ml_h5_set_attr_i64(f, "/", "tokens_seen", st->tokens_seen));
+    if (st->args_json) ML_TRY(ml_h5_set_attr_str(f, "/", "args_json", st->args_json));
+    int64_t four = 4, nc = ML_CURSOR_WORDS;
+    ML_TRY(ml_h5_write_u64(f, "state/rng", 1, &four, st->rng.s));
+    ML_TRY(ml_h5_write_i64(f, "state/cursor", 1, &nc, st->cursor));
+    if (st->n_mixture > 0) ML_TRY(ml_h5_write_i64(f, "state/mixture", 1, &st->n_mixture, st->mixture));
+    if (st->optimizer[0]) {
+        ML_TRY(ml_h5_set_attr_str(f, "/", "optimizer", st->optimizer));
+        ML_TRY(ml_h5_set_attr_i64(f, "/", "optimizer_step", st->optimizer_step));
+        for (int i = 0; i < st->n_optim_state; i++) {
+            char group[64];
+            snprintf(group, sizeof group, "optim/%s", st->optim_state_name[i]);
+            ML_TRY(write_tensors(f, m, group, st->optim_state[i]));
+        }
+    }
+    return ML_OK;
+}
+
+ml_status ml_checkpoint_save(const char *path, const ml_model *m, const ml_train_state *st) {
+    ml_atomic_file af;
+    ML_TRY(ml_atomic_begin(&af, path, 0));
+    ml_h5 *f = NULL;
+    ml_status s = ml_h5_create(&f, af.tmp_path);
+    if (s == ML_OK) s = write_all(f, m, st);
+    ml_status c = ml_h5_close(f);
+    if (s == ML_OK) s = c;
+    if (s != ML_OK) {
+        ml_atomic_abort(&af);
+        return ml_fail_context(s, "writing checkpoint %s", path);
+    }
+    return ml_atomic_commit(&af);
+}
+
+static ml_status open_checked(ml_h5 **f, const char *path) {
+    ML_TRY(ml_h5_open_read(f, path));
+    char *format = NULL;
+    ml_status s = ml_h5_get_attr_str(*f, "/", "format", &format);
+    if (s != ML_OK || strcmp(format, ML_CKPT_FORMAT) != 0) {
+        free(format);
+        ml_h5_close(*f);
+        *f = NULL;
+        return ml_fail(ML_ERR_FORMAT, "%s is not a mobilellm checkpoint (no format attribute)", path);
+    }
+    free(format);
+    int64_t version = 0;
+    s = ml_h5_get_attr_i64(*f, "/", "version", &version);
+    if (s == ML_OK && version != ML_CKPT_VERSION)
+        s = ml_fail(ML_ERR_UNSUPPORTED, "%s: checkpoint version %lld, this build reads version %d", path,
+                    (long long)version, ML_CKPT_VERSION);
+    if (s != ML_OK) {
+        ml_h5_close(*f);
+        *f = NULL;
+    }
+    return s;
+}
+
+static ml_status read_config(ml_h5 *f, const char *path, ml_config *c) {
+    char *json = NULL, *name = NULL;
+    ML_TRY(ml_h5_get_attr_str(f, "/", "config_json", &json));
+    ml_status s = ml_config_from_json(c, json, path);
+    free(json);
+    if (s == ML_OK && ml_h5_has_attr(f, "/", "model_name") && ml_h5_get_attr_str(f, "/", "model_name", &name) == ML_OK) {
+        snprintf(c->name, sizeof c->name, "%s", name);
+        free(name);
+    }
+    return s;
+}
+
+ml_status ml_checkpoint_read_config(const char *path, ml_config *c) {
+    ml_h5 *f;
+    ML_TRY(open_checked(&f, path));
+    ml_status s = read_config(f, path, c);
+    ml_h5_close(f);
+    return s;
+}
+
+ml_status ml_checkpoint_read_args(const char *path, char **args_json) {
+    ml_h5 *f;
+    *args_json = NULL;
+    ML_TRY(open_checked(&f, path));
+    ml_status s = ML_OK;
+    if (ml_h5_has_attr(f, "/", "args_json")) s = ml_h5_get_attr_str(f, "/", "args_json", args_json);
+    ml_h5_close(f);
+    return s;
+}
+
+static ml_status read_tensors(ml_h5 *f, const ml_model *m, const char *group, float *base) {
+    char path[256];
+    for (int i = 0; i < m->n_params; i++) {
+        const ml_param *p = &m->params[i];
+        snprintf(path, sizeof path, "%s/%s", group, p->name);
+        ML_TRY(ml_h5_read_f32(f, path, p->ndim, p->shape, base + p->offset));
+    }
+    return ML_OK;
+}
+
+static ml_status load_all(ml_h5 *f, const char *path, ml_model *m, ml_train_state *st) {
+    ml_config cfg;
+    ML_TRY(read_config(f, path, &cfg));
+    ML_TRY(ml_model_create(m, &cfg));
+    if (ml_h5_has_attr(f, "/", "source_dtype")) {
+        char *dt = NULL;
+        ML_TRY(ml_h5_get_attr_str(f, "/", "source_dtype", &dt));
+        snprintf(m->source_dtype, sizeof m->source_dtype, "%s", dt);
+        free(dt);
+    }
+    ML_TRY(read_tensors(f, m, "params", m->param_arena.base));
+    if (!st) return ML_OK;
+    memset(st, 0, sizeof *st);
+    ml_rng_seed(&st->rng, 1);
+    if (ml_h5_has_attr(f, "/", "step")) ML_TRY(ml_h5_get_attr_i64(f, "/", "step", &st->step));
+    if (ml_h5_has_attr(f, "/", "tokens_seen")) ML_TRY(ml_h5_get_attr_i64(f, "/", "tokens_seen", &st->tokens_seen));
+    if (ml_h5_has_attr(f, "/", "args_json")) ML_TRY(ml_h5_get_attr_str(f, "/", "args_json", &st->args_json));
+    int64_t four = 4, nc = ML_CURSOR_WORDS;
+    if (ml_h5_exists(f, "state/rng")) ML_TRY(ml_h5_read_u64(f, "state/rng", 1, &four, st->rng.s));
+    if (ml_h5_exists(f, "state/cursor")) ML_TRY(ml_h5_read_i64(f, "state/cursor", 1, &nc, st->cursor));
+    if (ml_h5_exists(f, "state/mixture")) {
+        int nd;
+        int64_t shape[ML_H5_MAX_DIMS];
+        ml_h5_dtype dt;
+        ML_TRY(ml_h5_dataset_info(f, "state/mixture", &nd, shape, &dt));
+        if (nd != 1 || dt != ML_H5_I64 || shape[0] < 1 || shape[0] > (1 << 26))
+            return ml_fail(ML_ERR_FORMAT, "state/mixture is not a 1-d int64 dataset of a sensible length");
+        st->mixture = malloc((size_t)shape[0] * sizeof *st->mixture);
+        if (!st->mixture) return ml_fail(ML_ERR_NOMEM, "out of memory for the mixture state");
+        st->n_mixture = shape[0];
+        ML_TRY(ml_h5_read_i64(f, "state/mixture", 1, shape, st->mixture));
+    }
+    if (ml_h5_has_attr(f, "/", "optimizer")) {
+        char *name = NULL;
+        ML_TRY(ml_h5_get_attr_str(f, "/", "optimizer", &name));
+        snprintf(st->optimizer, sizeof st->optimizer, "%s", name);
+        free(name);
+        ML_TRY(ml_h5_get_attr_i64(f, "/", "optimizer_step", &st->optimizer_step));
+        static const char *const kinds[] = {"exp_avg", "exp_avg_sq", "momentum_buffer"};
+        st->owns_optim_state = 1;
+        for (int k = 0; k < 3 && st->n_optim_state < 2; k++) {
+            char group[64];
+            snprintf(group, sizeof group, "optim/%s", kinds[k]);
+            if (!ml_h5_exists(f, group)) continue;
+            float *buf = ml_aligned_calloc(m->param_arena.capacity * sizeof(float));
+            if (!buf) return ml_fail(ML_ERR_NOMEM, "out of memory for optimizer state");
+            st->optim_state[st->n_optim_state] = buf;
+            snprintf(st->optim_state_name[st->n_optim_state], sizeof st->optim_state_name[0], "%s", kinds[k]);
+            st->n_optim_state++;
+            ML_TRY(read_tensors(f, m, group, buf));
+        }
+    }
+    return ML_OK;
+}
+
+ml_status ml_checkpoint_load(const char *path, ml_model *m, ml_train_state *st) {
+    ml_h5 *f;
+    memset(m, 0, sizeof *m);
+    if (st) memset(st, 0, sizeof *st);
+    ML_TRY(open_checked(&f, path));
+    ml_status s = load_all(f, path, m, st);
+    ml_h5_close(f);
+    if (s != ML_OK) {
+        ml_model_free(m);
+        ml_train_state_free(st);
+        return ml_fail_context(s, "loading %s", path);
+    }
+    return ML_OK;
+}

@@ -1,0 +1,483 @@
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/prof.h"
+#include "common/rng.h"
+#include "model/ops/gemm_bf16.h"
+#include "model/ops/ops.h"
+
+/* ---------------------------------------------------------------- parameter table */
+
+static void add_param(ml_model *m, int *count, ml_param_kind kind, int layer, const char *name, int64_t d0,
+                      int64_t d1, int decay) {
+    if (m->params) {
+        ml_param *p = &m->params[*count];
+        snprintf(p->name, sizeof p->name, "%s", name);
+        p->kind = kind;
+        p->layer = layer;
+        p->ndim = d1 > 0 ? 2 : 1;
+        p->shape[0] = d0;
+        p->shape[1] = d1 > 0 ? d1 : 0;
+        p->numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+        p->weight_decay = decay;
+    }
+    (*count)++;
+}
+
+/* Walk the network's tensors in a fixed order (embedding, blocks, final norm, head). Called twice:
+ * once to count, once to fill. */
+static void build_table(ml_model *m, int *count) {
+    const ml_config *c = &m->cfg;
+    const int C = c->hidden_size, F = c->intermediate_size, qd = c->num_heads * c->head_dim,
+              kvd = c->num_kv_heads * c->head_dim;
+    const char *ffn = c->dialect == ML_DIALECT_LLAMA4_TEXT ? "feed_forward" : "mlp";
+    char n[96];
+    *count = 0;
+    add_param(m, count, ML_P_EMBED, -1, "model.embed_tokens.weight", c->vocab_size, C, 1);
+    for (int l = 0; l < c->num_layers; l++) {
+#define P(kind, fmt, d0, d1, decay)                       \
+    snprintf(n, sizeof n, "model.layers.%d." fmt, l, ffn); \
+    add_param(m, count, kind, l, n, d0, d1, decay)
+        P(ML_P_ATTN_NORM, "input_layernorm.weight%.0s", C, 0, 0);
+        P(ML_P_WQ, "self_attn.q_proj.weight%.0s", qd, C, 1);
+        P(ML_P_WK, "self_attn.k_proj.weight%.0s", kvd, C, 1);
+        P(ML_P_WV, "self_attn.v_proj.weight%.0s", kvd, C, 1);
+        P(ML_P_WO, "self_attn.o_proj.weight%.0s", C, qd, 1);
+        P(ML_P_MLP_NORM, "post_attention_layernorm.weight%.0s", C, 0, 0);
+        P(ML_P_WGATE, "%s.gate_proj.weight", F, C, 1);
+        P(ML_P_WUP, "%s.up_proj.weight", F, C, 1);
+        P(ML_P_WDOWN, "%s.down_proj.weight", C, F, 1);
+#undef P
+    }
+    add_param(m, count, ML_P_FINAL_NORM, -1, "model.norm.weight", C, 0, 0);
+    if (!c->tie_word_embeddings) add_param(m, count, ML_P_LM_HEAD, -1, "lm_head.weight", c->vocab_size, C, 1);
+}
+
+static void bind_tensors(const ml_model *m, ml_tensors *t, float *base) {
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < m->n_params; i++) {
+        const ml_param *p = &m->params[i];
+        float *x = base + p->offset;
+        switch (p->kind) {
+        case ML_P_EMBED: t->embed = x; break;
+        case ML_P_FINAL_NORM: t->final_norm = x; break;
+        case ML_P_LM_HEAD: t->lm_head = x; break;
+        case ML_P_ATTN_NORM: t->layer[p->layer].attn_norm = x; break;
+        case ML_P_WQ: t->layer[p->layer].wq = x; break;
+        case ML_P_WK: t->layer[p->layer].wk = x; break;
+        case ML_P_WV: t->layer[p->layer].wv = x; break;
+        case ML_P_WO: t->layer[p->layer].wo = x; break;
+        case ML_P_MLP_NORM: t->layer[p->layer].mlp_norm = x; break;
+        case ML_P_WGATE: t->layer[p->layer].wgate = x; break;
+        case ML_P_WUP: t->layer[p->layer].wup = x; break;
+        case ML_P_WDOWN: t->layer[p->layer].wdown = x; break;
+        }
+    }
+    if (!t->lm_head) t->lm_head = t->embed; /* tied */
+}
+
+ml_status ml_model_create(ml_model *m, const ml_config *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    ML_TRY(ml_config_validate(&m->cfg));
+    int count;
+    build_table(m, &count);
+    m->params = calloc((size_t)count, sizeof(ml_param));
+    if (!m->params) return ml_fail(ML_ERR_NOMEM, "out of memory for the parameter table");
+    build_table(m, &m->n_params);
+    for (int i = 0; i < m->n_params; i++) m->params[i].offset = ml_arena_reserve(&m->param_arena, m->params[i].numel);
+    m->grad_arena.used = m->param_arena.used;
+    m->num_floats = 0;
+    for (int i = 0; i < m->n_params; i++) m->num_floats += m->params[i].numel;
+    ml_status s = ml_arena_commit(&m->param_arena, "parameters");
+    if (s == ML_OK) s = ml_arena_commit(&m->grad_arena, "gradients");
+    if (s != ML_OK) {
+        ml_model_free(m);
+        return s;
+    }
+    bind_tensors(m, &m->w, m->param_arena.base);
+    bind_tensors(m, &m->g, m->grad_arena.base);
+    return ML_OK;
+}
+
+void ml_model_free(ml_model *m) {
+    ml_arena_free(&m->param_arena);
+    ml_arena_free(&m->grad_arena);
+    ml_arena_free(&m->act_arena);
+    free(m->params);
+    free(m->acts);
+    memset(m, 0, sizeof *m);
+}
+
+const ml_param *ml_model_find_param(const ml_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+
+/* One RNG stream per tensor (seeded from seed and the tensor's index), so tensors initialise in
+ * parallel and a tensor's values do not depend on the thread count. */
+void ml_model_init_weights(ml_model *m, uint64_t seed) {
+    const double std = m->cfg.initializer_range;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < m->n_params; i++) {
+        const ml_param *p = &m->params[i];
+        float *x = ml_param_data(m, p);
+        if (p->ndim == 1) {
+            for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f;
+            continue;
+        }
+        ml_rng r;
+        ml_rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)i * 0xD1B54A32D192ED03ull + 1);
+        for (size_t j = 0; j < p->numel; j++) x[j] = (float)(std * ml_rng_normal(&r));
+    }
+}
+
+void ml_model_zero_grad(ml_model *m) {
+    ML_PROFILE(ML_PROF_ZERO_GRAD) memset(m->grad_arena.base, 0, m->grad_arena.capacity * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- precision */
+
+ml_status ml_precision_parse(const char *name, ml_precision *p) {
+    if (!strcmp(name, "fp32")) *p = ML_PRECISION_FP32;
+    else if (!strcmp(name, "bf16")) *p = ML_PRECISION_BF16;
+    else return ml_fail(ML_ERR_ARG, "unknown precision '%s' (fp32 | bf16)", name);
+    return ML_OK;
+}
+
+const char *ml_precision_name(ml_precision p) { return p == ML_PRECISION_BF16 ? "bf16" : "fp32"; }
+
+ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
+    if (p == ML_PRECISION_BF16 && !ml_bf16_available())
+        return ml_fail(ML_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps); this one has none");
+    m->precision = p;
+    return ML_OK;
+}
+
+/* The model's GEMMs, in its precision. */
+static void mm_forward(const ml_model *m, float *y, const float *x, const float *w, int N, int in, int out) {
+    if (m->precision == ML_PRECISION_BF16)
+        ml_matmul_forward_bf16(y, x, w, N, in, out);
+    else
+        ml_matmul_forward(y, x, w, N, in, out);
+}
+
+static void mm_backward(const ml_model *m, float *dx, float *dw, const float *dy, const float *x, const float *w, int N,
+                        int in, int out, int accumulate_dx) {
+    if (m->precision == ML_PRECISION_BF16)
+        ml_matmul_backward_bf16(dx, dw, dy, x, w, N, in, out, accumulate_dx);
+    else
+        ml_matmul_backward(dx, dw, dy, x, w, N, in, out, accumulate_dx);
+}
+
+/* ---------------------------------------------------------------- activations */
+
+/* Arena offsets of one block's activations, planned before the single allocation. */
+typedef struct {
+    size_t resid_in, ln1, rstd1, q, k, v, q_rstd, k_rstd, att, lse, resid_mid, ln2, rstd2, gate, up;
+} offs;
+
+/* Everything of a block but its input. */
+static void reserve_block(ml_arena *a, offs *o, const ml_config *c, size_t N) {
+    const size_t C = c->hidden_size, F = c->intermediate_size, qd = (size_t)c->num_heads * c->head_dim,
+                 kvd = (size_t)c->num_kv_heads * c->head_dim;
+    o->ln1 = ml_arena_reserve(a, N * C);
+    o->rstd1 = ml_arena_reserve(a, N);
+    o->q = ml_arena_reserve(a, N * qd);
+    o->k = ml_arena_reserve(a, N * kvd);
+    o->v = ml_arena_reserve(a, N * kvd);
+    if (c->use_qk_norm) {
+        o->q_rstd = ml_arena_reserve(a, N * c->num_heads);
+        o->k_rstd = ml_arena_reserve(a, N * c->num_kv_heads);
+    }
+    o->att = ml_arena_reserve(a, N * qd);
+    o->lse = ml_arena_reserve(a, N * c->num_heads);
+    o->resid_mid = ml_arena_reserve(a, N * C);
+    o->ln2 = ml_arena_reserve(a, N * C);
+    o->rstd2 = ml_arena_reserve(a, N);
+    o->gate = ml_arena_reserve(a, N * F);
+    o->up = ml_arena_reserve(a, N * F);
+}
+
+ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
+    const ml_config *c = &m->cfg;
+    if (B <= 0 || T <= 0) return ml_fail(ML_ERR_ARG, "batch %d x sequence %d: both must be positive", B, T);
+    ml_arena_free(&m->act_arena);
+    free(m->acts);
+    const int A = ml_config_applied_layers(c);
+    const size_t N = (size_t)B * T, C = c->hidden_size, F = c->intermediate_size,
+                 qd = (size_t)c->num_heads * c->head_dim, kvd = (size_t)c->num_kv_heads * c->head_dim;
+    m->acts = calloc((size_t)A, sizeof(ml_block_acts));
+    if (!m->acts) return ml_fail(ML_ERR_NOMEM, "out of memory for activation table");
+    ml_arena *a = &m->act_arena;
+    /* plan offsets first, bind pointers after the single allocation */
+    offs *o = calloc((size_t)A, sizeof(offs));
+    if (!o) return ml_fail(ML_ERR_NOMEM, "out of memory for activation table");
+    /* Each block's input is always kept. The rest of a block's activations is kept per block, or, with
+     * recomputation, one set shared by all blocks: backward re-runs each block's forward from its input. */
+    for (int i = 0; i < A; i++) o[i].resid_in = ml_arena_reserve(a, N * C);
+    if (!m->recompute)
+        for (int i = 0; i < A; i++) reserve_block(a, &o[i], c, N);
+    size_t resid_final = ml_arena_reserve(a, N * C), ln_f = ml_arena_reserve(a, N * C), rstd_f = ml_arena_reserve(a, N);
+    const size_t saved_end = a->used; /* everything above is kept from forward to backward; below is scratch */
+    if (m->recompute) {
+        reserve_block(a, &o[0], c, N);
+        for (int i = 1; i < A; i++) {
+            size_t own = o[i].resid_in;
+            o[i] = o[0];
+            o[i].resid_in = own;
+        }
+    }
+    size_t d_resid = ml_arena_reserve(a, N * C), d_ln = ml_arena_reserve(a, N * C), d_ln_f = ml_arena_reserve(a, N * C);
+    size_t d_q = ml_arena_reserve(a, N * qd), d_k = ml_arena_reserve(a, N * kvd), d_v = ml_arena_reserve(a, N * kvd);
+    size_t d_att = ml_arena_reserve(a, N * qd);
+    size_t d_gate = ml_arena_reserve(a, N * F), d_up = ml_arena_reserve(a, N * F), ffn_h = ml_arena_reserve(a, N * F);
+    /* LM-head chunk: about 16M floats of logits at most, at least 8 rows */
+    int chunk = (int)((size_t)(1 << 24) / (size_t)c->vocab_size);
+    if (chunk < 8) chunk = 8;
+    if ((size_t)chunk > N) chunk = (int)N;
+    m->head_chunk = chunk;
+    /* logits chunk, plus two floats per row for per-row losses (CE uses one, distillation two) */
+    size_t head = ml_arena_reserve(a, (size_t)chunk * c->vocab_size + 2 * (size_t)chunk);
+    int rope_len = max_pos > T ? max_pos : T;
+    size_t rope_cos = ml_arena_reserve(a, (size_t)rope_len * (c->head_dim / 2));
+    size_t rope_sin = ml_arena_reserve(a, (size_t)rope_len * (c->head_dim / 2));
+    ml_status s = ml_arena_commit(a, "activations");
+    if (s != ML_OK) {
+        free(o);
+        return ml_fail_context(s, "batch %d x sequence %d", B, T);
+    }
+    float *base = a->base;
+    for (int i = 0; i < A; i++) {
+        ml_block_acts *b = &m->acts[i];
+        b->resid_in = base + o[i].resid_in;
+        b->ln1 = base + o[i].ln1;
+        b->rstd1 = base + o[i].rstd1;
+        b->q = base + o[i].q;
+        b->k = base + o[i].k;
+        b->v = base + o[i].v;
+        b->q_rstd = c->use_qk_norm ? base + o[i].q_rstd : NULL;
+        b->k_rstd = c->use_qk_norm ? base + o[i].k_rstd : NULL;
+        b->att = base + o[i].att;
+        b->lse = base + o[i].lse;
+        b->resid_mid = base + o[i].resid_mid;
+        b->ln2 = base + o[i].ln2;
+        b->rstd2 = base + o[i].rstd2;
+        b->gate = base + o[i].gate;
+        b->up = base + o[i].up;
+    }
+    free(o);
+    m->resid_final = base + resid_final;
+    m->ln_f = base + ln_f;
+    m->rstd_f = base + rstd_f;
+    m->d_resid = base + d_resid;
+    m->d_ln = base + d_ln;
+    m->d_ln_f = base + d_ln_f;
+    m->d_q = base + d_q;
+    m->d_k = base + d_k;
+    m->d_v = base + d_v;
+    m->d_att = base + d_att;
+    m->d_gate = base + d_gate;
+    m->d_up = base + d_up;
+    m->ffn_h = base + ffn_h;
+    m->head_scratch = base + head;
+    m->rope_cos = base + rope_cos;
+    m->rope_sin = base + rope_sin;
+    m->rope_len = rope_len;
+    ml_rope_table(m->rope_cos, m->rope_sin, rope_len, c->head_dim, c->rope_theta);
+    m->B = B;
+    m->T = T;
+    m->act_saved_floats = saved_end;
+    return ML_OK;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static ml_status check_batch(const ml_model *m, const ml_batch *b) {
+    if (!m->acts) return ml_fail(ML_ERR_ARG, "model activations not reserved");
+    if (b->B > m->B || b->T != m->T)
+        return ml_fail(ML_ERR_ARG, "batch %dx%d does not fit the reserved %dx%d", b->B, b->T, m->B, m->T);
+    const int64_t N = (int64_t)b->B * b->T;
+    const int V = m->cfg.vocab_size;
+    for (int64_t i = 0; i < N; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= V)
+            return ml_fail(ML_ERR_RANGE, "token id %d at position %lld is outside the vocabulary [0, %d)",
+                           b->tokens[i], (long long)i, V);
+        if (b->targets && b->targets[i] >= V)
+            return ml_fail(ML_ERR_RANGE, "target id %d at position %lld is outside the vocabulary [0, %d)",
+                           b->targets[i], (long long)i, V);
+        if (b->pos && (b->pos[i] < 0 || b->pos[i] >= m->rope_len))
+            return ml_fail(ML_ERR_RANGE, "position %d at index %lld is outside [0, %d)", b->pos[i], (long long)i,
+                           m->rope_len);
+    }
+    return ML_OK;
+}
+
+static inline int layer_window(const ml_config *c, int l) { return c->layer_sliding[l] ? c->sliding_window : 0; }
+
+/* Block a of the forward pass, from acts[a].resid_in. With `to_output` 0 it stops once everything the
+ * block's backward reads exists (gate and up): that is the recomputation of a block during backward. */
+static void block_forward(ml_model *m, const ml_batch *b, int a, int to_output) {
+    const ml_config *c = &m->cfg;
+    const int B = b->B, T = b->T, N = B * T, C = c->hidden_size, F = c->intermediate_size, H = c->num_heads,
+              KV = c->num_kv_heads, hd = c->head_dim, A = ml_config_applied_layers(c);
+    const int half_split = c->rope_pairing == ML_ROPE_HALF_SPLIT;
+    const int l = a / c->layer_repeat;
+    ml_block_acts *x = &m->acts[a];
+    float *out = a + 1 < A ? m->acts[a + 1].resid_in : m->resid_final;
+    ML_PROFILE(ML_PROF_RMSNORM_FWD)
+    ml_rmsnorm_forward(x->ln1, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
+    ML_PROFILE(ML_PROF_QKV_FWD) {
+        mm_forward(m, x->q, x->ln1, m->w.layer[l].wq, N, C, H * hd);
+        mm_forward(m, x->k, x->ln1, m->w.layer[l].wk, N, C, KV * hd);
+        mm_forward(m, x->v, x->ln1, m->w.layer[l].wv, N, C, KV * hd);
+    }
+    if (c->layer_rope[l]) {
+        ML_PROFILE(ML_PROF_ROPE_FWD) {
+            ml_rope_apply(x->q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 0);
+            ml_rope_apply(x->k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 0);
+        }
+        if (c->use_qk_norm) ML_PROFILE(ML_PROF_QKNORM_FWD) {
+                ml_headnorm_forward(x->q, x->q_rstd, N, H, hd, c->rms_norm_eps);
+                ml_headnorm_forward(x->k, x->k_rstd, N, KV, hd, c->rms_norm_eps);
+            }
+    }
+    ML_PROFILE(ML_PROF_ATTN_FWD)
+    ml_attention_forward(x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H, KV, hd, layer_window(c, l));
+    ML_PROFILE(ML_PROF_O_FWD) mm_forward(m, x->resid_mid, x->att, m->w.layer[l].wo, N, H * hd, C);
+    ML_PROFILE(ML_PROF_RESIDUAL) {
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < (int64_t)N * C; i++) x->resid_mid[i] += x->resid_in[i];
+    }
+    ML_PROFILE(ML_PROF_RMSNORM_FWD)
+    ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
+    ML_PROFILE(ML_PROF_GATE_UP_FWD) {
+        mm_forward(m, x->gate, x->ln2, m->w.layer[l].wgate, N, C, F);
+        mm_forward(m, x->up, x->ln2, m->w.layer[l].wup, N, C, F);
+    }
+    if (!to_output) return;
+    ML_PROFILE(ML_PROF_SWIGLU_FWD) ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
+    ML_PROFILE(ML_PROF_DOWN_FWD) mm_forward(m, out, m->ffn_h, m->w.layer[l].wdown, N, F, C);
+    ML_PROFILE(ML_PROF_RESIDUAL) {
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < (int64_t)N * C; i++) out[i] += x->resid_mid[i];
+    }
+}
+
+ml_status ml_model_forward(ml_model *m, const ml_batch *b) {
+    ML_TRY(check_batch(m, b));
+    const ml_config *c = &m->cfg;
+    const int N = b->B * b->T, C = c->hidden_size, A = ml_config_applied_layers(c);
+    ML_PROFILE(ML_PROF_EMBED_FWD) ml_embedding_forward(m->acts[0].resid_in, b->tokens, m->w.embed, N, C);
+    for (int a = 0; a < A; a++) block_forward(m, b, a, 1);
+    ML_PROFILE(ML_PROF_RMSNORM_FWD)
+    ml_rmsnorm_forward(m->ln_f, m->rstd_f, m->resid_final, m->w.final_norm, N, C, c->rms_norm_eps);
+    m->last_batch = b;
+    return ML_OK;
+}
+
+/* ---------------------------------------------------------------- fused LM head + loss */
+
+ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn fn, void *ctx, float grad_scale,
+                               double *loss_sum, int64_t *count) {
+    if (!b->targets) return ml_fail(ML_ERR_ARG, "loss needs targets");
+    const ml_config *c = &m->cfg;
+    const int N = b->B * b->T, C = c->hidden_size, V = c->vocab_size;
+    const int chunk = m->head_chunk;
+    float *logits = m->head_scratch, *losses = m->head_scratch + (size_t)chunk * V;
+    double total = 0.0;
+    int64_t n_scored = 0;
+    for (int n0 = 0; n0 < N; n0 += chunk) {
+        int rows = N - n0 < chunk ? N - n0 : chunk;
+        const float *h = m->ln_f + (int64_t)n0 * C;
+        ML_PROFILE(ML_PROF_HEAD_FWD) mm_forward(m, logits, h, m->w.lm_head, rows, C, V);
+        ML_PROFILE(ML_PROF_HEAD_LOSS) fn(ctx, logits, losses, b->targets + n0, n0, rows, V, grad_scale);
+        for (int r = 0; r < rows; r++)
+            if (b->targets[n0 + r] >= 0) {
+                total += losses[r];
+                n_scored++;
+            }
+        if (grad_scale != 0.0f) ML_PROFILE(ML_PROF_HEAD_BWD)
+                mm_backward(m, m->d_ln_f + (int64_t)n0 * C, m->g.lm_head, logits, h, m->w.lm_head, rows, C, V, 0);
+    }
+    *loss_sum = total;
+    *count = n_scored;
+    return ML_OK;
+}
+
+static void cross_entropy_rows(void *ctx, float *logits, float *losses, const int32_t *targets, int row0, int rows,
+                               int V, float grad_scale) {
+    (void)ctx, (void)row0;
+    ml_softmax_xent_rows(logits, losses, targets, rows, V, grad_scale);
+}
+
+ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, double *loss_sum, int64_t *count) {
+    return ml_model_head_custom(m, b, cross_entropy_rows, NULL, grad_scale, loss_sum, count);
+}
+
+ml_status ml_model_logits(ml_model *m, const ml_batch *b, float *logits) {
+    const ml_config *c = &m->cfg;
+    mm_forward(m, logits, m->ln_f, m->w.lm_head, b->B * b->T, c->hidden_size, c->vocab_size);
+    return ML_OK;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
+    const ml_config *c = &m->cfg;
+    const int B = b->B, T = b->T, N = B * T, C = c->hidden_size, F = c->intermediate_size, H = c->num_heads,
+              KV = c->num_kv_heads, hd = c->head_dim, A = ml_config_applied_layers(c);
+    const int half_split = c->rope_pairing == ML_ROPE_HALF_SPLIT;
+    float *dres = m->d_resid;
+    memset(dres, 0, sizeof(float) * (size_t)N * C);
+    ML_PROFILE(ML_PROF_RMSNORM_BWD)
+    ml_rmsnorm_backward(dres, m->g.final_norm, m->d_ln_f, m->resid_final, m->w.final_norm, m->rstd_f, N, C);
+    for (int a = A - 1; a >= 0; a--) {
+        const int l = a / c->layer_repeat;
+        if (m->recompute) block_forward(m, b, a, 0); /* refill the shared block buffers from resid_in */
+        const ml_block_acts *x = &m->acts[a];
+        /* FFN: out = resid_mid + down(silu(gate) * up) */
+        ML_PROFILE(ML_PROF_SWIGLU_BWD) /* recompute h rather than store it */
+        ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
+        ML_PROFILE(ML_PROF_DOWN_BWD)
+        mm_backward(m, m->d_up, m->g.layer[l].wdown, dres, m->ffn_h, m->w.layer[l].wdown, N, F, C, 0);
+        ML_PROFILE(ML_PROF_SWIGLU_BWD) /* dup -> ffn_h */
+        ml_swiglu_backward(m->d_gate, m->ffn_h, m->d_up, x->gate, x->up, (int64_t)N * F);
+        ML_PROFILE(ML_PROF_GATE_UP_BWD) {
+            mm_backward(m, m->d_ln, m->g.layer[l].wgate, m->d_gate, x->ln2, m->w.layer[l].wgate, N, C, F, 0);
+            mm_backward(m, m->d_ln, m->g.layer[l].wup, m->ffn_h, x->ln2, m->w.layer[l].wup, N, C, F, 1);
+        }
+        ML_PROFILE(ML_PROF_RMSNORM_BWD)
+        ml_rmsnorm_backward(dres, m->g.layer[l].mlp_norm, m->d_ln, x->resid_mid, m->w.layer[l].mlp_norm, x->rstd2, N, C);
+        /* attention: resid_mid = resid_in + o_proj(att) */
+        ML_PROFILE(ML_PROF_O_BWD)
+        mm_backward(m, m->d_att, m->g.layer[l].wo, dres, x->att, m->w.layer[l].wo, N, H * hd, C, 0);
+        ML_PROFILE(ML_PROF_ATTN_BWD)
+        ml_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H,
+                              KV, hd, layer_window(c, l));
+        if (c->layer_rope[l]) {
+            if (c->use_qk_norm) ML_PROFILE(ML_PROF_QKNORM_BWD) {
+                    ml_headnorm_backward(m->d_q, x->q, x->q_rstd, N, H, hd);
+                    ml_headnorm_backward(m->d_k, x->k, x->k_rstd, N, KV, hd);
+                }
+            ML_PROFILE(ML_PROF_ROPE_BWD) {
+                ml_rope_apply(m->d_q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 1);
+                ml_rope_apply(m->d_k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 1);
+            }
+        }
+        ML_PROFILE(ML_PROF_QKV_BWD) {
+            mm_backward(m, m->d_ln, m->g.layer[l].wq, m->d_q, x->ln1, m->w.layer[l].wq, N, C, H * hd, 0);
+            mm_backward(m, m->d_ln, m->g.layer[l].wk, m->d_k, x->ln1, m->w.layer[l].wk, N, C, KV * hd, 1);
+            mm_backward(m, m->d_ln, m->g.layer[l].wv, m->d_v, x->ln1, m->w.layer[l].wv, N, C, KV * hd, 1);
+        }
+        ML_PROFILE(ML_PROF_RMSNORM_BWD)
+        ml_rmsnorm_backward(dres, m->g.layer[l].attn_norm, m->d_ln, x->resid_in, m->w.layer[l].attn_norm, x->rstd1, N, C);
+    }
+    ML_PROFILE(ML_PROF_EMBED_BWD) ml_embedding_backward(m->g.embed, dres, b->tokens, N, C);
+    return ML_OK;
+}

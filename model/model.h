@@ -1,0 +1,148 @@
+/* The MobileLLM network: parameter table (HF names), weights/gradients arenas, activations,
+ * forward, the fused LM-head loss, and backward. One code path serves every variant
+ * (v1, layer sharing, R1 QK-norm/adjacent RoPE, Pro sliding windows). */
+#ifndef ML_MODEL_H
+#define ML_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "common/status.h"
+#include "model/config.h"
+
+typedef enum {
+    ML_P_EMBED = 0,   /* model.embed_tokens.weight [V, C] */
+    ML_P_ATTN_NORM,   /* model.layers.i.input_layernorm.weight [C] */
+    ML_P_WQ,          /* model.layers.i.self_attn.q_proj.weight [H*hd, C] */
+    ML_P_WK,          /* ... k_proj [KV*hd, C] */
+    ML_P_WV,          /* ... v_proj [KV*hd, C] */
+    ML_P_WO,          /* ... o_proj [C, H*hd] */
+    ML_P_MLP_NORM,    /* model.layers.i.post_attention_layernorm.weight [C] */
+    ML_P_WGATE,       /* model.layers.i.mlp.gate_proj.weight [F, C] (llama4_text: feed_forward.) */
+    ML_P_WUP,         /* ... up_proj [F, C] */
+    ML_P_WDOWN,       /* ... down_proj [C, F] */
+    ML_P_FINAL_NORM,  /* model.norm.weight [C] */
+    ML_P_LM_HEAD,     /* lm_head.weight [V, C], only when not tied */
+} ml_param_kind;
+
+typedef struct {
+    char name[96];     /* Hugging Face name in the config's dialect */
+    ml_param_kind kind;
+    int layer;         /* block index, -1 outside blocks */
+    int ndim;
+    int64_t shape[2];
+    size_t numel;
+    size_t offset;     /* in floats, identical in the parameter and gradient arenas */
+    int weight_decay;  /* 1 for matrices and the embedding, 0 for norms */
+} ml_param;
+
+/* Pointers to every tensor of one set (weights, or their gradients). */
+typedef struct {
+    float *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
+    struct {
+        float *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *wgate, *wup, *wdown;
+    } layer[ML_MAX_LAYERS];
+} ml_tensors;
+
+/* One batch: B rows of T tokens. targets[i] < 0 means "no loss here". pos and doc are optional:
+ * pos NULL means positions 0..T-1 in each row; doc NULL means no document mask (causal across
+ * documents). With doc, a token attends only to earlier tokens of the same document id. */
+typedef struct {
+    const int32_t *tokens;  /* [B*T] */
+    const int32_t *targets; /* [B*T] or NULL (forward only) */
+    const int32_t *pos;     /* [B*T] or NULL */
+    const int32_t *doc;     /* [B*T] or NULL */
+    int B, T;
+} ml_batch;
+
+/* Saved activations of one block application. */
+typedef struct {
+    float *resid_in;  /* [BT, C] block input */
+    float *ln1, *rstd1;
+    float *q, *k, *v; /* after RoPE and QK-norm: [BT, H*hd], [BT, KV*hd] */
+    float *q_rstd, *k_rstd; /* QK-norm reciprocal RMS per (token, head), NULL without QK-norm */
+    float *att;       /* attention output before o_proj [BT, H*hd] */
+    float *lse;       /* log-sum-exp per (b, h, t) row [B*H*T] */
+    float *resid_mid; /* after the attention residual [BT, C] */
+    float *ln2, *rstd2;
+    float *gate, *up; /* [BT, F] */
+} ml_block_acts;
+
+/* Arithmetic of the model's GEMMs. fp32: OpenBLAS sgemm. bf16: every linear layer (q/k/v/o, gate/up/down
+ * and the LM head, forward and both backward products) on bf16-rounded inputs with fp32 accumulation
+ * (model/ops/gemm_bf16.h). Weights, gradients, optimizer state, norms, RoPE, attention, SwiGLU and the
+ * softmax stay fp32. */
+typedef enum { ML_PRECISION_FP32 = 0, ML_PRECISION_BF16 = 1 } ml_precision;
+ml_status ml_precision_parse(const char *name, ml_precision *p);
+const char *ml_precision_name(ml_precision p);
+
+typedef struct {
+    ml_config cfg;
+    ml_precision precision; /* fp32 unless ml_model_set_precision says otherwise */
+    char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
+                             export reproduces them bit for bit */
+    int n_params;
+    ml_param *params;
+    size_t num_floats; /* total parameter floats */
+    ml_arena param_arena, grad_arena;
+    ml_tensors w, g;
+
+    /* activations, sized for B*T tokens by ml_model_reserve */
+    int recompute; /* set before ml_model_reserve: keep only each block's input, and let backward re-run the
+                      block's forward (about a third more FLOPs for a fraction of the activation memory) */
+    int B, T;
+    ml_arena act_arena;
+    size_t act_saved_floats;   /* the part of act_arena that forward keeps for backward (per-block acts, final
+                                  residual and norm); the rest is gradient scratch, the LM-head chunk, RoPE tables */
+    ml_block_acts *acts;       /* [num_layers * layer_repeat] */
+    float *resid_final;        /* [BT, C] output of the last block */
+    float *ln_f, *rstd_f;      /* final norm output and its rstd */
+    float *d_resid, *d_resid2, *d_ln, *d_q, *d_k, *d_v, *d_att, *d_gate, *d_up, *ffn_h;
+    float *d_ln_f;             /* gradient of the final-norm output (from the LM head) */
+    float *head_scratch;       /* [chunk, V] logits of the fused head, then 2 * chunk per-row floats */
+    int head_chunk;
+    float *rope_cos, *rope_sin; /* [rope_len, hd/2] */
+    int rope_len;
+    const ml_batch *last_batch;
+} ml_model;
+
+/* Choose the GEMM arithmetic; bf16 fails (ML_ERR_UNSUPPORTED) on a CPU without AVX512-BF16. */
+ml_status ml_model_set_precision(ml_model *m, ml_precision p);
+
+/* Build the parameter table and allocate weights and gradients (zeroed). */
+ml_status ml_model_create(ml_model *m, const ml_config *cfg);
+void ml_model_free(ml_model *m);
+/* MobileLLM initialisation: N(0, initializer_range) for matrices and embedding, ones for norms. */
+void ml_model_init_weights(ml_model *m, uint64_t seed);
+/* Allocate activations for up to B rows of T tokens, positions below max_pos. */
+ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos);
+
+const ml_param *ml_model_find_param(const ml_model *m, const char *name);
+static inline float *ml_param_data(const ml_model *m, const ml_param *p) { return m->param_arena.base + p->offset; }
+static inline float *ml_param_grad(const ml_model *m, const ml_param *p) { return m->grad_arena.base + p->offset; }
+
+/* Forward through the blocks and the final norm, keeping what backward needs. */
+ml_status ml_model_forward(ml_model *m, const ml_batch *b);
+/* Fused LM head + softmax cross-entropy, chunked over tokens so [B,T,V] never exists.
+ * Returns the summed loss and the count of scored tokens. With grad_scale != 0 it also writes
+ * d_ln_f and accumulates the LM-head gradient, each scaled by grad_scale (pass 1/count for a
+ * mean; divide further for gradient accumulation). */
+ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, double *loss_sum, int64_t *count);
+/* The loss a fused head applies to each chunk of logits: `logits` [rows, V] holds the logits of
+ * tokens [row0, row0 + rows) of the batch; the function writes each row's loss to losses[rows]
+ * and, when grad_scale != 0, overwrites logits with grad_scale * d loss / d logits. Rows whose
+ * target is < 0 must get zero loss and gradient. Cross-entropy is one such function;
+ * distillation (distill/) supplies others. */
+typedef void (*ml_head_loss_fn)(void *ctx, float *logits, float *losses, const int32_t *targets, int row0, int rows,
+                                int V, float grad_scale);
+ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn fn, void *ctx, float grad_scale,
+                               double *loss_sum, int64_t *count);
+
+/* Backward from d_ln_f to every parameter gradient (accumulating). */
+ml_status ml_model_backward(ml_model *m, const ml_batch *b);
+void ml_model_zero_grad(ml_model *m);
+/* Full logits [B*T, V] for inference / checks (after ml_model_forward). */
+ml_status ml_model_logits(ml_model *m, const ml_batch *b, float *logits);
+
+#endif

@@ -1,0 +1,308 @@
+/* Causal grouped-query attention with optional sliding window and document mask, tiled.
+ *
+ * Queries and keys are cut into 64-row tiles. The forward keeps only the output and one
+ * log-sum-exp per row (online softmax across key tiles); the backward recomputes each tile's
+ * probabilities from q, k and the log-sum-exp, so memory stays O(T) per head, never O(T^2).
+ * Inside a tile the products are small dense matrix products over contiguous rows (keys and
+ * values transposed once per tile), and exp runs 16 lanes at a time (common/vmath.h).
+ * Tiles that no query of the tile can see are skipped: beyond the diagonal, before a sliding
+ * window, and, when document ids never decrease along a row (packed documents), in earlier
+ * documents. GQA reads the shared K/V head directly; nothing is repeated. */
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/vmath.h"
+#include "model/ops/ops.h"
+
+enum { TILE = 64 }; /* query and key tile rows; 64 x 64 scores fit L1 next to a K tile */
+
+/* Lowest key index visible from query t (window only; the document test is per key). */
+static inline int first_key(int t, int window) { return (window > 0 && t - window + 1 > 0) ? t - window + 1 : 0; }
+
+static inline float dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static bool nondecreasing(const int32_t *d, int T) {
+    for (int t = 1; t < T; t++)
+        if (d[t] < d[t - 1]) return false;
+    return true;
+}
+
+/* Per batch row: do its document ids never decrease (packed documents, whose tiles may be skipped)?
+ * NULL without documents. Computed once per call, not per tile task. */
+static bool *nondecreasing_rows(const int32_t *doc, int B, int T) {
+    if (!doc) return NULL;
+    bool *rows = malloc((size_t)B * sizeof(bool));
+    for (int b = 0; b < B; b++) rows[b] = nondecreasing(doc + (int64_t)b * T, T);
+    return rows;
+}
+
+/* Where queries [q0, q0+nq) meet keys [k0, k0+nk) of one row. */
+typedef enum { TILE_SKIP, TILE_FULL, TILE_MASKED } tile_kind;
+
+static tile_kind classify(int q0, int nq, int k0, int nk, int window, const int32_t *db, bool mono) {
+    int qlast = q0 + nq - 1, klast = k0 + nk - 1;
+    if (k0 > qlast) return TILE_SKIP;                                 /* all keys in the future */
+    if (window > 0 && klast < first_key(q0, window)) return TILE_SKIP; /* all keys out of window */
+    if (db && mono && db[klast] < db[q0]) return TILE_SKIP;           /* all keys in earlier documents */
+    bool masked = klast > q0 || nk < TILE || (window > 0 && k0 < first_key(qlast, window));
+    if (db && !(mono && db[k0] == db[qlast])) masked = true;
+    return masked ? TILE_MASKED : TILE_FULL;
+}
+
+
+/* dst[d*TILE + j] = src[j*stride + d] for j < n, zero for n <= j < TILE. */
+static void transpose_tile(float *dst, const float *src, int64_t stride, int n, int hd) {
+    for (int j = 0; j < n; j++)
+        for (int d = 0; d < hd; d++) dst[d * TILE + j] = src[j * stride + d];
+    for (int d = 0; d < hd && n < TILE; d++)
+        for (int j = n; j < TILE; j++) dst[d * TILE + j] = 0.0f;
+}
+
+/* dst[j*TILE + i] = src[i*TILE + j] for i < m, j < n */
+static void transpose_square(float *dst, const float *src, int m, int n) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) dst[j * TILE + i] = src[i * TILE + j];
+}
+
+/* Every product inside a tile is one small GEMM: C[m,n] (+)= A[m,k] . B[k,n], all row-major with
+ * row strides. With AVX-512 and n a multiple of 16, blocks of 4 rows x 64 columns keep their 16
+ * accumulators in registers across k; anything else takes the plain loop. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline __attribute__((always_inline)) void gemm_block(float *C, int64_t ldc, const float *A, int64_t lda,
+                                                             const float *Bm, int64_t ldb, int k, const int MR,
+                                                             const int NV, int accumulate) {
+    __m512 c[4][4];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++)
+            c[r][v] = accumulate ? _mm512_loadu_ps(C + r * ldc + 16 * v) : _mm512_setzero_ps();
+    for (int kk = 0; kk < k; kk++) {
+        __m512 b[4];
+        for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(Bm + kk * ldb + 16 * v);
+        for (int r = 0; r < MR; r++) {
+            const __m512 a = _mm512_set1_ps(A[r * lda + kk]);
+            for (int v = 0; v < NV; v++) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+}
+
+#define GEMM_BLOCK(MR)                                                               \
+    switch (nv) {                                                                    \
+    case 4: gemm_block(Ci, ldc, Ai, lda, Bj, ldb, k, MR, 4, accumulate); break;      \
+    case 3: gemm_block(Ci, ldc, Ai, lda, Bj, ldb, k, MR, 3, accumulate); break;      \
+    case 2: gemm_block(Ci, ldc, Ai, lda, Bj, ldb, k, MR, 2, accumulate); break;      \
+    default: gemm_block(Ci, ldc, Ai, lda, Bj, ldb, k, MR, 1, accumulate); break;     \
+    }
+#endif
+
+static void small_gemm(float *C, int64_t ldc, const float *A, int64_t lda, const float *Bm, int64_t ldb, int m, int n,
+                       int k, int accumulate) {
+#if defined(__AVX512F__)
+    if (n % 16 == 0) {
+        for (int j0 = 0; j0 < n; j0 += 64) {
+            const int nv = (n - j0) / 16 > 4 ? 4 : (n - j0) / 16;
+            const float *Bj = Bm + j0;
+            int i = 0;
+            for (; i + 4 <= m; i += 4) {
+                float *Ci = C + i * ldc + j0;
+                const float *Ai = A + i * lda;
+                GEMM_BLOCK(4)
+            }
+            for (; i < m; i++) {
+                float *Ci = C + i * ldc + j0;
+                const float *Ai = A + i * lda;
+                GEMM_BLOCK(1)
+            }
+        }
+        return;
+    }
+#endif
+    for (int i = 0; i < m; i++) {
+        float *ci = C + i * ldc;
+        if (!accumulate) memset(ci, 0, sizeof(float) * n);
+        for (int kk = 0; kk < k; kk++) {
+            const float a = A[i * lda + kk], *br = Bm + kk * ldb;
+#pragma omp simd
+            for (int j = 0; j < n; j++) ci[j] += a * br[j];
+        }
+    }
+}
+
+/* Keys [jlo, jhi] of the tile (offsets from k0) pass the causal and window tests for query t;
+ * everything else in row s[0, nk) is set to `fill`, and so are keys of other documents. */
+static void mask_row(float *s, int t, int k0, int nk, int window, const int32_t *db, bool mono, float fill) {
+    int jlo = first_key(t, window) - k0, jhi = t - k0;
+    if (jlo < 0) jlo = 0;
+    if (jhi > nk - 1) jhi = nk - 1;
+    for (int j = 0; j < nk && j < jlo; j++) s[j] = fill;
+    for (int j = jhi + 1 > 0 ? jhi + 1 : 0; j < nk; j++) s[j] = fill;
+    if (db && jlo <= jhi && !(mono && db[k0 + jlo] == db[t] && db[k0 + jhi] == db[t]))
+        for (int j = jlo; j <= jhi; j++)
+            if (db[k0 + j] != db[t]) s[j] = fill;
+}
+
+void ml_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                          const int32_t *doc, int B, int T, int H, int KV, int hd, int window) {
+    const int group = H / KV, ntiles = (T + TILE - 1) / TILE;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t qs = (int64_t)H * hd, ks = (int64_t)KV * hd; /* token strides */
+    bool *mono_rows = nondecreasing_rows(doc, B, T);
+#pragma omp parallel
+    {
+        float *kt = aligned_alloc(64, sizeof(float) * TILE * hd);
+        float *s = aligned_alloc(64, sizeof(float) * TILE * TILE);
+        float mx[TILE], sum[TILE];
+#pragma omp for collapse(3) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int qt = 0; qt < ntiles; qt++) {
+                    const int q0 = qt * TILE, nq = T - q0 < TILE ? T - q0 : TILE, kvh = h / group;
+                    const float *qb = q + ((int64_t)b * T + q0) * qs + (int64_t)h * hd;
+                    const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * hd;
+                    const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * hd;
+                    const int32_t *db = doc ? doc + (int64_t)b * T : NULL;
+                    const bool mono = db && mono_rows[b];
+                    float *ob = out + ((int64_t)b * T + q0) * qs + (int64_t)h * hd;
+                    for (int i = 0; i < nq; i++) {
+                        mx[i] = -INFINITY;
+                        sum[i] = 0.0f;
+                        memset(ob + i * qs, 0, sizeof(float) * hd);
+                    }
+                    for (int k0 = first_key(q0, window) / TILE * TILE; k0 <= q0 + nq - 1; k0 += TILE) {
+                        const int nk = T - k0 < TILE ? T - k0 : TILE;
+                        const tile_kind kind = classify(q0, nq, k0, nk, window, db, mono);
+                        if (kind == TILE_SKIP) continue;
+                        transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
+                        small_gemm(s, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0); /* S = Q K^T */
+                        for (int i = 0; i < nq; i++) {
+                            float *si = s + i * TILE, *oi = ob + i * qs, tmax = -INFINITY;
+#pragma omp simd
+                            for (int j = 0; j < nk; j++) si[j] *= scale;
+                            if (kind == TILE_MASKED) mask_row(si, q0 + i, k0, nk, window, db, mono, -INFINITY);
+#pragma omp simd reduction(max : tmax)
+                            for (int j = 0; j < nk; j++) tmax = si[j] > tmax ? si[j] : tmax;
+                            if (tmax == -INFINITY) { /* no visible key in this tile */
+                                memset(si, 0, sizeof(float) * nk);
+                                continue;
+                            }
+                            const float m_new = tmax > mx[i] ? tmax : mx[i];
+                            const float c = expf(mx[i] - m_new); /* rescales what earlier tiles summed */
+                            sum[i] = sum[i] * c + ml_exp_shifted(si, si, m_new, nk);
+                            mx[i] = m_new;
+                            if (c != 1.0f)
+#pragma omp simd
+                                for (int d = 0; d < hd; d++) oi[d] *= c;
+                        }
+                        small_gemm(ob, qs, s, TILE, vb + k0 * ks, ks, nq, hd, nk, 1); /* O += P V */
+                    }
+                    for (int i = 0; i < nq; i++) { /* every query sees itself, so sum > 0 */
+                        float inv = 1.0f / sum[i], *oi = ob + i * qs;
+#pragma omp simd
+                        for (int d = 0; d < hd; d++) oi[d] *= inv;
+                        lse[((int64_t)b * H + h) * T + q0 + i] = mx[i] + logf(sum[i]);
+                    }
+                }
+        free(kt);
+        free(s);
+    }
+    free(mono_rows);
+}
+
+/* Parallel over (batch row, kv head): every query head of a group and every query position
+ * write the same dk/dv rows, so one thread owns them all (no races, fixed summation order).
+ * Key tiles are the outer loop so a tile's dk/dv stay in cache across all its queries. */
+void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                           const float *q, const float *k, const float *v, const int32_t *doc, int B, int T, int H,
+                           int KV, int hd, int window) {
+    const int group = H / KV;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t qs = (int64_t)H * hd, ks = (int64_t)KV * hd;
+    bool *mono_rows = nondecreasing_rows(doc, B, T);
+#pragma omp parallel
+    {
+        float *kt = aligned_alloc(64, sizeof(float) * TILE * hd);
+        float *vt = aligned_alloc(64, sizeof(float) * TILE * hd);
+        float *p = aligned_alloc(64, sizeof(float) * TILE * TILE);
+        float *ds = aligned_alloc(64, sizeof(float) * TILE * TILE);
+        float *tr = aligned_alloc(64, sizeof(float) * TILE * TILE);
+        float *rowdot = malloc(sizeof(float) * (size_t)group * T); /* D_t = dout_t . out_t per head */
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            for (int kvh = 0; kvh < KV; kvh++) {
+                const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * hd;
+                const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * hd;
+                float *dkb = dk + (int64_t)b * T * ks + (int64_t)kvh * hd;
+                float *dvb = dv + (int64_t)b * T * ks + (int64_t)kvh * hd;
+                const int32_t *db = doc ? doc + (int64_t)b * T : NULL;
+                const bool mono = db && mono_rows[b];
+                for (int g = 0; g < group; g++) {
+                    const int h = kvh * group + g;
+                    for (int t = 0; t < T; t++) {
+                        const int64_t off = ((int64_t)b * T + t) * qs + (int64_t)h * hd;
+                        rowdot[(int64_t)g * T + t] = dot(dout + off, out + off, hd);
+                        memset(dq + off, 0, sizeof(float) * hd);
+                    }
+                }
+                for (int k0 = 0; k0 < T; k0 += TILE) {
+                    const int nk = T - k0 < TILE ? T - k0 : TILE;
+                    float *dkt = dkb + k0 * ks, *dvt = dvb + k0 * ks;
+                    for (int j = 0; j < nk; j++) {
+                        memset(dkt + j * ks, 0, sizeof(float) * hd);
+                        memset(dvt + j * ks, 0, sizeof(float) * hd);
+                    }
+                    transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
+                    transpose_tile(vt, vb + k0 * ks, ks, nk, hd);
+                    for (int g = 0; g < group; g++) {
+                        const int h = kvh * group + g;
+                        const float *lh = lse + ((int64_t)b * H + h) * T, *Dh = rowdot + (int64_t)g * T;
+                        for (int q0 = k0; q0 < T; q0 += TILE) {
+                            const int nq = T - q0 < TILE ? T - q0 : TILE;
+                            const tile_kind kind = classify(q0, nq, k0, nk, window, db, mono);
+                            if (kind == TILE_SKIP) {
+                                /* later query tiles are further from this key tile */
+                                if (window > 0 && k0 + nk - 1 < first_key(q0, window)) break;
+                                if (db && mono && db[k0 + nk - 1] < db[q0]) break;
+                                continue;
+                            }
+                            const int64_t qoff = ((int64_t)b * T + q0) * qs + (int64_t)h * hd;
+                            const float *qb = q + qoff, *dob = dout + qoff;
+                            small_gemm(p, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0);   /* S = Q K^T */
+                            small_gemm(ds, TILE, dob, qs, vt, TILE, nq, TILE, hd, 0); /* dP = dO V^T */
+                            for (int i = 0; i < nq; i++) {
+                                float *pi = p + i * TILE, *dsi = ds + i * TILE;
+                                const float L = lh[q0 + i], Di = Dh[q0 + i];
+#pragma omp simd
+                                for (int j = 0; j < nk; j++) pi[j] = pi[j] * scale - L;
+                                if (kind == TILE_MASKED) mask_row(pi, q0 + i, k0, nk, window, db, mono, -INFINITY);
+                                ml_exp_inplace(pi, nk); /* P = exp(S - lse); masked keys give 0 */
+#pragma omp simd
+                                for (int j = 0; j < nk; j++) dsi[j] = pi[j] * (dsi[j] - Di) * scale;
+                            }
+                            small_gemm(dq + qoff, qs, ds, TILE, kb + k0 * ks, ks, nq, hd, nk, 1); /* dQ += dS K */
+                            transpose_square(tr, p, nq, nk);
+                            small_gemm(dvt, ks, tr, TILE, dob, qs, nk, hd, nq, 1); /* dV += P^T dO */
+                            transpose_square(tr, ds, nq, nk);
+                            small_gemm(dkt, ks, tr, TILE, qb, qs, nk, hd, nq, 1); /* dK += dS^T Q */
+                        }
+                    }
+                }
+            }
+        free(kt);
+        free(vt);
+        free(p);
+        free(ds);
+        free(tr);
+        free(rowdot);
+    }
+    free(mono_rows);
+}

@@ -1,0 +1,66 @@
+/* Kernels of the MobileLLM block, llm.c style: outputs first, then inputs, then sizes; each
+ * backward next to its forward; backward kernels ACCUMULATE (+=) into parameter gradients and,
+ * unless stated otherwise, OVERWRITE input gradients. Each has a finite-difference test in
+ * tests/test_ops.c. N = number of tokens (B*T). */
+#ifndef ML_OPS_H
+#define ML_OPS_H
+
+#include <stdint.h>
+
+/* ---- matmul (model/ops/matmul.c): Y[N,out] = X[N,in] · W[out,in]^T, weights in HF [out,in] layout */
+void ml_matmul_forward(float *y, const float *x, const float *w, int N, int in, int out);
+/* dX[N,in] (= or += per accumulate_dx) dY·W and dW[out,in] += dY^T·X. Either output may be NULL. */
+void ml_matmul_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
+                        int out, int accumulate_dx);
+/* The same with bf16 inputs (round to nearest even) and fp32 accumulation, on AVX512-BF16
+ * (model/ops/gemm_bf16.h; callers check ml_bf16_available() for speed, the result is the same). */
+void ml_matmul_forward_bf16(float *y, const float *x, const float *w, int N, int in, int out);
+void ml_matmul_backward_bf16(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
+                             int out, int accumulate_dx);
+
+/* ---- embedding (model/ops/embedding.c) */
+void ml_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);
+/* dtable[tok] += dout (serialised per vocabulary row: deterministic regardless of threads) */
+void ml_embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int N, int C);
+
+/* ---- RMSNorm (model/ops/rmsnorm.c): y = x * rsqrt(mean(x^2) + eps) * w */
+void ml_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps);
+/* dx += ..., dw += ... (dx accumulates: it is the residual stream's gradient) */
+void ml_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                         int N, int C);
+
+/* ---- RoPE (model/ops/rope.c), in place on [N, heads, hd]; cos/sin tables [max_pos, hd/2] */
+void ml_rope_table(float *cos_t, float *sin_t, int max_pos, int hd, float theta);
+/* pos[N] (NULL: pos = token index mod T), half_split: pairs (i, i+hd/2) else (2i, 2i+1).
+ * Rotates when inverse = 0; rotates backwards (the backward pass of a rotation) when inverse = 1. */
+void ml_rope_apply(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int T, int heads,
+                   int hd, int half_split, int inverse);
+
+/* ---- weightless RMS norm per head (R1's QK-norm) (model/ops/qknorm.c), in place on [N, heads, hd] */
+void ml_headnorm_forward(float *x, float *rstd, int N, int heads, int hd, float eps);
+/* y and rstd from the forward; dy overwritten in place by dx */
+void ml_headnorm_backward(float *dy, const float *y, const float *rstd, int N, int heads, int hd);
+
+/* ---- causal GQA attention (model/ops/attention.c)
+ * q [B,T,H,hd], k,v [B,T,KV,hd]; out [B,T,H,hd]; lse [B,H,T] log-sum-exp of each score row.
+ * window > 0: key j visible from query t only if t - j < window. doc (NULL or [B*T]): only keys of
+ * the same document. Scores are never materialised beyond one row per thread (online softmax). */
+void ml_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                          const int32_t *doc, int B, int T, int H, int KV, int hd, int window);
+/* dq, dk, dv overwritten. */
+void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                           const float *q, const float *k, const float *v, const int32_t *doc, int B, int T, int H,
+                           int KV, int hd, int window);
+
+/* ---- SwiGLU (model/ops/swiglu.c): h = silu(gate) * up, elementwise over n */
+void ml_swiglu_forward(float *h, const float *gate, const float *up, int64_t n);
+/* dgate, dup overwritten */
+void ml_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int64_t n);
+
+/* ---- softmax cross-entropy rows (model/ops/cross_entropy.c)
+ * logits [n, V] overwritten in place by d(loss)/d(logits) * grad_scale when grad_scale != 0
+ * (rows whose target < 0 get zero gradient). losses[n] per-row loss (0 when target < 0). */
+void ml_softmax_xent_rows(float *logits_to_dlogits, float *losses, const int32_t *targets, int n, int V,
+                          float grad_scale);
+
+#endif

@@ -3,8 +3,8 @@
 #include "cli/args.h"
 #include "common/prof.h"
 #include "common/sysinfo.h"
-#include "train/bench.h"
 #include "model/model.h"
+#include "train/bench.h"
 
 int ml_cmd_bench(int argc, char **argv) {
     const char *config = NULL, *out = NULL;

@@ -5,9 +5,9 @@
 #include "cli/args.h"
 #include "common/sysinfo.h"
 #include "data/tokenizer.h"
+#include "infer/eval_loss.h"
 #include "infer/mc_eval.h"
 #include "model/checkpoint.h"
-#include "infer/eval_loss.h"
 
 typedef struct {
     double t0, last;

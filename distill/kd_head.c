@@ -1,7 +1,7 @@
 #include "distill/kd_head.h"
 
 #include "distill/logit_cache.h"
-#include "model/ops/ops.h"
+#include "model/linear.h"
 
 ml_status ml_kd_check_pair(const ml_model *student, const ml_model *teacher) {
     if (student->cfg.vocab_size != teacher->cfg.vocab_size)
@@ -29,7 +29,7 @@ static void kd_rows(void *p, float *logits, float *losses, const int32_t *target
     ml_model *t = k->teacher;
     const int C = t->cfg.hidden_size;
     float *zt = t->head_scratch;
-    ml_matmul_forward(zt, t->ln_f + (int64_t)row0 * C, t->w.lm_head, rows, C, V);
+    ml_linear_forward(t, ML_P_LM_HEAD, -1, zt, t->ln_f + (int64_t)row0 * C, rows);
     ml_kd_rows(logits, zt, k->kd, k->ce, targets, rows, V, k->cfg, grad_scale);
     const float w = k->cfg->ce_weight;
     for (int r = 0; r < rows; r++) {

@@ -9,7 +9,7 @@
 
 #include "common/atomic_file.h"
 #include "common/sysinfo.h"
-#include "infer/decode.h"
+#include "model/decoder.h"
 
 static const char *task_names[] = {"hellaswag", "piqa", "arc_easy", "arc_challenge"};
 static const char *task_files[] = {"hellaswag_val.jsonl", "piqa_valid.jsonl", "arc_easy_test.jsonl",
@@ -226,7 +226,7 @@ static ml_status encode_pair(const ml_tokenizer *tok, const char *context, const
     return ML_OK;
 }
 
-ml_status ml_mc_evaluate(const ml_model *m, const ml_tokenizer *tok, const ml_mc_set *s, const ml_mc_opts *o,
+ml_status ml_mc_evaluate(ml_model *m, const ml_tokenizer *tok, const ml_mc_set *s, const ml_mc_opts *o,
                          ml_mc_result *r) {
     memset(r, 0, sizeof *r);
     const int V = m->cfg.vocab_size;

@@ -9,7 +9,7 @@
 
 #include "common/rng.h"
 #include "data/tokenizer.h"
-#include "infer/decode.h"
+#include "model/decoder.h"
 
 typedef struct {
     float temperature; /* 0: greedy (argmax, lowest id on ties) */

@@ -8,9 +8,9 @@
 #include "common/atomic_file.h"
 #include "data/bpe.h"
 #include "data/tokenizer.h"
+#include "data/tokenizer_hf.h"
 #include "data/tokenizer_spm.h"
 #include "data/tokenizer_tiktoken.h"
-#include "data/tokenizer_hf.h"
 
 static ml_status write_file(const char *dir, const char *name, const char *data, size_t n) {
     char path[4096];

@@ -5,8 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "common/prof.h"
 #include "common/rng.h"
+#include "model/block.h"
+#include "model/linear.h"
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 
@@ -101,6 +105,7 @@ ml_status ml_model_create(ml_model *m, const ml_config *cfg) {
     }
     bind_tensors(m, &m->w, m->param_arena.base);
     bind_tensors(m, &m->g, m->grad_arena.base);
+    m->u = m->w;
     return ML_OK;
 }
 
@@ -108,6 +113,8 @@ void ml_model_free(ml_model *m) {
     ml_arena_free(&m->param_arena);
     ml_arena_free(&m->grad_arena);
     ml_arena_free(&m->act_arena);
+    ml_arena_free(&m->used_arena);
+    free(m->transforms);
     free(m->params);
     free(m->acts);
     memset(m, 0, sizeof *m);
@@ -157,22 +164,6 @@ ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
         return ml_fail(ML_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps); this one has none");
     m->precision = p;
     return ML_OK;
-}
-
-/* The model's GEMMs, in its precision. */
-static void mm_forward(const ml_model *m, float *y, const float *x, const float *w, int N, int in, int out) {
-    if (m->precision == ML_PRECISION_BF16)
-        ml_matmul_forward_bf16(y, x, w, N, in, out);
-    else
-        ml_matmul_forward(y, x, w, N, in, out);
-}
-
-static void mm_backward(const ml_model *m, float *dx, float *dw, const float *dy, const float *x, const float *w, int N,
-                        int in, int out, int accumulate_dx) {
-    if (m->precision == ML_PRECISION_BF16)
-        ml_matmul_backward_bf16(dx, dw, dy, x, w, N, in, out, accumulate_dx);
-    else
-        ml_matmul_backward(dx, dw, dy, x, w, N, in, out, accumulate_dx);
 }
 
 /* ---------------------------------------------------------------- activations */
@@ -244,6 +235,9 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     m->head_chunk = chunk;
     /* logits chunk, plus two floats per row for per-row losses (CE uses one, distillation two) */
     size_t head = ml_arena_reserve(a, (size_t)chunk * c->vocab_size + 2 * (size_t)chunk);
+    const int threads = omp_get_max_threads();
+    size_t attn_work = ml_arena_reserve(a, ml_attention_work_floats(B, T, c->num_heads, c->num_kv_heads, c->head_dim,
+                                                                    threads));
     int rope_len = max_pos > T ? max_pos : T;
     size_t rope_cos = ml_arena_reserve(a, (size_t)rope_len * (c->head_dim / 2));
     size_t rope_sin = ml_arena_reserve(a, (size_t)rope_len * (c->head_dim / 2));
@@ -289,6 +283,8 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     m->rope_cos = base + rope_cos;
     m->rope_sin = base + rope_sin;
     m->rope_len = rope_len;
+    m->attn_work = base + attn_work;
+    ml_attention_work_init(m->attn_work, threads);
     ml_rope_table(m->rope_cos, m->rope_sin, rope_len, c->head_dim, c->rope_theta);
     m->B = B;
     m->T = T;
@@ -318,62 +314,23 @@ static ml_status check_batch(const ml_model *m, const ml_batch *b) {
     return ML_OK;
 }
 
-static inline int layer_window(const ml_config *c, int l) { return c->layer_sliding[l] ? c->sliding_window : 0; }
+static ml_block_io batch_io(const ml_model *m, const ml_batch *b) {
+    ml_block_io io = {b->B, b->T, b->pos, b->doc, m->rope_cos, m->rope_sin, m->attn_work, NULL, 0};
+    return io;
+}
 
-/* Block a of the forward pass, from acts[a].resid_in. With `to_output` 0 it stops once everything the
- * block's backward reads exists (gate and up): that is the recomputation of a block during backward. */
 static void block_forward(ml_model *m, const ml_batch *b, int a, int to_output) {
-    const ml_config *c = &m->cfg;
-    const int B = b->B, T = b->T, N = B * T, C = c->hidden_size, F = c->intermediate_size, H = c->num_heads,
-              KV = c->num_kv_heads, hd = c->head_dim, A = ml_config_applied_layers(c);
-    const int half_split = c->rope_pairing == ML_ROPE_HALF_SPLIT;
-    const int l = a / c->layer_repeat;
-    ml_block_acts *x = &m->acts[a];
-    float *out = a + 1 < A ? m->acts[a + 1].resid_in : m->resid_final;
-    ML_PROFILE(ML_PROF_RMSNORM_FWD)
-    ml_rmsnorm_forward(x->ln1, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
-    ML_PROFILE(ML_PROF_QKV_FWD) {
-        mm_forward(m, x->q, x->ln1, m->w.layer[l].wq, N, C, H * hd);
-        mm_forward(m, x->k, x->ln1, m->w.layer[l].wk, N, C, KV * hd);
-        mm_forward(m, x->v, x->ln1, m->w.layer[l].wv, N, C, KV * hd);
-    }
-    if (c->layer_rope[l]) {
-        ML_PROFILE(ML_PROF_ROPE_FWD) {
-            ml_rope_apply(x->q, b->pos, m->rope_cos, m->rope_sin, N, T, H, hd, half_split, 0);
-            ml_rope_apply(x->k, b->pos, m->rope_cos, m->rope_sin, N, T, KV, hd, half_split, 0);
-        }
-        if (c->use_qk_norm) ML_PROFILE(ML_PROF_QKNORM_FWD) {
-                ml_headnorm_forward(x->q, x->q_rstd, N, H, hd, c->rms_norm_eps);
-                ml_headnorm_forward(x->k, x->k_rstd, N, KV, hd, c->rms_norm_eps);
-            }
-    }
-    ML_PROFILE(ML_PROF_ATTN_FWD)
-    ml_attention_forward(x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H, KV, hd, layer_window(c, l));
-    ML_PROFILE(ML_PROF_O_FWD) mm_forward(m, x->resid_mid, x->att, m->w.layer[l].wo, N, H * hd, C);
-    ML_PROFILE(ML_PROF_RESIDUAL) {
-#pragma omp parallel for simd schedule(static)
-        for (int64_t i = 0; i < (int64_t)N * C; i++) x->resid_mid[i] += x->resid_in[i];
-    }
-    ML_PROFILE(ML_PROF_RMSNORM_FWD)
-    ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
-    ML_PROFILE(ML_PROF_GATE_UP_FWD) {
-        mm_forward(m, x->gate, x->ln2, m->w.layer[l].wgate, N, C, F);
-        mm_forward(m, x->up, x->ln2, m->w.layer[l].wup, N, C, F);
-    }
-    if (!to_output) return;
-    ML_PROFILE(ML_PROF_SWIGLU_FWD) ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
-    ML_PROFILE(ML_PROF_DOWN_FWD) mm_forward(m, out, m->ffn_h, m->w.layer[l].wdown, N, F, C);
-    ML_PROFILE(ML_PROF_RESIDUAL) {
-#pragma omp parallel for simd schedule(static)
-        for (int64_t i = 0; i < (int64_t)N * C; i++) out[i] += x->resid_mid[i];
-    }
+    const int A = ml_config_applied_layers(&m->cfg);
+    const ml_block_io io = batch_io(m, b);
+    ml_block_forward(m, a, &io, &m->acts[a], a + 1 < A ? m->acts[a + 1].resid_in : m->resid_final, m->ffn_h, to_output);
 }
 
 ml_status ml_model_forward(ml_model *m, const ml_batch *b) {
     ML_TRY(check_batch(m, b));
+    ML_TRY(ml_model_refresh_weights(m));
     const ml_config *c = &m->cfg;
     const int N = b->B * b->T, C = c->hidden_size, A = ml_config_applied_layers(c);
-    ML_PROFILE(ML_PROF_EMBED_FWD) ml_embedding_forward(m->acts[0].resid_in, b->tokens, m->w.embed, N, C);
+    ML_PROFILE(ML_PROF_EMBED_FWD) ml_embed_forward(m, m->acts[0].resid_in, b->tokens, N);
     for (int a = 0; a < A; a++) block_forward(m, b, a, 1);
     ML_PROFILE(ML_PROF_RMSNORM_FWD)
     ml_rmsnorm_forward(m->ln_f, m->rstd_f, m->resid_final, m->w.final_norm, N, C, c->rms_norm_eps);
@@ -395,7 +352,7 @@ ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn f
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *h = m->ln_f + (int64_t)n0 * C;
-        ML_PROFILE(ML_PROF_HEAD_FWD) mm_forward(m, logits, h, m->w.lm_head, rows, C, V);
+        ML_PROFILE(ML_PROF_HEAD_FWD) ml_linear_forward(m, ML_P_LM_HEAD, -1, logits, h, rows);
         ML_PROFILE(ML_PROF_HEAD_LOSS) fn(ctx, logits, losses, b->targets + n0, n0, rows, V, grad_scale);
         for (int r = 0; r < rows; r++)
             if (b->targets[n0 + r] >= 0) {
@@ -403,7 +360,7 @@ ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn f
                 n_scored++;
             }
         if (grad_scale != 0.0f) ML_PROFILE(ML_PROF_HEAD_BWD)
-                mm_backward(m, m->d_ln_f + (int64_t)n0 * C, m->g.lm_head, logits, h, m->w.lm_head, rows, C, V, 0);
+                ml_linear_backward(m, ML_P_LM_HEAD, -1, m->d_ln_f + (int64_t)n0 * C, logits, h, rows, 0);
     }
     *loss_sum = total;
     *count = n_scored;
@@ -422,7 +379,8 @@ ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, d
 
 ml_status ml_model_logits(ml_model *m, const ml_batch *b, float *logits) {
     const ml_config *c = &m->cfg;
-    mm_forward(m, logits, m->ln_f, m->w.lm_head, b->B * b->T, c->hidden_size, c->vocab_size);
+    (void)c;
+    ml_linear_forward(m, ML_P_LM_HEAD, -1, logits, m->ln_f, b->B * b->T);
     return ML_OK;
 }
 
@@ -445,21 +403,22 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
         ML_PROFILE(ML_PROF_SWIGLU_BWD) /* recompute h rather than store it */
         ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
         ML_PROFILE(ML_PROF_DOWN_BWD)
-        mm_backward(m, m->d_up, m->g.layer[l].wdown, dres, m->ffn_h, m->w.layer[l].wdown, N, F, C, 0);
+        ml_linear_backward(m, ML_P_WDOWN, l, m->d_up, dres, m->ffn_h, N, 0);
         ML_PROFILE(ML_PROF_SWIGLU_BWD) /* dup -> ffn_h */
         ml_swiglu_backward(m->d_gate, m->ffn_h, m->d_up, x->gate, x->up, (int64_t)N * F);
         ML_PROFILE(ML_PROF_GATE_UP_BWD) {
-            mm_backward(m, m->d_ln, m->g.layer[l].wgate, m->d_gate, x->ln2, m->w.layer[l].wgate, N, C, F, 0);
-            mm_backward(m, m->d_ln, m->g.layer[l].wup, m->ffn_h, x->ln2, m->w.layer[l].wup, N, C, F, 1);
+            ml_linear_backward(m, ML_P_WGATE, l, m->d_ln, m->d_gate, x->ln2, N, 0);
+            ml_linear_backward(m, ML_P_WUP, l, m->d_ln, m->ffn_h, x->ln2, N, 1);
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].mlp_norm, m->d_ln, x->resid_mid, m->w.layer[l].mlp_norm, x->rstd2, N, C);
         /* attention: resid_mid = resid_in + o_proj(att) */
         ML_PROFILE(ML_PROF_O_BWD)
-        mm_backward(m, m->d_att, m->g.layer[l].wo, dres, x->att, m->w.layer[l].wo, N, H * hd, C, 0);
+        ml_linear_backward(m, ML_P_WO, l, m->d_att, dres, x->att, N, 0);
+        const ml_attn_dims dims = ml_attn_dims_self(B, T, H, KV, hd, ml_layer_window(c, l));
         ML_PROFILE(ML_PROF_ATTN_BWD)
-        ml_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, x->att, x->lse, x->q, x->k, x->v, b->doc, B, T, H,
-                              KV, hd, layer_window(c, l));
+        ml_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, x->att, x->lse, x->q, x->k, x->v, b->doc, &dims,
+                              m->attn_work);
         if (c->layer_rope[l]) {
             if (c->use_qk_norm) ML_PROFILE(ML_PROF_QKNORM_BWD) {
                     ml_headnorm_backward(m->d_q, x->q, x->q_rstd, N, H, hd);
@@ -471,13 +430,13 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
             }
         }
         ML_PROFILE(ML_PROF_QKV_BWD) {
-            mm_backward(m, m->d_ln, m->g.layer[l].wq, m->d_q, x->ln1, m->w.layer[l].wq, N, C, H * hd, 0);
-            mm_backward(m, m->d_ln, m->g.layer[l].wk, m->d_k, x->ln1, m->w.layer[l].wk, N, C, KV * hd, 1);
-            mm_backward(m, m->d_ln, m->g.layer[l].wv, m->d_v, x->ln1, m->w.layer[l].wv, N, C, KV * hd, 1);
+            ml_linear_backward(m, ML_P_WQ, l, m->d_ln, m->d_q, x->ln1, N, 0);
+            ml_linear_backward(m, ML_P_WK, l, m->d_ln, m->d_k, x->ln1, N, 1);
+            ml_linear_backward(m, ML_P_WV, l, m->d_ln, m->d_v, x->ln1, N, 1);
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].attn_norm, m->d_ln, x->resid_in, m->w.layer[l].attn_norm, x->rstd1, N, C);
     }
-    ML_PROFILE(ML_PROF_EMBED_BWD) ml_embedding_backward(m->g.embed, dres, b->tokens, N, C);
+    ML_PROFILE(ML_PROF_EMBED_BWD) ml_embed_backward(m, dres, b->tokens, N);
     return ML_OK;
 }

@@ -1,6 +1,8 @@
 /* The MobileLLM network: parameter table (HF names), weights/gradients arenas, activations,
  * forward, the fused LM-head loss, and backward. One code path serves every variant
- * (v1, layer sharing, R1 QK-norm/adjacent RoPE, Pro sliding windows). */
+ * (v1, layer sharing, R1 QK-norm/adjacent RoPE, Pro sliding windows), and one block forward
+ * (model/block.h) serves training, evaluation, teachers and the KV-cached decoder (model/decoder.h).
+ * Every linear layer and the embedding compute through model/linear.h (precision, weight transforms). */
 #ifndef ML_MODEL_H
 #define ML_MODEL_H
 
@@ -77,6 +79,8 @@ typedef enum { ML_PRECISION_FP32 = 0, ML_PRECISION_BF16 = 1 } ml_precision;
 ml_status ml_precision_parse(const char *name, ml_precision *p);
 const char *ml_precision_name(ml_precision p);
 
+typedef struct ml_weight_transform ml_weight_transform; /* model/linear.h */
+
 typedef struct {
     ml_config cfg;
     ml_precision precision; /* fp32 unless ml_model_set_precision says otherwise */
@@ -87,6 +91,12 @@ typedef struct {
     size_t num_floats; /* total parameter floats */
     ml_arena param_arena, grad_arena;
     ml_tensors w, g;
+    /* The weights the network computes with: w, except for tensors with a weight transform
+     * (model/linear.h), whose transformed copies live in used_arena at the parameter's offset. */
+    ml_tensors u;
+    ml_arena used_arena;
+    const ml_weight_transform **transforms; /* [n_params] or NULL when none is set */
+    int weights_stale;                      /* the used copies need refreshing before the next forward */
 
     /* activations, sized for B*T tokens by ml_model_reserve */
     int recompute; /* set before ml_model_reserve: keep only each block's input, and let backward re-run the
@@ -103,6 +113,7 @@ typedef struct {
     float *head_scratch;       /* [chunk, V] logits of the fused head, then 2 * chunk per-row floats */
     int head_chunk;
     float *rope_cos, *rope_sin; /* [rope_len, hd/2] */
+    float *attn_work;           /* attention scratch (ml_attention_work_floats), sized at reserve */
     int rope_len;
     const ml_batch *last_batch;
 } ml_model;

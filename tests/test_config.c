@@ -10,8 +10,8 @@
 #include <cmocka.h>
 
 #include "common/atomic_file.h"
-#include "tests/support/test_util.h"
 #include "model/config.h"
+#include "tests/support/test_util.h"
 
 static const char *preset_path(const char *name) {
     static char buf[4096];

@@ -18,9 +18,9 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
-#include "infer/decode.h"
-#include "tests/support/test_util.h"
+#include "model/decoder.h"
 #include "model/model.h"
+#include "tests/support/test_util.h"
 
 enum { T = 45 };
 static const double TOL = 1e-5;
@@ -109,10 +109,11 @@ static void test_cache_layout(void **s) {
     teardown(&f);
     setup(&f, "tiny-pro"); /* sliding, full, sliding; window 8 */
     assert_int_equal(ml_decoder_create(&d, &f.m, 1000, 8), ML_OK);
-    assert_int_equal(d.kv.cap[0], 8);
-    assert_int_equal(d.kv.cap[1], 1000);
-    assert_int_equal(d.kv.cap[2], 8);
-    assert_int_equal(ml_kv_cache_bytes(&d.kv), (size_t)(8 + 1000 + 8) * 2 * 2 * 16 * sizeof(float));
+    /* sliding slots: 2 * window + chunk rows, whatever max_len; full slots: max_len */
+    assert_int_equal(d.kv.rows[0], 2 * 8 + 8);
+    assert_int_equal(d.kv.rows[1], 1000);
+    assert_int_equal(d.kv.rows[2], 2 * 8 + 8);
+    assert_int_equal(ml_kv_cache_bytes(&d.kv), (size_t)(24 + 1000 + 24) * 2 * 2 * 16 * sizeof(float));
     ml_decoder_free(&d);
     teardown(&f);
 }
@@ -120,7 +121,7 @@ static void test_cache_layout(void **s) {
 static void test_rewind(void **s) {
     fixture f;
     setup(&f, "tiny-r1");
-    const int V = f.m.cfg.vocab_size;
+    int V = f.m.cfg.vocab_size;
     ml_decoder d;
     assert_int_equal(ml_decoder_create(&d, &f.m, T, 16), ML_OK);
     int32_t junk[7] = {1, 2, 3, 4, 5, 6, 7};
@@ -141,14 +142,21 @@ static void test_rewind(void **s) {
     ml_decoder_free(&d);
     teardown(&f);
 
-    setup(&f, "tiny-pro");
-    assert_int_equal(ml_decoder_create(&d, &f.m, T, 16), ML_OK);
+    setup(&f, "tiny-pro"); /* window 8, chunks of 4: sliding slots hold 2 * 8 + 4 = 20 rows */
+    assert_int_equal(ml_decoder_create(&d, &f.m, T, 4), ML_OK);
     assert_int_equal(ml_decoder_feed(&d, f.tok, 5, 0, NULL), ML_OK);
     assert_int_equal(ml_decoder_feed(&d, junk, 2, 0, NULL), ML_OK);
-    assert_int_equal(ml_decoder_rewind(&d, 5), ML_OK); /* nothing wrapped yet */
+    assert_int_equal(ml_decoder_rewind(&d, 5), ML_OK);
     assert_int_equal(ml_decoder_feed(&d, f.tok + 5, 10, 0, NULL), ML_OK);
-    assert_int_equal(ml_decoder_rewind(&d, 12), ML_ERR_UNSUPPORTED); /* the ring wrapped */
-    assert_int_equal(ml_decoder_len(&d), 15);
+    assert_int_equal(ml_decoder_rewind(&d, 12), ML_OK); /* 15 positions: nothing moved out yet */
+    assert_int_equal(ml_decoder_feed(&d, f.tok + 12, 18, 0, NULL), ML_OK);
+    assert_int_equal(ml_decoder_rewind(&d, 12), ML_ERR_UNSUPPORTED); /* keys 5.. were moved out */
+    assert_int_equal(ml_decoder_len(&d), 30);
+    assert_int_equal(ml_decoder_rewind(&d, 26), ML_OK); /* within the window: still held */
+    all = malloc(sizeof(float) * T * V);
+    assert_int_equal(ml_decoder_feed(&d, f.tok + 26, T - 26, 0, all), ML_OK);
+    for (int t = 26; t < T; t++) check_row(&f, all + (size_t)(t - 26) * V, t, "sliding window after rewind");
+    free(all);
     ml_decoder_free(&d);
     teardown(&f);
 }

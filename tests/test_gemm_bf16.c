@@ -25,8 +25,8 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
-#include "model/ops/gemm_bf16.h"
 #include "model/model.h"
+#include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 
 static ml_rng rng;

@@ -15,8 +15,8 @@
 
 #include "common/atomic_file.h"
 #include "formats/gguf.h"
-#include "interop/gguf_export.h"
 #include "formats/half.h"
+#include "interop/gguf_export.h"
 #include "tests/support/test_util.h"
 
 static const char *dir;

@@ -24,9 +24,9 @@
 
 #include "common/rng.h"
 #include "formats/safetensors.h"
+#include "model/model.h"
 #include "optim/optimizer.h"
 #include "tests/support/test_util.h"
-#include "model/model.h"
 #include "train/trainer.h"
 
 enum { B = 2, T = 24, STEPS = 10 };

@@ -28,10 +28,10 @@
 #include "distill/logit_cache.h"
 #include "distill/teacher_logits.h"
 #include "formats/npy.h"
-#include "tests/support/test_util.h"
 #include "interop/model_load.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
+#include "tests/support/test_util.h"
 
 enum { N = 6, V = 37, K = 5 };
 

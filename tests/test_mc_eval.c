@@ -21,10 +21,10 @@
 
 #include "common/atomic_file.h"
 #include "data/tokenizer.h"
-#include "infer/mc_eval.h"
 #include "formats/safetensors.h"
-#include "tests/support/test_util.h"
+#include "infer/mc_eval.h"
 #include "model/model.h"
+#include "tests/support/test_util.h"
 
 #define EVAL_DIR ML_SHARED_DIR "/data/eval"
 

@@ -18,9 +18,9 @@
 #include <cmocka.h>
 
 #include "common/prof.h"
-#include "train/bench.h"
 #include "model/config.h"
 #include "tests/support/test_util.h"
+#include "train/bench.h"
 
 static volatile double sink;
 

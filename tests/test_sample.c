@@ -16,8 +16,8 @@
 
 #include "data/tokenizer.h"
 #include "infer/sample.h"
-#include "tests/support/test_util.h"
 #include "model/model.h"
+#include "tests/support/test_util.h"
 
 enum { NEW = 30, MAXT = 64 };
 

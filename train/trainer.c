@@ -17,13 +17,14 @@
 #include "data/mixture_loader.h"
 #include "distill/kd_head.h"
 #include "distill/logit_cache.h"
+#include "infer/eval_loss.h"
+#include "interop/model_load.h"
+#include "model/checkpoint.h"
+#include "model/linear.h"
+#include "model/model.h"
 #include "optim/clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
-#include "interop/model_load.h"
-#include "model/checkpoint.h"
-#include "infer/eval_loss.h"
-#include "model/model.h"
 
 void ml_train_args_defaults(ml_train_args *a) {
     memset(a, 0, sizeof *a);
@@ -379,6 +380,7 @@ static ml_status run(trainer *t, const ml_train_args *a) {
             loss_sum += s;
             scored += n;
         }
+        ml_model_grads_to_latent(m); /* weight transforms: gradients of the used weights reach the latent ones */
         double loss = loss_sum / (double)(scored ? scored : 1);
         /* clip_grad_norm leaves non-finite gradients untouched and returns their norm */
         double gnorm = 0;
@@ -388,6 +390,7 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         ml_status us = ML_OK;
         if (!skipped) ML_PROFILE(ML_PROF_OPTIMIZER) us = ml_optim_step(&t->opt, m->param_arena.base, m->grad_arena.base, lr);
         ML_TRY(us);
+        ml_model_weights_changed(m);
         t->st.tokens_seen += tokens_per_step;
         double now = ml_now_seconds(), dt = now - t0;
         if (ml_prof_enabled()) t->prof_wall += dt, t->prof_steps++;

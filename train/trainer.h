@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "common/status.h"
-#include "optim/optimizer.h"
 #include "model/model.h"
+#include "optim/optimizer.h"
 
 #define ML_MAX_DATA_FILES 256
 #define ML_MAX_SOURCES 64

@@ -7,12 +7,18 @@
  * values transposed once per tile), and exp runs 16 lanes at a time (common/vmath.h).
  * Tiles that no query of the tile can see are skipped: beyond the diagonal, before a sliding
  * window, and, when document ids never decrease along a row (packed documents), in earlier
- * documents. GQA reads the shared K/V head directly; nothing is repeated. */
+ * documents. GQA reads the shared K/V head directly; nothing is repeated.
+ * The same forward serves a KV-cached decoder: queries are then the last Tq of Tk keys
+ * (ml_attn_dims.q_start), so training, evaluation and decoding run one attention kernel.
+ * Scratch comes from a caller's workspace (ml_attention_work_floats), so a training step
+ * allocates nothing; without one, the kernel allocates its own. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <omp.h>
 
 #include "common/vmath.h"
 #include "model/ops/ops.h"
@@ -35,13 +41,52 @@ static bool nondecreasing(const int32_t *d, int T) {
     return true;
 }
 
-/* Per batch row: do its document ids never decrease (packed documents, whose tiles may be skipped)?
- * NULL without documents. Computed once per call, not per tile task. */
-static bool *nondecreasing_rows(const int32_t *doc, int B, int T) {
-    if (!doc) return NULL;
-    bool *rows = malloc((size_t)B * sizeof(bool));
-    for (int b = 0; b < B; b++) rows[b] = nondecreasing(doc + (int64_t)b * T, T);
-    return rows;
+/* Workspace: a header (threads it was sized for), one flag per batch row (do its document ids never
+ * decrease, i.e. packed documents whose tiles may be skipped), then one scratch block per thread. */
+enum { WORK_HEADER = 16 };
+
+static size_t per_thread_floats(int T, int H, int KV, int hd) {
+    const size_t fwd = (size_t)TILE * hd + (size_t)TILE * TILE;
+    const size_t bwd = 2 * (size_t)TILE * hd + 3 * (size_t)TILE * TILE + (size_t)(H / KV) * T;
+    const size_t n = fwd > bwd ? fwd : bwd;
+    return (n + 15) / 16 * 16;
+}
+
+static size_t flag_floats(int B) { return ((size_t)B + 15) / 16 * 16; }
+
+size_t ml_attention_work_floats(int B, int T, int H, int KV, int hd, int threads) {
+    return WORK_HEADER + flag_floats(B) + (size_t)threads * per_thread_floats(T, H, KV, hd);
+}
+
+void ml_attention_work_init(float *work, int threads) { memcpy(work, &threads, sizeof threads); }
+
+typedef struct {
+    float *own;    /* allocated here when the caller gave no workspace */
+    float *base;
+    int threads;
+    float *mono;   /* [B] 1 when the row's document ids never decrease */
+    size_t stride; /* floats per thread */
+} workspace;
+
+static void work_open(workspace *w, float *work, const int32_t *doc, int B, int T, int H, int KV, int hd) {
+    memset(w, 0, sizeof *w);
+    if (work) {
+        memcpy(&w->threads, work, sizeof w->threads);
+        w->base = work;
+    } else {
+        w->threads = omp_get_max_threads();
+        w->own = malloc(sizeof(float) * ml_attention_work_floats(B, T, H, KV, hd, w->threads));
+        w->base = w->own;
+    }
+    if (w->threads > omp_get_max_threads()) w->threads = omp_get_max_threads();
+    w->mono = w->base + WORK_HEADER;
+    w->stride = per_thread_floats(T, H, KV, hd);
+    if (doc)
+        for (int b = 0; b < B; b++) w->mono[b] = nondecreasing(doc + (int64_t)b * T, T) ? 1.0f : 0.0f;
+}
+
+static inline float *work_thread(const workspace *w, int B) {
+    return w->base + WORK_HEADER + flag_floats(B) + (size_t)omp_get_thread_num() * w->stride;
 }
 
 /* Where queries [q0, q0+nq) meet keys [k0, k0+nk) of one row. */
@@ -152,34 +197,38 @@ static void mask_row(float *s, int t, int k0, int nk, int window, const int32_t 
 }
 
 void ml_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                          const int32_t *doc, int B, int T, int H, int KV, int hd, int window) {
-    const int group = H / KV, ntiles = (T + TILE - 1) / TILE;
+                          const int32_t *doc, const ml_attn_dims *dims, float *work) {
+    const int B = dims->B, Tq = dims->Tq, Tk = dims->Tk, qs0 = dims->q_start, H = dims->H, KV = dims->KV,
+              hd = dims->hd, window = dims->window;
+    const int group = H / KV, ntiles = (Tq + TILE - 1) / TILE;
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t qs = (int64_t)H * hd, ks = (int64_t)KV * hd; /* token strides */
-    bool *mono_rows = nondecreasing_rows(doc, B, T);
-#pragma omp parallel
+    workspace w;
+    work_open(&w, work, doc, B, Tk, H, KV, hd);
+#pragma omp parallel num_threads(w.threads)
     {
-        float *kt = aligned_alloc(64, sizeof(float) * TILE * hd);
-        float *s = aligned_alloc(64, sizeof(float) * TILE * TILE);
+        float *kt = work_thread(&w, B);
+        float *s = kt + TILE * hd;
         float mx[TILE], sum[TILE];
 #pragma omp for collapse(3) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int qt = 0; qt < ntiles; qt++) {
-                    const int q0 = qt * TILE, nq = T - q0 < TILE ? T - q0 : TILE, kvh = h / group;
-                    const float *qb = q + ((int64_t)b * T + q0) * qs + (int64_t)h * hd;
-                    const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * hd;
-                    const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * hd;
-                    const int32_t *db = doc ? doc + (int64_t)b * T : NULL;
-                    const bool mono = db && mono_rows[b];
-                    float *ob = out + ((int64_t)b * T + q0) * qs + (int64_t)h * hd;
+                    /* queries [qi0, qi0 + nq) of this row sit at key positions [q0, q0 + nq) */
+                    const int qi0 = qt * TILE, nq = Tq - qi0 < TILE ? Tq - qi0 : TILE, q0 = qs0 + qi0, kvh = h / group;
+                    const float *qb = q + ((int64_t)b * Tq + qi0) * qs + (int64_t)h * hd;
+                    const float *kb = k + (int64_t)b * Tk * ks + (int64_t)kvh * hd;
+                    const float *vb = v + (int64_t)b * Tk * ks + (int64_t)kvh * hd;
+                    const int32_t *db = doc ? doc + (int64_t)b * Tk : NULL;
+                    const bool mono = db && w.mono[b] != 0.0f;
+                    float *ob = out + ((int64_t)b * Tq + qi0) * qs + (int64_t)h * hd;
                     for (int i = 0; i < nq; i++) {
                         mx[i] = -INFINITY;
                         sum[i] = 0.0f;
                         memset(ob + i * qs, 0, sizeof(float) * hd);
                     }
                     for (int k0 = first_key(q0, window) / TILE * TILE; k0 <= q0 + nq - 1; k0 += TILE) {
-                        const int nk = T - k0 < TILE ? T - k0 : TILE;
+                        const int nk = Tk - k0 < TILE ? Tk - k0 : TILE;
                         const tile_kind kind = classify(q0, nq, k0, nk, window, db, mono);
                         if (kind == TILE_SKIP) continue;
                         transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
@@ -209,33 +258,33 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
                         float inv = 1.0f / sum[i], *oi = ob + i * qs;
 #pragma omp simd
                         for (int d = 0; d < hd; d++) oi[d] *= inv;
-                        lse[((int64_t)b * H + h) * T + q0 + i] = mx[i] + logf(sum[i]);
+                        if (lse) lse[((int64_t)b * H + h) * Tq + qi0 + i] = mx[i] + logf(sum[i]);
                     }
                 }
-        free(kt);
-        free(s);
     }
-    free(mono_rows);
+    free(w.own);
 }
 
 /* Parallel over (batch row, kv head): every query head of a group and every query position
  * write the same dk/dv rows, so one thread owns them all (no races, fixed summation order).
  * Key tiles are the outer loop so a tile's dk/dv stay in cache across all its queries. */
 void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                           const float *q, const float *k, const float *v, const int32_t *doc, int B, int T, int H,
-                           int KV, int hd, int window) {
+                           const float *q, const float *k, const float *v, const int32_t *doc, const ml_attn_dims *dims,
+                           float *work) {
+    const int B = dims->B, T = dims->Tk, H = dims->H, KV = dims->KV, hd = dims->hd, window = dims->window;
     const int group = H / KV;
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t qs = (int64_t)H * hd, ks = (int64_t)KV * hd;
-    bool *mono_rows = nondecreasing_rows(doc, B, T);
-#pragma omp parallel
+    workspace w;
+    work_open(&w, work, doc, B, T, H, KV, hd);
+#pragma omp parallel num_threads(w.threads)
     {
-        float *kt = aligned_alloc(64, sizeof(float) * TILE * hd);
-        float *vt = aligned_alloc(64, sizeof(float) * TILE * hd);
-        float *p = aligned_alloc(64, sizeof(float) * TILE * TILE);
-        float *ds = aligned_alloc(64, sizeof(float) * TILE * TILE);
-        float *tr = aligned_alloc(64, sizeof(float) * TILE * TILE);
-        float *rowdot = malloc(sizeof(float) * (size_t)group * T); /* D_t = dout_t . out_t per head */
+        float *kt = work_thread(&w, B);
+        float *vt = kt + TILE * hd;
+        float *p = vt + TILE * hd;
+        float *ds = p + TILE * TILE;
+        float *tr = ds + TILE * TILE;
+        float *rowdot = tr + TILE * TILE; /* [group * T]: D_t = dout_t . out_t per head */
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
@@ -244,7 +293,7 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                 float *dkb = dk + (int64_t)b * T * ks + (int64_t)kvh * hd;
                 float *dvb = dv + (int64_t)b * T * ks + (int64_t)kvh * hd;
                 const int32_t *db = doc ? doc + (int64_t)b * T : NULL;
-                const bool mono = db && mono_rows[b];
+                const bool mono = db && w.mono[b] != 0.0f;
                 for (int g = 0; g < group; g++) {
                     const int h = kvh * group + g;
                     for (int t = 0; t < T; t++) {
@@ -297,12 +346,6 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                     }
                 }
             }
-        free(kt);
-        free(vt);
-        free(p);
-        free(ds);
-        free(tr);
-        free(rowdot);
     }
-    free(mono_rows);
+    free(w.own);
 }

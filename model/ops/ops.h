@@ -5,6 +5,7 @@
 #ifndef ML_OPS_H
 #define ML_OPS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* ---- matmul (model/ops/matmul.c): Y[N,out] = X[N,in] · W[out,in]^T, weights in HF [out,in] layout */
@@ -42,15 +43,31 @@ void ml_headnorm_forward(float *x, float *rstd, int N, int heads, int hd, float 
 void ml_headnorm_backward(float *dy, const float *y, const float *rstd, int N, int heads, int hd);
 
 /* ---- causal GQA attention (model/ops/attention.c)
- * q [B,T,H,hd], k,v [B,T,KV,hd]; out [B,T,H,hd]; lse [B,H,T] log-sum-exp of each score row.
- * window > 0: key j visible from query t only if t - j < window. doc (NULL or [B*T]): only keys of
- * the same document. Scores are never materialised beyond one row per thread (online softmax). */
+ * Each of B rows holds Tk keys/values k,v [B,Tk,KV,hd] and Tq queries q [B,Tq,H,hd]; query i sits at key
+ * position q_start + i (training: Tq = Tk, q_start = 0; a KV-cached decoder: the chunk's Tq queries after
+ * the cached keys, q_start = Tk - Tq). out [B,Tq,H,hd]; lse [B,H,Tq] log-sum-exp of each score row (may be
+ * NULL in the forward). window > 0: key j visible from position t only if t - j < window. doc (NULL or
+ * [B*Tk]): only keys of the same document. Scores are never materialised beyond one tile per thread. */
+typedef struct {
+    int B, Tq, Tk, q_start;
+    int H, KV, hd;
+    int window;
+} ml_attn_dims;
+/* Scratch for the forward and backward of rows of up to T keys on `threads` threads; initialise once
+ * with ml_attention_work_init. Passing work = NULL makes the kernel allocate its own (tests, benches). */
+size_t ml_attention_work_floats(int B, int T, int H, int KV, int hd, int threads);
+void ml_attention_work_init(float *work, int threads);
 void ml_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                          const int32_t *doc, int B, int T, int H, int KV, int hd, int window);
-/* dq, dk, dv overwritten. */
+                          const int32_t *doc, const ml_attn_dims *dims, float *work);
+/* Training only (Tq = Tk, q_start = 0). dq, dk, dv overwritten. */
 void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                           const float *q, const float *k, const float *v, const int32_t *doc, int B, int T, int H,
-                           int KV, int hd, int window);
+                           const float *q, const float *k, const float *v, const int32_t *doc, const ml_attn_dims *dims,
+                           float *work);
+/* The dimensions of training attention: B rows of T tokens attending among themselves. */
+static inline ml_attn_dims ml_attn_dims_self(int B, int T, int H, int KV, int hd, int window) {
+    ml_attn_dims d = {B, T, T, 0, H, KV, hd, window};
+    return d;
+}
 
 /* ---- SwiGLU (model/ops/swiglu.c): h = silu(gate) * up, elementwise over n */
 void ml_swiglu_forward(float *h, const float *gate, const float *up, int64_t n);

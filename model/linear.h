@@ -1,0 +1,48 @@
+/* The one call through which every linear layer and the embedding of a model compute: it applies the
+ * model's precision (fp32 sgemm or the bf16 GEMM) and, per tensor, an optional weight transform.
+ *
+ * A weight transform (fake quantization, ...) maps a latent weight to the weight the network computes
+ * with. Its forward fills the "used" copy once per change of the weights (ml_model_weights_changed),
+ * not once per product. Backward products read the used weight and accumulate the gradient with
+ * respect to it; ml_model_grads_to_latent then applies each transform's backward once per optimizer
+ * step, turning that gradient into the latent weight's (a straight-through estimator is the identity,
+ * a clipped one zeroes where the grid clips). Gradients are linear in the loss, so applying it after
+ * gradient accumulation and layer sharing is the same as applying it per product. */
+#ifndef ML_MODEL_LINEAR_H
+#define ML_MODEL_LINEAR_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+struct ml_weight_transform {
+    const char *name;
+    /* used[numel] from latent[numel] of parameter p ([rows = shape[0], cols = shape[1]], row-major) */
+    ml_status (*forward)(void *ctx, const ml_param *p, float *used, const float *latent);
+    /* grad[numel]: d loss / d used on entry, d loss / d latent on return. NULL: straight through. */
+    void (*backward)(void *ctx, const ml_param *p, float *grad, const float *latent);
+    void *ctx;
+};
+
+/* Install (or, with t = NULL, remove) the transform of one parameter matrix (the embedding included;
+ * not norms). Allocates the used copy on first use; marks the weights changed. */
+ml_status ml_model_set_transform(ml_model *m, const ml_param *p, const ml_weight_transform *t);
+/* The weights changed (optimizer step, load): the used copies are refreshed before the next forward. */
+static inline void ml_model_weights_changed(ml_model *m) { m->weights_stale = 1; }
+/* Refresh the used copies now if the weights changed (the forward passes call it). */
+ml_status ml_model_refresh_weights(ml_model *m);
+/* Apply each transform's backward to the accumulated gradients (once per optimizer step). */
+void ml_model_grads_to_latent(ml_model *m);
+
+/* y[N, out] = x[N, in] . W^T for the matrix `kind` of block `layer` (-1 outside blocks; ML_P_LM_HEAD is
+ * the embedding when tied), with the used weight and the model's precision. */
+void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *y, const float *x, int N);
+/* dx[N, in] (= or += per accumulate_dx) dy . W and dW += dy^T . x (the gradient of the used weight).
+ * dx may be NULL. */
+void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
+                        int accumulate_dx);
+/* out[N, C] = rows of the used embedding table; its backward accumulates into the table's gradient. */
+void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N);
+void ml_embed_backward(ml_model *m, const float *dout, const int32_t *tokens, int N);
+
+#endif

@@ -11,7 +11,12 @@
  *   10 AdamW losses       |c - t| <= 2e-6 * |t|            (lr 1e-3; observed <= 3e-7)
  *   10 AdamW parameters   per tensor, max |c - t| <= 0.1 * lr (observed <= 0.04 lr: Adam's update
  *                         m / sqrt(v) of an element whose gradient is ~0 is dominated by rounding
- *                         noise, so such elements may step differently; every loss still agrees). */
+ *                         noise, so such elements may step differently; every loss still agrees).
+ *
+ * The weight-transform seam (model/linear.h), with the same tolerances: a soft clamp
+ * W_used = C tanh(W / C) on every matrix (the tied embedding once) against PyTorch autograd through
+ * the same function (golden.py --soft-clamp), and an identity transform that must change nothing,
+ * bit for bit. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +29,7 @@
 
 #include "common/rng.h"
 #include "formats/safetensors.h"
+#include "model/linear.h"
 #include "model/model.h"
 #include "optim/optimizer.h"
 #include "tests/support/test_util.h"
@@ -38,13 +44,41 @@ static double max_abs(const float *x, size_t n) {
     return m;
 }
 
-static void run_variant(const char *preset, int use_pos_doc) {
+/* ---- weight transforms for the seam tests */
+static const float CLAMP = 0.03f; /* init std 0.02: tanh bends the larger weights clearly */
+
+static ml_status soft_clamp_forward(void *ctx, const ml_param *p, float *used, const float *w) {
+    for (size_t i = 0; i < p->numel; i++) used[i] = CLAMP * tanhf(w[i] / CLAMP);
+    return ML_OK;
+}
+static void soft_clamp_backward(void *ctx, const ml_param *p, float *g, const float *w) {
+    for (size_t i = 0; i < p->numel; i++) {
+        const float t = tanhf(w[i] / CLAMP);
+        g[i] *= 1.0f - t * t;
+    }
+}
+static ml_status identity_forward(void *ctx, const ml_param *p, float *used, const float *w) {
+    memcpy(used, w, p->numel * sizeof(float));
+    return ML_OK;
+}
+static const ml_weight_transform soft_clamp = {"soft-clamp", soft_clamp_forward, soft_clamp_backward, NULL};
+static const ml_weight_transform identity = {"identity", identity_forward, NULL, NULL};
+
+static void set_all_transforms(ml_model *m, const ml_weight_transform *t) {
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].ndim == 2) assert_int_equal(ml_model_set_transform(m, &m->params[i], t), ML_OK);
+}
+
+static void run_variant_ex(const char *preset, int use_pos_doc, int soft);
+static void run_variant(const char *preset, int use_pos_doc) { run_variant_ex(preset, use_pos_doc, 0); }
+
+static void run_variant_ex(const char *preset, int use_pos_doc, int soft) {
     const char *dir = ml_test_tmpdir("golden");
     char cfg_path[4096], w_path[4096], b_path[4096], o_path[4096];
     snprintf(cfg_path, sizeof cfg_path, "%s/configs/%s.json", ML_SOURCE_DIR, preset);
     snprintf(w_path, sizeof w_path, "%s/%s_w.safetensors", dir, preset);
     snprintf(b_path, sizeof b_path, "%s/%s_batch%d.safetensors", dir, preset, use_pos_doc);
-    snprintf(o_path, sizeof o_path, "%s/%s_out%d.safetensors", dir, preset, use_pos_doc);
+    snprintf(o_path, sizeof o_path, "%s/%s_out%d%s.safetensors", dir, preset, use_pos_doc, soft ? "_soft" : "");
 
     ml_config cfg;
     assert_int_equal(ml_config_load(&cfg, cfg_path), ML_OK);
@@ -83,9 +117,12 @@ static void run_variant(const char *preset, int use_pos_doc) {
     }
     assert_int_equal(ml_safetensors_writer_write(w, b_path), ML_OK);
     ml_safetensors_writer_free(w);
+    char extra[64] = "";
+    if (soft) snprintf(extra, sizeof extra, "--soft-clamp %.9g", CLAMP);
     int rc = ml_test_run("%s %s/tests/reference/golden.py --config %s --weights %s --batch %s --out %s --steps %d "
-                         "--lr %g --weight-decay 0.1",
-                         ML_PYTHON, ML_SOURCE_DIR, cfg_path, w_path, b_path, o_path, STEPS, LR);
+                         "--lr %g --weight-decay 0.1 %s",
+                         ML_PYTHON, ML_SOURCE_DIR, cfg_path, w_path, b_path, o_path, soft ? 0 : STEPS, LR, extra);
+    if (soft) set_all_transforms(&m, &soft_clamp);
     assert_int_equal(rc, 0);
     ml_safetensors *gold;
     assert_int_equal(ml_safetensors_open(&gold, o_path), ML_OK);
@@ -114,6 +151,7 @@ static void run_variant(const char *preset, int use_pos_doc) {
     /* every parameter gradient */
     assert_int_equal(ml_model_head_loss(&m, &b, 1.0f / (float)count, &loss_sum, &count), ML_OK);
     assert_int_equal(ml_model_backward(&m, &b), ML_OK);
+    ml_model_grads_to_latent(&m); /* no-op without transforms */
     double worst = 0;
     for (int i = 0; i < m.n_params; i++) {
         const ml_param *p = &m.params[i];
@@ -129,6 +167,12 @@ static void run_variant(const char *preset, int use_pos_doc) {
         free(g);
     }
     print_message("  gradients: worst relative error %.2e over %d tensors\n", worst, m.n_params);
+    if (soft) { /* the transform's part ends here: no optimizer steps */
+        ml_safetensors_close(gold);
+        free(logits), free(ref);
+        ml_model_free(&m);
+        return;
+    }
 
     /* ten AdamW steps on the same batch */
     ml_optim_config oc = ml_optim_defaults(ML_OPTIM_ADAMW);
@@ -177,6 +221,49 @@ static void test_r1(void **state) { run_variant("tiny-r1", 0); }
 static void test_pro_sliding_window(void **state) { run_variant("tiny-pro", 0); }
 static void test_pro_positions_and_document_mask(void **state) { run_variant("tiny-pro", 1); }
 static void test_r1_positions_and_document_mask(void **state) { run_variant("tiny-r1", 1); }
+static void test_soft_clamp_transform_v1(void **state) { run_variant_ex("tiny-v1", 0, 1); }
+static void test_soft_clamp_transform_pro_docs(void **state) { run_variant_ex("tiny-pro", 1, 1); }
+
+/* An identity transform goes through the used-weight copies and the gradient pass, and must leave
+ * logits, loss and every gradient bit-identical to the model without transforms. */
+static void test_identity_transform_changes_nothing(void **state) {
+    char cfg_path[4096];
+    snprintf(cfg_path, sizeof cfg_path, "%s/configs/tiny-r1.json", ML_SOURCE_DIR);
+    ml_config cfg;
+    assert_int_equal(ml_config_load(&cfg, cfg_path), ML_OK);
+    ml_model a, b2;
+    assert_int_equal(ml_model_create(&a, &cfg), ML_OK);
+    assert_int_equal(ml_model_create(&b2, &cfg), ML_OK);
+    ml_model_init_weights(&a, 7);
+    ml_model_init_weights(&b2, 7);
+    set_all_transforms(&b2, &identity);
+    assert_ptr_not_equal(b2.u.embed, b2.w.embed); /* really computing from the copies */
+    int32_t tok[B * T], tgt[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 37) % cfg.vocab_size, tgt[i] = (i * 11 + 3) % cfg.vocab_size;
+    ml_batch bt = {.tokens = tok, .targets = tgt, .B = B, .T = T};
+    ml_model *ms[2] = {&a, &b2};
+    for (int k = 0; k < 2; k++) {
+        double ls;
+        int64_t n;
+        assert_int_equal(ml_model_reserve(ms[k], B, T, T), ML_OK);
+        ml_model_zero_grad(ms[k]);
+        assert_int_equal(ml_model_forward(ms[k], &bt), ML_OK);
+        assert_int_equal(ml_model_head_loss(ms[k], &bt, 1.0f / (B * T), &ls, &n), ML_OK);
+        assert_int_equal(ml_model_backward(ms[k], &bt), ML_OK);
+        ml_model_grads_to_latent(ms[k]);
+    }
+    assert_memory_equal(a.ln_f, b2.ln_f, sizeof(float) * B * T * cfg.hidden_size);
+    assert_memory_equal(a.grad_arena.base, b2.grad_arena.base, sizeof(float) * a.num_floats);
+    /* a changed latent weight reaches the forward only through ml_model_weights_changed */
+    b2.w.embed[0] += 1.0f;
+    assert_int_equal(ml_model_refresh_weights(&b2), ML_OK);
+    assert_float_equal(b2.u.embed[0], a.w.embed[0], 0.0f);
+    ml_model_weights_changed(&b2);
+    assert_int_equal(ml_model_refresh_weights(&b2), ML_OK);
+    assert_float_equal(b2.u.embed[0], a.w.embed[0] + 1.0f, 0.0f);
+    ml_model_free(&a);
+    ml_model_free(&b2);
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -185,6 +272,9 @@ int main(void) {
         cmocka_unit_test(test_pro_sliding_window),
         cmocka_unit_test(test_pro_positions_and_document_mask),
         cmocka_unit_test(test_r1_positions_and_document_mask),
+        cmocka_unit_test(test_soft_clamp_transform_v1),
+        cmocka_unit_test(test_soft_clamp_transform_pro_docs),
+        cmocka_unit_test(test_identity_transform_changes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

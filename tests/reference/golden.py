@@ -20,6 +20,11 @@ Output (float32 safetensors, written atomically)
   losses [steps]           loss at each AdamW step, before that step's update (losses[0] == loss)
   final.<name>             every parameter after `steps` updates
 
+--soft-clamp C computes with every weight matrix (the embedding included, once for both of its uses
+when tied) replaced by C * tanh(W / C), W the given (latent) weight: the reference for the model's
+per-tensor weight-transform seam. grad.<name> is then d loss / d latent W, through the transform.
+It needs --steps 0.
+
 Optimizer: torch.optim.AdamW (foreach=False), constant lr, weight decay on matrices and the
 embedding only (not on norm weights), no gradient clipping, the same batch at every step. Its
 update (torch 1.13, step t starting at 1), per element:
@@ -35,6 +40,7 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.utils.parametrize
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mobilellm_torch import (MobileLLM, MobileLLMConfig, RefInputError, cross_entropy,  # noqa: E402
@@ -91,6 +97,20 @@ def run(args) -> str:
     model = MobileLLM(cfg)
     load_weights(model, weights, where=args.weights)
     names = [n for n, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
+    if args.soft_clamp is not None:
+        if args.steps != 0:
+            raise RefInputError("--soft-clamp needs --steps 0")
+        c = args.soft_clamp
+
+        class SoftClamp(torch.nn.Module):
+            def forward(self, w):
+                return c * torch.tanh(w / c)
+
+        for module in list(model.modules()):
+            w = getattr(module, "weight", None)
+            if isinstance(w, torch.nn.Parameter) and w.dim() == 2:
+                torch.nn.utils.parametrize.register_parametrization(module, "weight", SoftClamp())
     opt = torch.optim.AdamW(weight_decay_groups(model, args.weight_decay), lr=args.lr,
                             betas=(args.beta1, args.beta2), eps=args.eps, foreach=False)
 
@@ -106,8 +126,8 @@ def run(args) -> str:
     V = cfg.vocab_size
     out = {"logits": logits.detach().reshape(-1, V).numpy().copy(),
            "loss": np.array([loss.item()], dtype=np.float32)}
-    for n, p in model.named_parameters():
-        out["grad." + n] = p.grad.detach().numpy().copy()
+    for n in names:  # the latent parameters, under their original names
+        out["grad." + n] = params[n].grad.detach().numpy().copy()
     losses = []
     for step in range(args.steps):
         if step > 0:
@@ -115,8 +135,8 @@ def run(args) -> str:
         losses.append(loss.item())
         opt.step()
     out["losses"] = np.array(losses, dtype=np.float32)
-    for n, p in model.named_parameters():
-        out["final." + n] = p.detach().numpy().copy()
+    for n in names:
+        out["final." + n] = params[n].detach().numpy().copy()
     write_safetensors(args.out, out, metadata={"generator": "tests/reference/golden.py",
                                                 "torch": torch.__version__})
     B, T = tokens.shape
@@ -137,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--beta2", type=float, default=0.95)
     ap.add_argument("--eps", type=float, default=1e-8)
     ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--soft-clamp", type=float, default=None)
     args = ap.parse_args(argv)
     try:
         print(run(args))

@@ -337,8 +337,8 @@ static ml_status read_value(ml_train_args *a, const ml_train_opt *r, const cJSON
 /* A MATCH row given again: its value must equal the stored one. */
 static ml_status check_match(const ml_train_args *a, const ml_train_opt *r, const cJSON *it) {
     if (r->type == ML_TOPT_NAME && cJSON_IsString(it) && strcmp(AT(a, r, const char), it->valuestring) != 0)
-        return ml_fail(ML_ERR_ARG, "checkpoint was trained with %s, not %s: resume needs the same %s (--%s)",
-                       it->valuestring, AT(a, r, const char), r->flag, r->flag);
+        return ml_fail(ML_ERR_ARG, "checkpoint was trained with --%s %s, not %s: a resumed run keeps it", r->flag,
+                       it->valuestring, AT(a, r, const char));
     return ML_OK;
 }
 

@@ -355,7 +355,8 @@ ml_status ml_train(const ml_train_args *args) {
     const ml_train_args *a = &resolved;
     if (isnan(resolved.weight_decay)) {
         ml_optim_kind kind;
-        ML_TRY(ml_optim_kind_parse(resolved.optim, &kind));
+        ml_status s = ml_optim_kind_parse(resolved.optim, &kind);
+        if (s != ML_OK) return a->resume_ckpt ? ml_fail_context(s, "resuming %s", a->resume_ckpt) : s;
         resolved.weight_decay = (float)ml_optim_def_of(kind)->default_weight_decay;
     }
     int sources = !!a->config_path + !!a->init_ckpt + !!a->resume_ckpt;
@@ -462,6 +463,7 @@ ml_status ml_train(const ml_train_args *args) {
     {
         ml_optim_kind kind;
         s = ml_optim_kind_parse(a->optim, &kind);
+        if (s != ML_OK && a->resume_ckpt) s = ml_fail_context(s, "resuming %s", a->resume_ckpt);
         if (s != ML_OK) goto done;
         ml_optim_config oc = ml_optim_defaults(kind);
         oc.beta1 = a->beta1;

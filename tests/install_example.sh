@@ -2,9 +2,9 @@
 # The installed package works on its own: `cmake --install` into a temporary prefix, build
 # examples/train_tiny.c against it with nothing but `pkg-config --static --cflags --libs mobilellm`,
 # run it and check what it prints (the loss falls, decode returns the text, a saved checkpoint reloads).
-# usage: install_example.sh <build-dir> <source-dir> <c-compiler>
+# usage: install_example.sh <build-dir> <source-dir> <c-compiler> [extra link flags, e.g. sanitizers]
 set -euo pipefail
-BUILD=$1 SRC=$2 CC=${3:-cc}
+BUILD=$1 SRC=$2 CC=${3:-cc} EXTRA=${4:-}
 mkdir -p "$BUILD/test_files"
 W=$(mktemp -d "$BUILD/test_files/install_example.XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -21,7 +21,7 @@ echo '#include <mobilellm.h>
 int main(void) { return MOBILELLM_OK; }' >"$W/alone.c"
 "$CC" -std=c99 -Wall -Wextra -Werror -c "$W/alone.c" -I"$W/prefix/include" -o "$W/alone.o"
 # shellcheck disable=SC2086
-"$CC" -std=c11 -O2 -Wall -Wextra -Werror "$SRC/examples/train_tiny.c" $flags -o "$W/train_tiny"
+"$CC" -std=c11 -O2 -Wall -Wextra -Werror "$SRC/examples/train_tiny.c" $EXTRA $flags -o "$W/train_tiny"
 "$W/train_tiny" "$W/tiny.h5" | tee "$W/out.txt"
 grep -q '^loss fell: ' "$W/out.txt" || { echo "FAIL: no loss line"; exit 1; }
 grep -q '^decoded: MobileLLM trains' "$W/out.txt" || { echo "FAIL: decode did not return the text"; exit 1; }

@@ -27,20 +27,6 @@
 #include "infer/eval_loss.h"
 #include "model/model.h"
 
-ml_status ml_train_args_stored_str(const char *json, const char *key, char **value) {
-    *value = NULL;
-    cJSON *o = cJSON_Parse(json);
-    if (!o) return ml_fail(ML_ERR_FORMAT, "stored run arguments are not valid JSON");
-    cJSON *t = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsString(t)) *value = strdup(t->valuestring);
-    cJSON_Delete(o);
-    return ML_OK;
-}
-
-ml_status ml_train_args_stored_teacher(const char *json, char **teacher) {
-    return ml_train_args_stored_str(json, "teacher", teacher);
-}
-
 ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg) {
     ml_optim_segment *segs = malloc(sizeof *segs * (size_t)m->n_params);
     if (!segs) return ml_fail(ML_ERR_NOMEM, "out of memory");

@@ -88,10 +88,6 @@ ml_status ml_train_args_to_json(const ml_train_args *a, char **json);
 /* An optimizer over the model's parameter table (weight decay on matrices and the embedding). */
 ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg);
 
-/* The teacher path stored in run arguments (malloc'd, NULL if none). */
-ml_status ml_train_args_stored_teacher(const char *json, char **teacher);
-/* Any stored string argument ("teacher", "cache") (malloc'd, NULL if none). */
-ml_status ml_train_args_stored_str(const char *json, const char *key, char **value);
 
 /* Copy a checkpoint's optimizer state into a fresh optimizer of the same configuration. Fails with one
  * line when the checkpoint holds none, names an optimizer the registry does not know, another optimizer

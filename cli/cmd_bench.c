@@ -93,7 +93,10 @@ int ml_cmd_bench(int argc, char **argv) {
         if (warn) printf("%s\n", warn);
         if (r.profiled) {
             printf("profile (%d timed steps)\n", a.steps);
-            ml_prof_print(stdout, r.wall_seconds, a.steps);
+            char table[8192];
+            size_t len = 0;
+            ml_prof_table(table, sizeof table, &len, r.wall_seconds, a.steps);
+            fputs(table, stdout);
         }
     }
     size_t need = ml_bench_json(NULL, 0, &cfg, &a, &r) + 1;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "infer/passkey.h"
 #include "interop/model_load.h"
@@ -64,7 +65,8 @@ int ml_cmd_passkey(int argc, char **argv) {
         s = ml_fail(ML_ERR_CONFIG, "tokenizer vocabulary (%u) is larger than the model's (%d)", tok->vocab_size,
                     m.cfg.vocab_size);
     ml_passkey_result res[64];
-    ml_passkey_opts o = {.samples = samples, .seed = (uint64_t)seed, .filler = filler};
+    ml_passkey_opts o = {.samples = samples, .seed = (uint64_t)seed, .filler = filler,
+                         .progress = {ml_cli_progress_rewrite, NULL}};
     if (s == ML_OK) s = ml_passkey_eval(&m, tok, lengths, n, &o, res);
     char frac[64][24];
     if (s == ML_OK) {

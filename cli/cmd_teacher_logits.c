@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "cli/args.h"
+#include "cli/commands.h"
 #include "distill/teacher_logits.h"
 
 int ml_cmd_teacher_logits(int argc, char **argv) {
@@ -24,6 +25,7 @@ int ml_cmd_teacher_logits(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     a.data = (const char *const *)data.items;
     a.n_data = data.count;
+    a.progress = (ml_progress){ml_cli_progress_stdout, NULL};
     ml_status s = ml_teacher_logits(&a);
     if (s == ML_ERR_INTERRUPTED) {
         ml_cli_fail("teacher-logits");

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/commands.h"
 #include "common/status.h"
 #include "data/ingest.h"
 #include "data/tokenizer.h"
@@ -38,7 +39,7 @@ int ml_cmd_tokenize(int argc, char **argv) {
     ml_ingest_opts o = {.inputs = inputs.items, .n_inputs = inputs.count, .out = out, .val_out = val_out,
                         .val_fraction = val_fraction, .domain = domain, .jsonl_field = field,
                         .skip_bad_lines = skip_bad, .flags = (bos ? ML_TOK_ADD_BOS : 0) | (eos ? ML_TOK_ADD_EOS : 0),
-                        .progress = 1};
+                        .progress = 1, .on_progress = {ml_cli_progress_tty, NULL}};
     ml_status s = ML_OK;
     if (!strcmp(split, "file")) o.split = ML_SPLIT_FILE;
     else if (!strcmp(split, "blank-lines")) o.split = ML_SPLIT_BLANK_LINES;

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli/args.h"
+#include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "common/status.h"
 #include "data/bpe_train.h"
@@ -32,7 +33,8 @@ static ml_status run(const ml_str_list *inputs, int vocab, int64_t min_freq, con
         free(data);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    ml_bpe_train_opts o = {.vocab_size = (uint32_t)vocab, .min_frequency = (uint64_t)min_freq, .verbose = verbose};
+    ml_bpe_train_opts o = {.vocab_size = (uint32_t)vocab, .min_frequency = (uint64_t)min_freq, .verbose = verbose,
+                          .on_progress = {ml_cli_progress_stderr, NULL}};
     if (s == ML_OK) s = ml_bpe_trainer_train(t, &o);
     clock_gettime(CLOCK_MONOTONIC, &t2);
     if (s == ML_OK) s = ml_bpe_trainer_write_json(t, out);

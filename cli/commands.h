@@ -3,6 +3,8 @@
 #ifndef ML_CLI_COMMANDS_H
 #define ML_CLI_COMMANDS_H
 
+#include "common/log.h"
+
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -11,6 +13,14 @@ typedef struct {
 
 extern const ml_command ml_commands[];
 extern const int ml_num_commands;
+
+/* Printers of the library's progress reports (cli/progress.c): a line on stdout; a line on stderr;
+ * a line on stderr rewritten in place on a terminal; a line on stderr always rewritten in place
+ * ("\r"), ended by the final report. */
+void ml_cli_progress_stdout(const ml_progress_report *r, void *user);
+void ml_cli_progress_stderr(const ml_progress_report *r, void *user);
+void ml_cli_progress_tty(const ml_progress_report *r, void *user);
+void ml_cli_progress_rewrite(const ml_progress_report *r, void *user);
 
 /* `train` and `distill` share one implementation (cli/cmd_train.c). */
 int ml_train_cli(const char *cmd, int argc, char **argv, int distill);

@@ -60,33 +60,34 @@ void ml_prof_stop_(ml_prof_id id, double t0) {
     calls_[id]++;
 }
 
-void ml_prof_print(FILE *out, double wall_seconds, int64_t steps) {
-    if (steps < 1) steps = 1;
-    int order[ML_PROF_COUNT], n = 0;
-    for (int i = 0; i < ML_PROF_COUNT; i++)
-        if (calls_[i]) order[n++] = i;
-    for (int i = 1; i < n; i++) /* insertion sort, longest first */
-        for (int j = i; j > 0 && seconds_[order[j]] > seconds_[order[j - 1]]; j--) {
-            int t = order[j];
-            order[j] = order[j - 1], order[j - 1] = t;
-        }
-    const double per = 1e3 / (double)steps, wall = wall_seconds > 0 ? wall_seconds : 1e-30;
-    fprintf(out, "%-20s %10s %7s %8s\n", "kernel", "ms/step", "%step", "calls");
-    for (int k = 0; k < n; k++) {
-        int i = order[k];
-        fprintf(out, "%-20s %10.2f %6.1f%% %8.0f\n", names_[i], seconds_[i] * per, 100.0 * seconds_[i] / wall,
-                (double)calls_[i] / (double)steps);
-    }
-    double other = wall_seconds - ml_prof_total_seconds();
-    fprintf(out, "%-20s %10.2f %6.1f%%\n", "other (untimed)", other * per, 100.0 * other / wall);
-    fprintf(out, "%-20s %10.2f %6.1f%%\n", "step (wall)", wall_seconds * per, 100.0);
-}
-
 #define APPEND(...)                                                                                                \
     do {                                                                                                           \
         int k_ = snprintf(*len < n ? buf + *len : NULL, *len < n ? n - *len : 0, __VA_ARGS__);                     \
         if (k_ > 0) *len += (size_t)k_;                                                                            \
     } while (0)
+
+void ml_prof_table(char *buf, size_t n, size_t *len, double wall_seconds, int64_t steps) {
+    if (steps < 1) steps = 1;
+    int order[ML_PROF_COUNT], k = 0;
+    for (int i = 0; i < ML_PROF_COUNT; i++)
+        if (calls_[i]) order[k++] = i;
+    for (int i = 1; i < k; i++) /* insertion sort, longest first */
+        for (int j = i; j > 0 && seconds_[order[j]] > seconds_[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    const double per = 1e3 / (double)steps, wall = wall_seconds > 0 ? wall_seconds : 1e-30;
+    APPEND("%-20s %10s %7s %8s\n", "kernel", "ms/step", "%step", "calls");
+    for (int r = 0; r < k; r++) {
+        int i = order[r];
+        APPEND("%-20s %10.2f %6.1f%% %8.0f\n", names_[i], seconds_[i] * per, 100.0 * seconds_[i] / wall,
+               (double)calls_[i] / (double)steps);
+    }
+    double other = wall_seconds - ml_prof_total_seconds();
+    APPEND("%-20s %10.2f %6.1f%%\n", "other (untimed)", other * per, 100.0 * other / wall);
+    APPEND("%-20s %10.2f %6.1f%%\n", "step (wall)", wall_seconds * per, 100.0);
+}
+
 
 void ml_prof_json(char *buf, size_t n, size_t *len, double wall_seconds, int64_t steps) {
     if (steps < 1) steps = 1;

@@ -75,9 +75,10 @@ void ml_prof_stop_(ml_prof_id id, double t0);
     for (double ml_prof_t0_ = ml_prof_on_ ? ml_prof_start_() : 0.0, ml_prof_once_ = 1; ml_prof_once_;             \
          ml_prof_once_ = 0, ml_prof_t0_ > 0.0 ? ml_prof_stop_((id), ml_prof_t0_) : (void)0)
 
-/* Print the table: each timer in ms per step and % of the step's wall time, sorted by time, then
- * "other (untimed)" = wall - sum. wall_seconds and steps describe the profiled period. */
-void ml_prof_print(FILE *out, double wall_seconds, int64_t steps);
+/* Append the table as text lines (each ending in a newline) to buf at *len (snprintf semantics): each
+ * timer in ms per step and % of the step's wall time, sorted by time, then "other (untimed)" = wall -
+ * sum. wall_seconds and steps describe the profiled period. */
+void ml_prof_table(char *buf, size_t n, size_t *len, double wall_seconds, int64_t steps);
 /* Append the profile as a JSON array of {"name","ms_per_step","share","calls_per_step"} (every timer, in
  * table order, then {"name":"other",...}) to buf at *len (snprintf semantics; *len may exceed n). */
 void ml_prof_json(char *buf, size_t n, size_t *len, double wall_seconds, int64_t steps);

@@ -343,9 +343,14 @@ ml_status ml_bpe_trainer_train(ml_bpe_trainer *t, const ml_bpe_train_opts *o) {
         free(where);
         ML_TRY(s);
         ML_TRY(flush_dirty(t));
-        if (o->verbose && (t->n_merges % 1000 == 0))
-            fprintf(stderr, "merge %u: count %lld, %.1f s\n", t->n_merges, (long long)e.count,
-                    (double)(clock() - c0) / CLOCKS_PER_SEC);
+        if (o->verbose && (t->n_merges % 1000 == 0)) {
+            char line[128];
+            double sec = (double)(clock() - c0) / CLOCKS_PER_SEC;
+            snprintf(line, sizeof line, "merge %u: count %lld, %.1f s", t->n_merges, (long long)e.count, sec);
+            ml_progress_report r = {.task = "bpe-train", .done = t->n_merges, .rate = sec > 0 ? t->n_merges / sec : 0,
+                                    .line = line};
+            ml_progress_emit(&o->on_progress, &r);
+        }
     }
     return ML_OK;
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/log.h"
 #include "common/status.h"
 
 typedef struct ml_bpe_trainer ml_bpe_trainer;
@@ -27,7 +28,8 @@ typedef struct {
     uint64_t min_frequency; /* stop when the best pair occurs fewer times (default 2 when 0) */
     const char *const *specials; /* NULL: <|begin_of_text|>, <|end_of_text|> */
     int n_specials;
-    int verbose; /* progress on stderr */
+    int verbose; /* report progress every 1000 merges ... */
+    ml_progress on_progress; /* ... to this callback (task "bpe-train", units: merges) */
 } ml_bpe_train_opts;
 
 ml_status ml_bpe_trainer_new(ml_bpe_trainer **out);

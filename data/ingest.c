@@ -292,7 +292,7 @@ typedef struct {
     size_t n, cap;
 } ingest;
 
-static void progress(uint64_t done, uint64_t total, double t0, uint64_t docs, int final);
+static void progress(const ml_ingest_opts *o, uint64_t done, uint64_t total, double t0, uint64_t docs, int final);
 
 static ml_status flush(ingest *g) {
     if (g->n == 0) return ML_OK;
@@ -331,7 +331,7 @@ static ml_status flush(ingest *g) {
     g->text.n = 0;
     if (g->show && now_s() - g->last >= 1.0) {
         g->last = now_s();
-        progress(g->done_base + g->pos, g->total, g->t0, g->n_docs, 0);
+        progress(g->o, g->done_base + g->pos, g->total, g->t0, g->n_docs, 0);
     }
     return ML_OK;
 }
@@ -435,13 +435,15 @@ static ml_status jsonl_docs(ingest *g, const char *path, const char *s, size_t n
     return ML_OK;
 }
 
-static void progress(uint64_t done, uint64_t total, double t0, uint64_t docs, int final) {
+static void progress(const ml_ingest_opts *o, uint64_t done, uint64_t total, double t0, uint64_t docs, int final) {
     double dt = now_s() - t0, mb = (double)done / 1e6, rate = dt > 0 ? mb / dt : 0;
     double eta = rate > 0 ? ((double)(total - done) / 1e6) / rate : 0;
-    int tty = isatty(2);
-    fprintf(stderr, "%stokenize: %.1f of %.1f MB (%.0f%%), %.1f MB/s, ETA %.0fs, %" PRIu64 " documents%s",
-            tty ? "\r" : "", mb, (double)total / 1e6, total ? 100.0 * (double)done / (double)total : 100.0, rate, eta,
-            docs, tty && !final ? "" : "\n");
+    char line[256];
+    snprintf(line, sizeof line, "tokenize: %.1f of %.1f MB (%.0f%%), %.1f MB/s, ETA %.0fs, %" PRIu64 " documents", mb,
+             (double)total / 1e6, total ? 100.0 * (double)done / (double)total : 100.0, rate, eta, docs);
+    ml_progress_report r = {.task = "tokenize", .done = (double)done, .total = (double)total, .rate = rate * 1e6,
+                            .eta_s = eta, .final = final, .line = line};
+    ml_progress_emit(&o->on_progress, &r);
 }
 
 static ml_status check_opts(const ml_ingest_opts *o, int *every) {
@@ -491,11 +493,11 @@ ml_status ml_ingest(const ml_ingest_opts *o, ml_ingest_result *res) {
         done += files.sizes[i];
         if (g.show && now_s() - g.last >= 1.0) {
             g.last = now_s();
-            progress(done, files.total_bytes, g.t0, g.n_docs + g.n, 0);
+            progress(o, done, files.total_bytes, g.t0, g.n_docs + g.n, 0);
         }
     }
     if (s == ML_OK) s = flush(&g);
-    if (g.show && s == ML_OK) progress(done, files.total_bytes, g.t0, g.n_docs, 1);
+    if (g.show && s == ML_OK) progress(o, done, files.total_bytes, g.t0, g.n_docs, 1);
     res->files = files.n;
     if (s == ML_OK && g.train.docs == 0)
         s = ml_fail(ML_ERR_ARG, "no documents in the inputs (%zu files, %" PRIu64 " binary files skipped%s)", files.n,

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/log.h"
 #include "common/status.h"
 #include "data/tokenizer.h"
 
@@ -49,7 +50,8 @@ typedef struct {
     uint64_t shard_tokens;     /* 0: a single shard */
     int threads;               /* 0: OpenMP default; 1: serial */
     uint32_t frame_tokens;     /* 0: the shard default (tests use small frames) */
-    int progress;              /* print progress (MB/s, ETA) to stderr for inputs >= 16 MB */
+    int progress;              /* report progress (MB/s, ETA) for inputs >= 16 MB ... */
+    ml_progress on_progress;   /* ... to this callback (task "tokenize", units: bytes) */
 } ml_ingest_opts;
 
 typedef struct {

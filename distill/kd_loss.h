@@ -18,6 +18,9 @@
 
 #include "common/status.h"
 
+/* A kind is an index into the registry of losses (kd_loss.c: one row per divergence with its name,
+ * its dense row function and its per-category terms for sparse targets); adding a loss is one row
+ * and its functions in kd_loss.c, selected by name (ml_kd_kind_parse). */
 typedef enum { ML_KD_FKL = 0, ML_KD_RKL, ML_KD_JSD } ml_kd_kind;
 
 typedef struct {
@@ -30,6 +33,21 @@ typedef struct {
 ml_status ml_kd_kind_parse(const char *name, ml_kd_kind *kind);
 const char *ml_kd_kind_name(ml_kd_kind kind);
 ml_status ml_kd_config_check(const ml_kd_config *c);
+
+/* One registry row. */
+typedef struct {
+    const char *name; /* "fkl", "rkl", "jsd": --loss and the stored run arguments */
+    /* dense targets: rows of full logits, as ml_kd_rows */
+    void (*rows)(float *zs, float *zt, float *kd, float *ce, const int32_t *targets, int n, int V,
+                 const ml_kd_config *c, float grad_scale);
+    /* sparse targets, one category with teacher q = exp(lq) and student P = exp(lP): adds the category's
+     * term of D to *div and returns h = P dD/dP (*h) and g = dD/dP (*g) */
+    void (*category)(double q, double lq, double P, double lP, double beta, double *div, double *h, double *g);
+    ml_status (*check)(const ml_kd_config *c); /* its own parameters (NULL: none) */
+} ml_kd_loss_def;
+
+int ml_kd_num_kinds(void);
+const ml_kd_loss_def *ml_kd_loss_def_of(ml_kd_kind kind); /* NULL when out of range */
 
 /* Rows of logits: zs [n, V] student (overwritten by grad_scale * d loss / d zs when grad_scale != 0),
  * zt [n, V] teacher (overwritten: used as scratch). targets [n] for the CE part (< 0: row not scored).

@@ -80,7 +80,7 @@ static ml_status run(job *j, const ml_teacher_logits_args *a) {
     ML_TRY(ml_config_to_json(tc, &j->config_json));
     ML_TRY(ml_logit_cache_create(&j->w, a->out, &info, j->config_json));
     if (!a->quiet)
-        printf("teacher %s (%lld parameters, vocabulary %d): top %d of %lld batches of %d x %d -> %s\n", tc->name,
+        ml_log(ML_LOG_INFO, "teacher %s (%lld parameters, vocabulary %d): top %d of %lld batches of %d x %d -> %s", tc->name,
                (long long)ml_config_num_params(tc), tc->vocab_size, a->K, (long long)n_batches, a->B, a->T, a->out);
     ml_batch b = {.tokens = j->tokens, .targets = j->targets, .B = a->B, .T = a->T};
     topk_ctx k = {a->K, j->ids, j->lp, j->tail};
@@ -96,9 +96,13 @@ static ml_status run(job *j, const ml_teacher_logits_args *a) {
         if (!a->quiet) {
             double dt = ml_now_seconds() - t0, rate = (double)(i + 1) * (double)N / dt;
             double eta = dt / (double)(i + 1) * (double)(n_batches - i - 1);
-            printf("batch %lld/%lld | %.0f tok/s | ETA %ldm%02lds\n", (long long)i + 1, (long long)n_batches, rate,
-                   (long)eta / 60, (long)eta % 60);
-            fflush(stdout);
+            char line[160];
+            snprintf(line, sizeof line, "batch %lld/%lld | %.0f tok/s | ETA %ldm%02lds", (long long)i + 1,
+                     (long long)n_batches, rate, (long)eta / 60, (long)eta % 60);
+            ml_progress_report pr = {.task = "teacher-logits", .done = (double)(i + 1), .total = (double)n_batches,
+                                     .rate = (double)(i + 1) / dt, .eta_s = eta, .final = i + 1 == n_batches,
+                                     .line = line};
+            ml_progress_emit(&a->progress, &pr);
         }
         if (ml_stop_requested())
             return ml_fail(ML_ERR_INTERRUPTED, "interrupted after batch %lld: no cache written", (long long)i + 1);
@@ -107,7 +111,7 @@ static ml_status run(job *j, const ml_teacher_logits_args *a) {
     j->w = NULL;
     ML_TRY(ml_logit_cache_commit(w));
     if (!a->quiet)
-        printf("wrote %s: %lld batches, %.1f s\n", a->out, (long long)n_batches, ml_now_seconds() - t0);
+        ml_log(ML_LOG_INFO, "wrote %s: %lld batches, %.1f s", a->out, (long long)n_batches, ml_now_seconds() - t0);
     return ML_OK;
 }
 

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "common/log.h"
 #include "common/status.h"
 
 typedef struct {
@@ -15,6 +16,9 @@ typedef struct {
     int64_t batches;              /* 0 = one pass over the data (at least one batch) */
     const char *out;              /* the cache file, written atomically */
     int quiet;                    /* no per-batch progress */
+    /* a report per batch (task "teacher-logits", units: batches); the opening and closing lines go to
+     * the log sink (common/log.h) */
+    ml_progress progress;
 } ml_teacher_logits_args;
 
 ml_status ml_teacher_logits(const ml_teacher_logits_args *a);

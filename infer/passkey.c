@@ -188,13 +188,20 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
             r->mean_tokens += (double)np;
             done++;
             double el = ml_now_seconds() - t0;
-            fprintf(stderr, "\rpasskey: %d/%d prompts, %.1f prompts/s, ETA %.0fs   ", done, total, done / el,
-                    el / done * (total - done));
+            char line[160];
+            snprintf(line, sizeof line, "passkey: %d/%d prompts, %.1f prompts/s, ETA %.0fs", done, total, done / el,
+                     el / done * (total - done));
+            ml_progress_report pr = {.task = "passkey", .done = done, .total = total, .rate = done / el,
+                                     .eta_s = el / done * (total - done), .line = line};
+            ml_progress_emit(&o->progress, &pr);
         }
         if (r->samples) r->mean_tokens /= r->samples;
         r->answer_nll = r->nll_samples ? r->answer_nll / r->nll_samples : NAN;
     }
-    if (done) fprintf(stderr, "\n"); /* ends the progress line; none before an error message */
+    if (done) { /* ends the progress line; none before an error message */
+        ml_progress_report pr = {.task = "passkey", .done = done, .total = total, .final = 1, .line = ""};
+        ml_progress_emit(&o->progress, &pr);
+    }
     free(tokens);
     free(logits);
     ml_byte_buf_free(&text);

@@ -7,6 +7,7 @@
 #ifndef ML_PASSKEY_H
 #define ML_PASSKEY_H
 
+#include "common/log.h"
 #include "data/tokenizer.h"
 #include "model/model.h"
 
@@ -27,6 +28,7 @@ typedef struct {
     int samples;            /* per length; depths spread evenly over [0, 1) */
     uint64_t seed;          /* pass keys */
     const char *filler;     /* filler text (sentences are repeated); NULL = a built-in neutral filler */
+    ml_progress progress;   /* a report per prompt (task "passkey", units: prompts) and a final one */
 } ml_passkey_opts;
 
 /* The model must not be reserved smaller than max(lengths) + 8 tokens: this function reserves it. */

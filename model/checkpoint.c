@@ -52,6 +52,12 @@ static ml_status write_all(ml_h5 *f, const ml_model *m, const ml_train_state *st
     if (st->optimizer[0]) {
         ML_TRY(ml_h5_set_attr_str(f, "/", "optimizer", st->optimizer));
         ML_TRY(ml_h5_set_attr_i64(f, "/", "optimizer_step", st->optimizer_step));
+        char list[ML_CKPT_MAX_OPTIM_STATE * 33] = "";
+        for (int i = 0; i < st->n_optim_state; i++) {
+            size_t k = strlen(list);
+            snprintf(list + k, sizeof list - k, "%s%s", i ? "," : "", st->optim_state_name[i]);
+        }
+        ML_TRY(ml_h5_set_attr_str(f, "/", "optimizer_state", list));
         for (int i = 0; i < st->n_optim_state; i++) {
             char group[64];
             snprintf(group, sizeof group, "optim/%s", st->optim_state_name[i]);
@@ -139,6 +145,51 @@ static ml_status read_tensors(ml_h5 *f, const ml_model *m, const char *group, fl
     return ML_OK;
 }
 
+/* The optimizer's state groups: those the optimizer_state attribute lists, or (checkpoints from
+ * before it) whichever of the three groups AdamW and SGD write are present. */
+static ml_status read_optim_state(ml_h5 *f, const char *path, const ml_model *m, ml_train_state *st) {
+    static const char *const legacy[] = {"exp_avg", "exp_avg_sq", "momentum_buffer"};
+    char names[ML_CKPT_MAX_OPTIM_STATE][32];
+    int n = 0;
+    if (ml_h5_has_attr(f, "/", "optimizer_state")) {
+        char *list = NULL;
+        ML_TRY(ml_h5_get_attr_str(f, "/", "optimizer_state", &list));
+        for (char *p = list, *e; *p; p = *e ? e + 1 : e) {
+            e = strchr(p, ',');
+            if (!e) e = p + strlen(p);
+            size_t len = (size_t)(e - p);
+            if (n == ML_CKPT_MAX_OPTIM_STATE || len == 0 || len >= sizeof names[0]) {
+                free(list);
+                return ml_fail(ML_ERR_FORMAT, "%s: optimizer_state lists more than %d groups or a bad name",
+                               path, ML_CKPT_MAX_OPTIM_STATE);
+            }
+            memcpy(names[n], p, len);
+            names[n++][len] = 0;
+        }
+        free(list);
+    } else {
+        for (int k = 0; k < 3; k++) {
+            char group[64];
+            snprintf(group, sizeof group, "optim/%s", legacy[k]);
+            if (ml_h5_exists(f, group)) snprintf(names[n++], sizeof names[0], "%s", legacy[k]);
+        }
+    }
+    st->owns_optim_state = 1;
+    for (int k = 0; k < n; k++) {
+        char group[64];
+        snprintf(group, sizeof group, "optim/%s", names[k]);
+        if (!ml_h5_exists(f, group))
+            return ml_fail(ML_ERR_FORMAT, "%s lists optimizer state '%s' but holds no /%s", path, names[k], group);
+        float *buf = ml_aligned_calloc(m->param_arena.capacity * sizeof(float));
+        if (!buf) return ml_fail(ML_ERR_NOMEM, "out of memory for optimizer state");
+        st->optim_state[st->n_optim_state] = buf;
+        snprintf(st->optim_state_name[st->n_optim_state], sizeof st->optim_state_name[0], "%s", names[k]);
+        st->n_optim_state++;
+        ML_TRY(read_tensors(f, m, group, buf));
+    }
+    return ML_OK;
+}
+
 static ml_status load_all(ml_h5 *f, const char *path, ml_model *m, ml_train_state *st) {
     ml_config cfg;
     ML_TRY(read_config(f, path, &cfg));
@@ -177,19 +228,7 @@ static ml_status load_all(ml_h5 *f, const char *path, ml_model *m, ml_train_stat
         snprintf(st->optimizer, sizeof st->optimizer, "%s", name);
         free(name);
         ML_TRY(ml_h5_get_attr_i64(f, "/", "optimizer_step", &st->optimizer_step));
-        static const char *const kinds[] = {"exp_avg", "exp_avg_sq", "momentum_buffer"};
-        st->owns_optim_state = 1;
-        for (int k = 0; k < 3 && st->n_optim_state < 2; k++) {
-            char group[64];
-            snprintf(group, sizeof group, "optim/%s", kinds[k]);
-            if (!ml_h5_exists(f, group)) continue;
-            float *buf = ml_aligned_calloc(m->param_arena.capacity * sizeof(float));
-            if (!buf) return ml_fail(ML_ERR_NOMEM, "out of memory for optimizer state");
-            st->optim_state[st->n_optim_state] = buf;
-            snprintf(st->optim_state_name[st->n_optim_state], sizeof st->optim_state_name[0], "%s", kinds[k]);
-            st->n_optim_state++;
-            ML_TRY(read_tensors(f, m, group, buf));
-        }
+        ML_TRY(read_optim_state(f, path, m, st));
     }
     return ML_OK;
 }

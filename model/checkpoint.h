@@ -2,10 +2,14 @@
  * seen, RNG state, data cursor, the resolved config and the run arguments. Written atomically.
  * Layout (readable with h5py):
  *   /                 attrs: format="mobilellm-checkpoint", version=1, step, tokens_seen,
- *                            config_json, args_json, optimizer, optimizer_step
+ *                            config_json, args_json, optimizer, optimizer_step,
+ *                            optimizer_state ("exp_avg,exp_avg_sq": the state groups, in order)
  *   /params/<name>    float32 [shape]
- *   /optim/<state>/<name>  float32 optimizer state per tensor, when present: exp_avg and
- *                          exp_avg_sq (AdamW) or momentum_buffer (SGD), as torch names them
+ *   /optim/<state>/<name>  float32 optimizer state per tensor, one group per name that
+ *                          optimizer_state lists (the optimizer registry's names, optim/optimizer.h:
+ *                          exp_avg and exp_avg_sq for AdamW, momentum_buffer for SGD, as torch names
+ *                          them). Checkpoints written before optimizer_state existed are read by
+ *                          looking for those three groups.
  *   /state/rng        uint64 [4]
  *   /state/cursor     int64  [n] data cursor
  *   /state/mixture    int64  [n] mixture loader state (data/mixture_loader.h), only for --source runs */
@@ -18,6 +22,7 @@
 #include "model/model.h"
 
 #define ML_CURSOR_WORDS 8
+#define ML_CKPT_MAX_OPTIM_STATE 8
 
 typedef struct {
     int64_t step, tokens_seen;
@@ -26,11 +31,11 @@ typedef struct {
     int64_t *mixture;   /* mixture loader state words (owned), NULL when none */
     int64_t n_mixture;
     char *args_json;      /* run arguments (owned; freed by ml_train_state_free) */
-    char optimizer[16];   /* "adamw", "sgd" or "" when no optimizer state is stored */
+    char optimizer[32];   /* the optimizer's registry name ("adamw", "sgd"), "" when none is stored */
     int64_t optimizer_step;
-    int n_optim_state;                 /* state tensors (0..2), laid out like the parameter arena */
-    char optim_state_name[2][32];
-    float *optim_state[2];
+    int n_optim_state;                 /* state groups, each laid out like the parameter arena */
+    char optim_state_name[ML_CKPT_MAX_OPTIM_STATE][32];
+    float *optim_state[ML_CKPT_MAX_OPTIM_STATE];
     int owns_optim_state;              /* 1 when loaded (freed with the state), 0 when borrowed */
 } ml_train_state;
 

@@ -13,6 +13,7 @@
 #include "optim/optimizer.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,57 @@
 /* Below this many elements a step runs on one thread: a parallel region costs more. */
 #define ML_OPTIM_PAR_MIN 32768
 
+static void adamw_step(ml_optimizer *o, float *params, const float *grads, float lr);
+static void sgd_step(ml_optimizer *o, float *params, const float *grads, float lr);
+
+static ml_status adamw_check(const ml_optim_config *c) {
+    if (!(c->beta1 >= 0 && c->beta1 < 1)) return ml_fail(ML_ERR_ARG, "adamw beta1 %g must be in [0, 1)", c->beta1);
+    if (!(c->beta2 >= 0 && c->beta2 < 1)) return ml_fail(ML_ERR_ARG, "adamw beta2 %g must be in [0, 1)", c->beta2);
+    if (!(c->eps >= 0 && isfinite(c->eps))) return ml_fail(ML_ERR_ARG, "adamw eps %g must be finite and >= 0", c->eps);
+    return ML_OK;
+}
+
+static ml_status sgd_check(const ml_optim_config *c) {
+    if (!(c->momentum >= 0 && c->momentum < 1))
+        return ml_fail(ML_ERR_ARG, "sgd momentum %g must be in [0, 1)", c->momentum);
+    return ML_OK;
+}
+
+/* SGD keeps its buffer only with momentum (torch's momentum_buffer) */
+static int sgd_keeps(const ml_optim_config *c, int i) { return c->momentum != 0; }
+
+/* The registry: one row per optimizer. Its index is the ml_optim_kind. */
+static const ml_optim_def registry[] = {
+    {"adamw", 2, {"exp_avg", "exp_avg_sq"}, 0.1, "decoupled", NULL, adamw_check, adamw_step},
+    {"sgd", 1, {"momentum_buffer"}, 0.0, "L2", sgd_keeps, sgd_check, sgd_step},
+};
+#define N_KINDS ((int)(sizeof registry / sizeof registry[0]))
+
+int ml_optim_num_kinds(void) { return N_KINDS; }
+
+const ml_optim_def *ml_optim_def_of(ml_optim_kind kind) {
+    return (int)kind >= 0 && (int)kind < N_KINDS ? &registry[kind] : NULL;
+}
+
+const ml_optim_def *ml_optim_find(const char *name, ml_optim_kind *kind) {
+    for (int i = 0; name && i < N_KINDS; i++)
+        if (!strcmp(registry[i].name, name)) {
+            if (kind) *kind = (ml_optim_kind)i;
+            return &registry[i];
+        }
+    return NULL;
+}
+
+const char *ml_optim_names(void) {
+    static char buf[256];
+    if (!buf[0])
+        for (int i = 0; i < N_KINDS; i++) {
+            size_t k = strlen(buf);
+            snprintf(buf + k, sizeof buf - k, "%s%s", i ? ", " : "", registry[i].name);
+        }
+    return buf;
+}
+
 ml_optim_config ml_optim_defaults(ml_optim_kind kind) {
     ml_optim_config c;
     memset(&c, 0, sizeof c);
@@ -28,54 +80,44 @@ ml_optim_config ml_optim_defaults(ml_optim_kind kind) {
     c.beta1 = 0.9;
     c.beta2 = 0.95;
     c.eps = 1e-8;
-    c.weight_decay = kind == ML_OPTIM_ADAMW ? 0.1 : 0.0;
+    const ml_optim_def *d = ml_optim_def_of(kind);
+    c.weight_decay = d ? d->default_weight_decay : 0.0;
     c.momentum = 0.0;
     return c;
 }
 
 ml_status ml_optim_kind_parse(const char *name, ml_optim_kind *out) {
-    if (name && strcmp(name, "adamw") == 0) {
-        *out = ML_OPTIM_ADAMW;
-        return ML_OK;
-    }
-    if (name && strcmp(name, "sgd") == 0) {
-        *out = ML_OPTIM_SGD;
-        return ML_OK;
-    }
-    return ml_fail(ML_ERR_ARG, "unknown optimizer '%s' (expected adamw or sgd)", name ? name : "(null)");
+    if (ml_optim_find(name, out)) return ML_OK;
+    return ml_fail(ML_ERR_ARG, "unknown optimizer '%s' (expected one of %s)", name ? name : "(null)", ml_optim_names());
 }
 
 const char *ml_optim_kind_name(ml_optim_kind kind) {
-    switch (kind) {
-    case ML_OPTIM_ADAMW: return "adamw";
-    case ML_OPTIM_SGD: return "sgd";
-    }
-    return "unknown";
+    const ml_optim_def *d = ml_optim_def_of(kind);
+    return d ? d->name : "unknown";
 }
 
 ml_status ml_optim_config_check(const ml_optim_config *c) {
     if (!c) return ml_fail(ML_ERR_ARG, "optimizer config is NULL");
-    if (c->kind != ML_OPTIM_ADAMW && c->kind != ML_OPTIM_SGD)
-        return ml_fail(ML_ERR_ARG, "optimizer kind %d is not adamw or sgd", (int)c->kind);
+    const ml_optim_def *d = ml_optim_def_of(c->kind);
+    if (!d) return ml_fail(ML_ERR_ARG, "optimizer kind %d is not one of %s", (int)c->kind, ml_optim_names());
     if (!(c->weight_decay >= 0 && isfinite(c->weight_decay)))
         return ml_fail(ML_ERR_ARG, "optimizer weight_decay %g must be finite and >= 0", c->weight_decay);
-    if (c->kind == ML_OPTIM_ADAMW) {
-        if (!(c->beta1 >= 0 && c->beta1 < 1))
-            return ml_fail(ML_ERR_ARG, "adamw beta1 %g must be in [0, 1)", c->beta1);
-        if (!(c->beta2 >= 0 && c->beta2 < 1))
-            return ml_fail(ML_ERR_ARG, "adamw beta2 %g must be in [0, 1)", c->beta2);
-        if (!(c->eps >= 0 && isfinite(c->eps)))
-            return ml_fail(ML_ERR_ARG, "adamw eps %g must be finite and >= 0", c->eps);
-    } else {
-        if (!(c->momentum >= 0 && c->momentum < 1))
-            return ml_fail(ML_ERR_ARG, "sgd momentum %g must be in [0, 1)", c->momentum);
-    }
-    return ML_OK;
+    return d->check ? d->check(c) : ML_OK;
+}
+
+static int keeps(const ml_optim_def *d, const ml_optim_config *c, int i) { return !d->keeps_state || d->keeps_state(c, i); }
+
+int ml_optim_state_names(const ml_optim_config *cfg, const char **names) {
+    const ml_optim_def *d = ml_optim_def_of(cfg->kind);
+    int n = 0;
+    for (int i = 0; d && i < d->n_state; i++)
+        if (keeps(d, cfg, i)) names[n++] = d->state_names[i];
+    return n;
 }
 
 size_t ml_optim_state_floats(const ml_optim_config *cfg, size_t num_floats) {
-    if (cfg->kind == ML_OPTIM_ADAMW) return 2 * num_floats;
-    return cfg->momentum != 0 ? num_floats : 0;
+    const char *names[ML_OPTIM_MAX_STATE];
+    return (size_t)ml_optim_state_names(cfg, names) * num_floats;
 }
 
 static int seg_cmp(const void *a, const void *b) {
@@ -90,7 +132,7 @@ ml_status ml_optim_create(ml_optimizer *o, const ml_optim_config *cfg, const ml_
     ML_TRY(ml_optim_config_check(cfg));
     if (n_segs < 0 || (n_segs > 0 && !segs))
         return ml_fail(ML_ERR_ARG, "ml_optim_create: %d segments but no segment array", n_segs);
-    if (num_floats > SIZE_MAX / (2 * sizeof(float)))
+    if (num_floats > SIZE_MAX / (ML_OPTIM_MAX_STATE * sizeof(float)))
         return ml_fail(ML_ERR_RANGE, "ml_optim_create: %zu parameters is too many", num_floats);
 
     ml_optim_segment *copy = NULL;
@@ -131,10 +173,9 @@ ml_status ml_optim_create(ml_optimizer *o, const ml_optim_config *cfg, const ml_
     o->segs = copy;
     o->n_segs = n_segs;
     o->num_floats = num_floats;
-    if (need > 0) {
-        o->m = st;
-        if (cfg->kind == ML_OPTIM_ADAMW) o->v = st + num_floats;
-    }
+    const ml_optim_def *d = ml_optim_def_of(cfg->kind);
+    for (int i = 0, k = 0; i < d->n_state; i++)
+        if (keeps(d, cfg, i)) o->state[i] = st + (size_t)k++ * num_floats;
     ml_optim_reset(o);
     return ML_OK;
 }
@@ -147,25 +188,28 @@ void ml_optim_free(ml_optimizer *o) {
 }
 
 void ml_optim_reset(ml_optimizer *o) {
-    if (o->m) memset(o->m, 0, o->num_floats * sizeof(float));
-    if (o->v) memset(o->v, 0, o->num_floats * sizeof(float));
+    for (int i = 0; i < ML_OPTIM_MAX_STATE; i++)
+        if (o->state[i]) memset(o->state[i], 0, o->num_floats * sizeof(float));
     o->t = 0;
 }
 
-int ml_optim_num_state(const ml_optimizer *o) { return (o->m != NULL) + (o->v != NULL); }
+int ml_optim_num_state(const ml_optimizer *o) {
+    int n = 0;
+    for (int i = 0; i < ML_OPTIM_MAX_STATE; i++) n += o->state[i] != NULL;
+    return n;
+}
 
 float *ml_optim_state(const ml_optimizer *o, int i, const char **name) {
-    const char *n = NULL;
-    float *p = NULL;
-    if (i == 0 && o->m) {
-        p = o->m;
-        n = o->cfg.kind == ML_OPTIM_ADAMW ? "exp_avg" : "momentum_buffer";
-    } else if (i == 1 && o->v) {
-        p = o->v;
-        n = "exp_avg_sq";
+    const ml_optim_def *d = ml_optim_def_of(o->cfg.kind);
+    for (int j = 0, k = 0; d && j < d->n_state; j++) {
+        if (!o->state[j]) continue;
+        if (k++ == i) {
+            if (name) *name = d->state_names[j];
+            return o->state[j];
+        }
     }
-    if (name) *name = n;
-    return p;
+    if (name) *name = NULL;
+    return NULL;
 }
 
 static size_t total_numel(const ml_optimizer *o) {
@@ -303,10 +347,9 @@ ml_status ml_optim_step(ml_optimizer *o, float *params, const float *grads, floa
     if (!o || !params || !grads) return ml_fail(ML_ERR_ARG, "ml_optim_step: NULL optimizer, parameters or gradients");
     if (!(lr >= 0 && isfinite(lr))) return ml_fail(ML_ERR_ARG, "ml_optim_step: learning rate %g is not finite and >= 0", (double)lr);
     if (o->t == INT64_MAX) return ml_fail(ML_ERR_RANGE, "ml_optim_step: step counter overflow");
+    const ml_optim_def *d = ml_optim_def_of(o->cfg.kind);
+    if (!d) return ml_fail(ML_ERR_ARG, "ml_optim_step: optimizer kind %d is not registered", (int)o->cfg.kind);
     o->t++;
-    if (o->cfg.kind == ML_OPTIM_ADAMW)
-        adamw_step(o, params, grads, lr);
-    else
-        sgd_step(o, params, grads, lr);
+    d->step(o, params, grads, lr);
     return ML_OK;
 }

@@ -4,12 +4,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/prof.h"
 #include "common/signals.h"
 #include "common/sysinfo.h"
@@ -25,178 +27,6 @@
 #include "optim/clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
-
-void ml_train_args_defaults(ml_train_args *a) {
-    memset(a, 0, sizeof *a);
-    a->batch = 4;
-    a->seq = 256;
-    a->steps = 100;
-    a->grad_accum = 1;
-    snprintf(a->optim, sizeof a->optim, "adamw");
-    snprintf(a->schedule, sizeof a->schedule, "cosine");
-    snprintf(a->precision, sizeof a->precision, "fp32");
-    snprintf(a->kd_loss, sizeof a->kd_loss, "fkl");
-    snprintf(a->kd_tail, sizeof a->kd_tail, "renorm");
-    a->temperature = 1.0f;
-    a->kd_beta = 0.5f;
-    a->lr = 2e-3f;
-    a->min_lr_ratio = 0.1f;
-    a->weight_decay = 0.1f;
-    a->clip = 1.0f;
-    a->beta1 = 0.9f;
-    a->beta2 = 0.95f;
-    a->eps = 1e-8f;
-    a->wsd_decay_fraction = 0.2f;
-    a->seed = 1;
-    a->keep = 3;
-    a->eval_batches = 8;
-}
-
-ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return ml_fail(ML_ERR_NOMEM, "out of memory");
-    cJSON *data = cJSON_AddArrayToObject(o, "data");
-    for (int i = 0; i < a->n_data; i++) cJSON_AddItemToArray(data, cJSON_CreateString(a->data[i]));
-    if (a->n_sources) {
-        cJSON *src = cJSON_AddArrayToObject(o, "source");
-        for (int i = 0; i < a->n_sources; i++) cJSON_AddItemToArray(src, cJSON_CreateString(a->sources[i]));
-        cJSON_AddNumberToObject(o, "shuffle_rows", a->shuffle_rows);
-    }
-    if (a->val) cJSON_AddStringToObject(o, "val", a->val);
-    if (a->config_path) cJSON_AddStringToObject(o, "config", a->config_path);
-    if (a->init_ckpt) cJSON_AddStringToObject(o, "init", a->init_ckpt);
-    cJSON_AddNumberToObject(o, "batch", a->batch);
-    cJSON_AddNumberToObject(o, "seq", a->seq);
-    cJSON_AddNumberToObject(o, "steps", (double)a->steps);
-    cJSON_AddNumberToObject(o, "grad_accum", a->grad_accum);
-    cJSON_AddStringToObject(o, "optim", a->optim);
-    cJSON_AddStringToObject(o, "schedule", a->schedule);
-    cJSON_AddStringToObject(o, "precision", a->precision);
-    cJSON_AddNumberToObject(o, "lr", a->lr);
-    cJSON_AddNumberToObject(o, "min_lr_ratio", a->min_lr_ratio);
-    cJSON_AddNumberToObject(o, "warmup", (double)a->warmup);
-    cJSON_AddNumberToObject(o, "weight_decay", a->weight_decay);
-    cJSON_AddNumberToObject(o, "clip", a->clip);
-    cJSON_AddNumberToObject(o, "beta1", a->beta1);
-    cJSON_AddNumberToObject(o, "beta2", a->beta2);
-    cJSON_AddNumberToObject(o, "eps", a->eps);
-    cJSON_AddNumberToObject(o, "momentum", a->momentum);
-    cJSON_AddNumberToObject(o, "wsd_decay_fraction", a->wsd_decay_fraction);
-    cJSON_AddNumberToObject(o, "seed", (double)a->seed);
-    cJSON_AddBoolToObject(o, "doc_positions", a->doc_positions);
-    cJSON_AddBoolToObject(o, "doc_mask", a->doc_mask);
-    cJSON_AddBoolToObject(o, "recompute", a->recompute);
-    if (a->teacher || a->cache) {
-        if (a->teacher) cJSON_AddStringToObject(o, "teacher", a->teacher);
-        if (a->cache) cJSON_AddStringToObject(o, "cache", a->cache);
-        if (a->cache) cJSON_AddStringToObject(o, "kd_tail", a->kd_tail);
-        cJSON_AddStringToObject(o, "kd_loss", a->kd_loss);
-        cJSON_AddNumberToObject(o, "temperature", a->temperature);
-        cJSON_AddNumberToObject(o, "kd_beta", a->kd_beta);
-        cJSON_AddNumberToObject(o, "ce_weight", a->ce_weight);
-    }
-    *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return *json ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory");
-}
-
-static int kept(const char *name, const char *const *keep, int n_keep) {
-    for (int i = 0; i < n_keep; i++)
-        if (!strcmp(keep[i], name)) return 1;
-    return 0;
-}
-
-ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char *const *keep, int n_keep,
-                                  char **strings) {
-    cJSON *o = cJSON_Parse(json);
-    if (!o) return ml_fail(ML_ERR_FORMAT, "stored run arguments are not valid JSON");
-    *strings = NULL;
-#define NUM(key, field, type)                                                 \
-    do {                                                                      \
-        cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);                 \
-        if (cJSON_IsNumber(it) && !kept(key, keep, n_keep)) a->field = (type)it->valuedouble; \
-    } while (0)
-#define STR(key, field)                                                                        \
-    do {                                                                                       \
-        cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);                                  \
-        if (cJSON_IsString(it) && !kept(key, keep, n_keep))                                    \
-            snprintf(a->field, sizeof a->field, "%s", it->valuestring);                        \
-    } while (0)
-    NUM("batch", batch, int);
-    NUM("seq", seq, int);
-    NUM("steps", steps, int64_t);
-    NUM("grad_accum", grad_accum, int);
-    NUM("lr", lr, float);
-    NUM("min_lr_ratio", min_lr_ratio, float);
-    NUM("warmup", warmup, int64_t);
-    NUM("weight_decay", weight_decay, float);
-    NUM("clip", clip, float);
-    NUM("beta1", beta1, float);
-    NUM("beta2", beta2, float);
-    NUM("eps", eps, float);
-    NUM("momentum", momentum, float);
-    NUM("wsd_decay_fraction", wsd_decay_fraction, float);
-    NUM("seed", seed, uint64_t);
-    NUM("shuffle_rows", shuffle_rows, int);
-    cJSON *bo = cJSON_GetObjectItemCaseSensitive(o, "doc_positions");
-    if (cJSON_IsBool(bo) && !kept("doc_positions", keep, n_keep)) a->doc_positions = cJSON_IsTrue(bo);
-    bo = cJSON_GetObjectItemCaseSensitive(o, "doc_mask");
-    if (cJSON_IsBool(bo) && !kept("doc_mask", keep, n_keep)) a->doc_mask = cJSON_IsTrue(bo);
-    bo = cJSON_GetObjectItemCaseSensitive(o, "recompute");
-    if (cJSON_IsBool(bo) && !kept("recompute", keep, n_keep)) a->recompute = cJSON_IsTrue(bo);
-    STR("optim", optim);
-    STR("schedule", schedule);
-    STR("precision", precision); /* absent in runs from before bf16: they were fp32, the default */
-    STR("kd_loss", kd_loss);
-    STR("kd_tail", kd_tail);
-    NUM("temperature", temperature, float);
-    NUM("kd_beta", kd_beta, float);
-    NUM("ce_weight", ce_weight, float);
-#undef NUM
-#undef STR
-    /* data files and mixture sources: only when the user named neither again */
-    cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data"), *src = cJSON_GetObjectItemCaseSensitive(o, "source");
-    if (!kept("data", keep, n_keep) && !kept("source", keep, n_keep) && (cJSON_IsArray(data) || cJSON_IsArray(src))) {
-        size_t total = 0;
-        cJSON *it;
-        if (cJSON_IsArray(data)) cJSON_ArrayForEach(it, data) if (cJSON_IsString(it)) total += strlen(it->valuestring) + 1;
-        if (cJSON_IsArray(src)) cJSON_ArrayForEach(it, src) if (cJSON_IsString(it)) total += strlen(it->valuestring) + 1;
-        char *buf = malloc(total + 1), *p = buf;
-        if (!buf) {
-            cJSON_Delete(o);
-            return ml_fail(ML_ERR_NOMEM, "out of memory");
-        }
-        a->n_data = 0;
-        a->n_sources = 0;
-        if (cJSON_IsArray(data)) cJSON_ArrayForEach(it, data) if (cJSON_IsString(it) && a->n_data < ML_MAX_DATA_FILES) {
-            strcpy(p, it->valuestring);
-            a->data[a->n_data++] = p;
-            p += strlen(p) + 1;
-        }
-        if (cJSON_IsArray(src)) cJSON_ArrayForEach(it, src) if (cJSON_IsString(it) && a->n_sources < ML_MAX_SOURCES) {
-            strcpy(p, it->valuestring);
-            a->sources[a->n_sources++] = p;
-            p += strlen(p) + 1;
-        }
-        *strings = buf;
-    }
-    cJSON_Delete(o);
-    return ML_OK;
-}
-
-ml_status ml_train_args_stored_str(const char *json, const char *key, char **value) {
-    *value = NULL;
-    cJSON *o = cJSON_Parse(json);
-    if (!o) return ml_fail(ML_ERR_FORMAT, "stored run arguments are not valid JSON");
-    cJSON *t = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsString(t)) *value = strdup(t->valuestring);
-    cJSON_Delete(o);
-    return ML_OK;
-}
-
-ml_status ml_train_args_stored_teacher(const char *json, char **teacher) {
-    return ml_train_args_stored_str(json, "teacher", teacher);
-}
 
 ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg) {
     ml_optim_segment *segs = malloc(sizeof *segs * (size_t)m->n_params);
@@ -217,27 +47,35 @@ static void ckpt_path(char *buf, size_t n, const char *dir, int64_t step) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Keep the newest `keep` checkpoints of the run directory. */
-static void prune_checkpoints(const char *dir, int keep) {
+static ml_status prune_checkpoints(const char *dir, int keep) {
     DIR *d = opendir(dir);
-    if (!d) return;
+    if (!d) return ml_fail(ML_ERR_IO, "pruning checkpoints: cannot open %s: %s", dir, strerror(errno));
     char *names[4096];
     int n = 0;
+    ml_status s = ML_OK;
     struct dirent *e;
     while ((e = readdir(d)) && n < 4096) {
         size_t len = strlen(e->d_name);
-        if (!strncmp(e->d_name, "ckpt_", 5) && len > 3 && !strcmp(e->d_name + len - 3, ".h5"))
-            names[n++] = strdup(e->d_name);
+        if (!strncmp(e->d_name, "ckpt_", 5) && len > 3 && !strcmp(e->d_name + len - 3, ".h5")) {
+            if (!(names[n] = strdup(e->d_name))) {
+                s = ml_fail(ML_ERR_NOMEM, "out of memory pruning checkpoints in %s", dir);
+                break;
+            }
+            n++;
+        }
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, cmp_str);
     for (int i = 0; i < n; i++) {
-        if (i < n - keep) {
+        if (s == ML_OK && i < n - keep) {
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-            unlink(p);
+            if (unlink(p) != 0 && errno != ENOENT)
+                s = ml_fail(ML_ERR_IO, "cannot remove old checkpoint %s: %s", p, strerror(errno));
         }
         free(names[i]);
     }
+    return s;
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -257,6 +95,7 @@ typedef struct {
     ml_train_state st;
     int32_t *tokens, *targets, *pos, *doc; /* pos/doc NULL unless the run asks for them */
     FILE *metrics;
+    char metrics_path[4096];
     char *args_json;
     double prof_wall; /* with ML_PROFILE=1: wall time and count of the profiled training steps */
     int64_t prof_steps;
@@ -291,7 +130,7 @@ static ml_status save(trainer *t, const ml_train_args *a, int64_t step) {
         t->st.cursor[1] = (int64_t)c.shard;
         t->st.cursor[2] = (int64_t)c.offset;
     }
-    /* the optimizer's state is borrowed, not copied, for the save */
+    /* the optimizer's state is borrowed, not copied, for the save; its groups carry the registry's names */
     snprintf(t->st.optimizer, sizeof t->st.optimizer, "%s", ml_optim_kind_name(t->opt.cfg.kind));
     t->st.optimizer_step = t->opt.t;
     t->st.n_optim_state = ml_optim_num_state(&t->opt);
@@ -303,8 +142,20 @@ static ml_status save(trainer *t, const ml_train_args *a, int64_t step) {
     t->st.owns_optim_state = 0;
     free(t->st.args_json);
     t->st.args_json = strdup(t->args_json);
+    if (!t->st.args_json) return ml_fail(ML_ERR_NOMEM, "out of memory saving %s", path);
     ML_TRY(ml_checkpoint_save(path, &t->model, &t->st));
-    prune_checkpoints(a->out_dir, a->keep);
+    return prune_checkpoints(a->out_dir, a->keep);
+}
+
+/* A metrics line; a failed write is an error, not a silent gap in the file. */
+static ml_status metrics_line(trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static ml_status metrics_line(trainer *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vfprintf(t->metrics, fmt, ap);
+    va_end(ap);
+    if (k < 0 || fflush(t->metrics) != 0)
+        return ml_fail(ML_ERR_IO, "writing %s failed: %s", t->metrics_path, strerror(errno));
     return ML_OK;
 }
 
@@ -344,7 +195,7 @@ static ml_status run(trainer *t, const ml_train_args *a) {
     double t_start = ml_now_seconds();
     int64_t first_step = t->st.step;
     if (first_step >= a->steps)
-        printf("checkpoint is already at step %lld of %lld: nothing to do\n", (long long)first_step,
+        ml_log(ML_LOG_INFO, "checkpoint is already at step %lld of %lld: nothing to do", (long long)first_step,
                (long long)a->steps);
     for (int64_t step = first_step; step < a->steps; step++) {
         double t0 = ml_now_seconds();
@@ -399,45 +250,51 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         char eta[32];
         fmt_eta(eta, sizeof eta, (now - t_start) / done * left);
         if (skipped)
-            fprintf(stderr, "step %lld: loss %g, grad norm %g not finite: update skipped\n", (long long)step + 1,
-                    loss, gnorm);
+            ml_log(ML_LOG_WARN, "step %lld: loss %g, grad norm %g not finite: update skipped", (long long)step + 1, loss,
+                   gnorm);
         char kd_part[96] = "", kd_json[96] = "";
+        ml_train_step_report rep = {.step = step + 1, .steps = a->steps, .loss = loss, .lr = lr, .grad_norm = gnorm,
+                                    .skipped = skipped, .tokens = t->st.tokens_seen, .tokens_per_s = tok_s,
+                                    .gflops = tok_s * flops_per_token / 1e9,
+                                    .eta_s = (now - t_start) / done * left};
         if ((t->has_teacher || t->cache) && kd_stats.count) {
             double kdm = kd_stats.kd_sum / (double)kd_stats.count, cem = kd_stats.ce_sum / (double)kd_stats.count;
             snprintf(kd_part, sizeof kd_part, " (%s %.4f, ce %.4f)", a->kd_loss, kdm, cem);
             snprintf(kd_json, sizeof kd_json, "\"kd\":%.6f,\"ce\":%.6f,", kdm, cem);
+            rep.has_kd = 1, rep.kd = kdm, rep.ce = cem;
         }
-        if (!a->quiet)
-            printf("step %6lld/%lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f GFLOP/s | ETA %s\n",
-                   (long long)step + 1, (long long)a->steps, loss, kd_part, lr, gnorm, tok_s,
-                   tok_s * flops_per_token / 1e9, eta);
+        char line[512];
+        snprintf(line, sizeof line, "step %6lld/%lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f GFLOP/s | ETA %s",
+                 (long long)step + 1, (long long)a->steps, loss, kd_part, lr, gnorm, tok_s,
+                 tok_s * flops_per_token / 1e9, eta);
+        rep.line = line;
+        if (a->callbacks.step) a->callbacks.step(&rep, a->callbacks.user);
         char mix_json[1024] = "";
         if (t->mix) mixture_rows_json(t->mix, domain_rows, mix_json, sizeof mix_json);
-        fprintf(t->metrics,
-                "{\"step\":%lld,\"loss\":%.6f,%s%s\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
-                "\"gflops\":%.2f,\"skipped\":%s}\n",
-                (long long)step + 1, loss, kd_json, mix_json, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
-                tok_s * flops_per_token / 1e9, skipped ? "true" : "false");
-        fflush(t->metrics);
+        ML_TRY(metrics_line(t,
+                            "{\"step\":%lld,\"loss\":%.6f,%s%s\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
+                            "\"gflops\":%.2f,\"skipped\":%s}\n",
+                            (long long)step + 1, loss, kd_json, mix_json, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
+                            tok_s * flops_per_token / 1e9, skipped ? "true" : "false"));
         int last = step + 1 == a->steps;
         if (t->has_val && ((a->eval_every > 0 && (step + 1) % a->eval_every == 0) || last)) {
             double vl;
             ML_TRY(evaluate(t, a, &vl));
-            printf("eval  step %lld | val loss %.4f | ppl %.2f\n", (long long)step + 1, vl, exp(vl));
-            fprintf(t->metrics, "{\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.4f}\n", (long long)step + 1, vl,
-                    exp(vl));
-            fflush(t->metrics);
+            ml_log(ML_LOG_INFO, "eval  step %lld | val loss %.4f | ppl %.2f", (long long)step + 1, vl, exp(vl));
+            if (a->callbacks.eval) a->callbacks.eval(step + 1, vl, a->callbacks.user);
+            ML_TRY(metrics_line(t, "{\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.4f}\n", (long long)step + 1, vl,
+                                exp(vl)));
         }
         if (last || (a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0)) ML_TRY(save(t, a, step + 1));
         if (a->stop_after > 0 && step + 1 == a->stop_after && !last) {
             ML_TRY(save(t, a, step + 1));
-            printf("stopped after step %lld as asked; resume with --resume %s/ckpt_%08lld.h5\n", (long long)step + 1,
+            ml_log(ML_LOG_INFO, "stopped after step %lld as asked; resume with --resume %s/ckpt_%08lld.h5", (long long)step + 1,
                    a->out_dir, (long long)step + 1);
             return ML_OK;
         }
         if (ml_stop_requested() && !last) {
             ML_TRY(save(t, a, step + 1));
-            printf("interrupted: checkpoint written at step %lld in %s (resume with --resume)\n",
+            ml_log(ML_LOG_INFO, "interrupted: checkpoint written at step %lld in %s (resume with --resume)",
                    (long long)step + 1, a->out_dir);
             return ml_fail(ML_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint saved", (long long)step + 1);
         }
@@ -445,33 +302,52 @@ static ml_status run(trainer *t, const ml_train_args *a) {
     return ML_OK;
 }
 
-/* Copy the checkpoint's optimizer state into the fresh optimizer (same kind required). */
-static ml_status restore_optimizer(trainer *t) {
-    const char *kind = ml_optim_kind_name(t->opt.cfg.kind);
-    if (!t->st.optimizer[0]) return ml_fail(ML_ERR_FORMAT, "checkpoint holds no optimizer state to resume from");
-    if (strcmp(t->st.optimizer, kind) != 0)
+ml_status ml_optimizer_restore(ml_optimizer *o, ml_train_state *st, const char *path) {
+    const char *kind = ml_optim_kind_name(o->cfg.kind);
+    if (!st->optimizer[0]) return ml_fail(ML_ERR_FORMAT, "%s holds no optimizer state to resume from", path);
+    if (!ml_optim_find(st->optimizer, NULL))
+        return ml_fail(ML_ERR_UNSUPPORTED, "%s was trained with optimizer '%s', which this build does not know (%s)",
+                       path, st->optimizer, ml_optim_names());
+    if (strcmp(st->optimizer, kind) != 0)
         return ml_fail(ML_ERR_ARG, "checkpoint was trained with %s, not %s: resume needs the same optimizer",
-                       t->st.optimizer, kind);
-    for (int i = 0; i < ml_optim_num_state(&t->opt); i++) {
-        const char *name;
-        float *dst = ml_optim_state(&t->opt, i, &name);
-        int found = 0;
-        for (int j = 0; j < t->st.n_optim_state; j++)
-            if (!strcmp(t->st.optim_state_name[j], name)) {
-                memcpy(dst, t->st.optim_state[j], t->opt.num_floats * sizeof(float));
-                found = 1;
-            }
-        if (!found) return ml_fail(ML_ERR_FORMAT, "checkpoint lacks optimizer state '%s'", name);
+                       st->optimizer, kind);
+    /* the state groups must be exactly those the registry lists for this configuration */
+    const char *want[ML_OPTIM_MAX_STATE];
+    int n_want = ml_optim_state_names(&o->cfg, want), same = n_want == st->n_optim_state;
+    for (int i = 0; same && i < n_want; i++) same = !strcmp(want[i], st->optim_state_name[i]);
+    if (!same) {
+        char have[256] = "", need[256] = "";
+        for (int i = 0; i < st->n_optim_state; i++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? ", " : "", st->optim_state_name[i]);
+        for (int i = 0; i < n_want; i++)
+            snprintf(need + strlen(need), sizeof need - strlen(need), "%s%s", i ? ", " : "", want[i]);
+        return ml_fail(ML_ERR_FORMAT, "%s holds %s state groups [%s], but this run's %s keeps [%s]", path, st->optimizer,
+                       have, kind, need);
     }
-    t->opt.t = t->st.optimizer_step;
+    for (int i = 0; i < n_want; i++) {
+        const char *name;
+        float *dst = ml_optim_state(o, i, &name);
+        memcpy(dst, st->optim_state[i], o->num_floats * sizeof(float));
+    }
+    o->t = st->optimizer_step;
     /* copied: release the loaded arrays (later saves borrow the optimizer's own state) */
-    for (int j = 0; j < t->st.n_optim_state; j++) free(t->st.optim_state[j]);
-    t->st.n_optim_state = 0;
-    t->st.owns_optim_state = 0;
+    if (st->owns_optim_state)
+        for (int j = 0; j < st->n_optim_state; j++) free(st->optim_state[j]);
+    st->n_optim_state = 0;
+    st->owns_optim_state = 0;
     return ML_OK;
 }
 
-ml_status ml_train(const ml_train_args *a) {
+ml_status ml_train(const ml_train_args *args) {
+    /* the optimizer's own weight decay unless one was set; the run arguments store the value used */
+    ml_train_args resolved = *args;
+    const ml_train_args *a = &resolved;
+    if (isnan(resolved.weight_decay)) {
+        ml_optim_kind kind;
+        ml_status s = ml_optim_kind_parse(resolved.optim, &kind);
+        if (s != ML_OK) return a->resume_ckpt ? ml_fail_context(s, "resuming %s", a->resume_ckpt) : s;
+        resolved.weight_decay = (float)ml_optim_def_of(kind)->default_weight_decay;
+    }
     int sources = !!a->config_path + !!a->init_ckpt + !!a->resume_ckpt;
     if (sources != 1) return ml_fail(ML_ERR_ARG, "give exactly one of --config, --init, --resume");
     if (a->n_data < 1 && a->n_sources < 1) return ml_fail(ML_ERR_ARG, "no training data (--data SHARD... or --source SPEC...)");
@@ -508,7 +384,7 @@ ml_status ml_train(const ml_train_args *a) {
         if (s != ML_OK) goto done;
     }
     if (a->rope_theta > 0 && a->rope_theta != t.model.cfg.rope_theta) {
-        printf("RoPE theta %g -> %g for this run\n", t.model.cfg.rope_theta, a->rope_theta);
+        ml_log(ML_LOG_INFO, "RoPE theta %g -> %g for this run", t.model.cfg.rope_theta, a->rope_theta);
         t.model.cfg.rope_theta = a->rope_theta; /* the checkpoints of this run carry the new value */
     }
     t.model.recompute = a->recompute;
@@ -576,16 +452,17 @@ ml_status ml_train(const ml_train_args *a) {
     {
         ml_optim_kind kind;
         s = ml_optim_kind_parse(a->optim, &kind);
+        if (s != ML_OK && a->resume_ckpt) s = ml_fail_context(s, "resuming %s", a->resume_ckpt);
         if (s != ML_OK) goto done;
         ml_optim_config oc = ml_optim_defaults(kind);
         oc.beta1 = a->beta1;
         oc.beta2 = a->beta2;
         oc.eps = a->eps;
-        oc.weight_decay = a->weight_decay;
+        oc.weight_decay = a->weight_decay; /* resolved above: the optimizer's default unless set */
         oc.momentum = a->momentum;
         s = ml_optimizer_for_model(&t.opt, &t.model, &oc);
         if (s != ML_OK) goto done;
-        if (a->resume_ckpt) s = restore_optimizer(&t);
+        if (a->resume_ckpt) s = ml_optimizer_restore(&t.opt, &t.st, a->resume_ckpt);
         if (s != ML_OK) goto done;
         t.sched = ml_schedule_defaults(a->lr, a->steps);
         s = ml_schedule_kind_parse(a->schedule, &t.sched.kind);
@@ -604,11 +481,10 @@ ml_status ml_train(const ml_train_args *a) {
         s = ml_fail(ML_ERR_NOMEM, "out of memory for batch buffers");
         goto done;
     }
-    char mpath[4096];
-    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", a->out_dir);
-    t.metrics = fopen(mpath, a->resume_ckpt ? "a" : "w");
+    snprintf(t.metrics_path, sizeof t.metrics_path, "%s/metrics.jsonl", a->out_dir);
+    t.metrics = fopen(t.metrics_path, a->resume_ckpt ? "a" : "w");
     if (!t.metrics) {
-        s = ml_fail(ML_ERR_IO, "cannot open %s: %s", mpath, strerror(errno));
+        s = ml_fail(ML_ERR_IO, "cannot open %s: %s", t.metrics_path, strerror(errno));
         goto done;
     }
     s = ml_train_args_to_json(a, &t.args_json);
@@ -616,22 +492,22 @@ ml_status ml_train(const ml_train_args *a) {
     {
         char blas[256];
         ml_blas_describe(blas, sizeof blas);
-        printf("model %s: %lld parameters, %d layers x %d (%s), batch %d x %d x accum %d, %s, %s lr %.2e, %s GEMMs\n",
+        ml_log(ML_LOG_INFO, "model %s: %lld parameters, %d layers x %d (%s), batch %d x %d x accum %d, %s, %s lr %.2e, %s GEMMs",
                t.model.cfg.name, (long long)ml_config_num_params(&t.model.cfg), t.model.cfg.num_layers,
                t.model.cfg.layer_repeat, t.model.cfg.tie_word_embeddings ? "tied" : "untied", a->batch, a->seq,
                a->grad_accum, a->optim, a->schedule, a->lr, ml_precision_name(t.model.precision));
-        printf("%s\n", blas);
+        ml_log(ML_LOG_INFO, "%s", blas);
         const char *warn = ml_blas_kernel_warning();
-        if (warn) printf("%s\n", warn);
-        if (a->resume_ckpt) printf("resuming %s at step %lld\n", a->resume_ckpt, (long long)t.st.step);
+        if (warn) ml_log(ML_LOG_INFO, "%s", warn);
+        if (a->resume_ckpt) ml_log(ML_LOG_INFO, "resuming %s at step %lld", a->resume_ckpt, (long long)t.st.step);
         for (int i = 0; t.mix && i < ml_mixture_num_sources(t.mix); i++)
-            printf("source %d: %s, weight %.3f\n", i, ml_mixture_domain(t.mix, i), ml_mixture_weight(t.mix, i));
-        if (t.mix && a->shuffle_rows) printf("shuffle buffer: %d rows\n", a->shuffle_rows);
+            ml_log(ML_LOG_INFO, "source %d: %s, weight %.3f", i, ml_mixture_domain(t.mix, i), ml_mixture_weight(t.mix, i));
+        if (t.mix && a->shuffle_rows) ml_log(ML_LOG_INFO, "shuffle buffer: %d rows", a->shuffle_rows);
         if (t.has_teacher)
-            printf("distilling from %s (%lld parameters): %s, temperature %g, ce weight %g\n", a->teacher,
+            ml_log(ML_LOG_INFO, "distilling from %s (%lld parameters): %s, temperature %g, ce weight %g", a->teacher,
                    (long long)ml_config_num_params(&t.teacher.cfg), a->kd_loss, a->temperature, a->ce_weight);
         if (t.cache)
-            printf("distilling from the cache %s (teacher %s, top %d): %s, tail %s, temperature %g, ce weight %g\n",
+            ml_log(ML_LOG_INFO, "distilling from the cache %s (teacher %s, top %d): %s, tail %s, temperature %g, ce weight %g",
                    a->cache, ml_logit_cache_get_info(t.cache)->teacher_name, ml_logit_cache_get_info(t.cache)->K,
                    a->kd_loss, a->kd_tail, a->temperature, a->ce_weight);
     }
@@ -639,11 +515,16 @@ ml_status ml_train(const ml_train_args *a) {
     ml_prof_enable_from_env();
     s = run(&t, a);
     if (ml_prof_enabled() && t.prof_steps > 0) {
-        printf("profile (ML_PROFILE, %lld steps, data loading included in 'other')\n", (long long)t.prof_steps);
-        ml_prof_print(stdout, t.prof_wall, t.prof_steps);
+        char table[8192];
+        size_t len = 0;
+        ml_prof_table(table, sizeof table, &len, t.prof_wall, t.prof_steps);
+        if (len > 0 && len < sizeof table) table[len - 1] = 0; /* the last newline: the sink ends the line */
+        ml_log(ML_LOG_INFO, "profile (ML_PROFILE, %lld steps, data loading included in 'other')\n%s", (long long)t.prof_steps,
+               table);
     }
 done:
-    if (t.metrics) fclose(t.metrics);
+    if (t.metrics && fclose(t.metrics) != 0 && s == ML_OK)
+        s = ml_fail(ML_ERR_IO, "writing %s failed: %s", t.metrics_path, strerror(errno));
     free(t.tokens);
     free(t.targets);
     free(t.pos);

@@ -7,11 +7,32 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "model/checkpoint.h"
 #include "model/model.h"
 #include "optim/optimizer.h"
 
 #define ML_MAX_DATA_FILES 256
 #define ML_MAX_SOURCES 64
+
+/* One training step, as reported to the program (the trainer prints nothing itself). */
+typedef struct {
+    int64_t step, steps;     /* the step just taken (1-based) of the run's total */
+    double loss;             /* mean loss per scored token */
+    int has_kd;              /* distillation: kd and ce are the mean divergence and cross-entropy */
+    double kd, ce;
+    float lr;
+    double grad_norm;
+    int skipped;             /* loss or gradient not finite: no update */
+    int64_t tokens;          /* tokens seen so far */
+    double tokens_per_s, gflops, eta_s;
+    const char *line;        /* the step's progress line, as `mobilellm train` prints it */
+} ml_train_step_report;
+
+typedef struct {
+    void (*step)(const ml_train_step_report *r, void *user);          /* after every step (NULL: none) */
+    void (*eval)(int64_t step, double val_loss, void *user);          /* after each evaluation (NULL: none) */
+    void *user;
+} ml_train_callbacks;
 
 typedef struct {
     /* where the model comes from: exactly one of these */
@@ -29,9 +50,10 @@ typedef struct {
     int64_t steps; /* total steps of the run: the schedule's horizon (resume continues up to this) */
     int64_t stop_after; /* stop (with a checkpoint) after this step, e.g. to split a run; 0 = run to the end */
     int grad_accum;
-    char optim[16];    /* adamw | sgd */
+    char optim[16];    /* a registered optimizer (optim/optimizer.h): adamw | sgd */
     char schedule[16]; /* constant | linear | cosine | wsd */
     char precision[8]; /* fp32 | bf16: arithmetic of the student's GEMMs (model/model.h); state stays fp32 */
+    /* weight_decay NaN (the default): the optimizer's own default (0.1 decoupled for adamw, 0 for sgd) */
     float lr, min_lr_ratio, weight_decay, clip, beta1, beta2, eps, momentum, wsd_decay_fraction;
     int64_t warmup;
     uint64_t seed;
@@ -40,7 +62,7 @@ typedef struct {
     int64_t ckpt_every;   /* steps between checkpoints (0: only at the end) */
     int64_t eval_every;   /* steps between evaluations (0: only at the end) */
     int eval_batches;     /* batches per evaluation */
-    int quiet;            /* no per-step progress lines */
+    int quiet;            /* the CLI prints no per-step progress lines (reports still go to callbacks) */
     /* packing of documents into windows: positions restart at each document (else they continue
      * across the window, as implicit positional distillation wants), and an optional document mask */
     int doc_positions, doc_mask;
@@ -50,27 +72,29 @@ typedef struct {
     const char *teacher;  /* checkpoint or HF directory; NULL = plain cross-entropy training */
     const char *cache;    /* or a teacher-logit cache (distill/logit_cache.h) of the same data, B and T */
     char kd_tail[8];      /* with a cache: renorm | bucket (distill/kd_loss.h) */
-    char kd_loss[8];      /* fkl | rkl | jsd */
+    char kd_loss[8];      /* a registered loss (distill/kd_loss.h): fkl | rkl | jsd */
     float temperature, kd_beta, ce_weight;
+    /* not options: where reports go */
+    ml_train_callbacks callbacks;
 } ml_train_args;
 
-/* MobileLLM defaults (AdamW 0.9/0.95/1e-8, wd 0.1, cosine to 0.1x, clip 1.0). */
+/* The defaults of every option of the table in train/train_options.c (MobileLLM's: AdamW
+ * 0.9/0.95/1e-8, the optimizer's weight decay, cosine to 0.1x, clip 1.0). */
 void ml_train_args_defaults(ml_train_args *a);
-/* Serialise / parse the run arguments (stored in checkpoints). Strings point into `owner`. */
+/* Serialise the run arguments (stored in checkpoints) as the table says. Reading them back on resume:
+ * ml_train_args_resume (train/train_options.h). */
 ml_status ml_train_args_to_json(const ml_train_args *a, char **json);
-/* Fill `a` from JSON written by ml_train_args_to_json, except fields whose name is listed in
- * `keep` (options the user gave explicitly). Strings are copied into `strings` (freed by caller). */
-ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char *const *keep, int n_keep,
-                                  char **strings);
 
 /* An optimizer over the model's parameter table (weight decay on matrices and the embedding). */
 ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg);
 
-/* The teacher path stored in run arguments (malloc'd, NULL if none). */
-ml_status ml_train_args_stored_teacher(const char *json, char **teacher);
-/* Any stored string argument ("teacher", "cache") (malloc'd, NULL if none). */
-ml_status ml_train_args_stored_str(const char *json, const char *key, char **value);
 
+/* Copy a checkpoint's optimizer state into a fresh optimizer of the same configuration. Fails with one
+ * line when the checkpoint holds none, names an optimizer the registry does not know, another optimizer
+ * than o's, or state groups other than those the registry lists for o's configuration. */
+ml_status ml_optimizer_restore(ml_optimizer *o, ml_train_state *st, const char *path);
+
+/* The whole run. Progress lines go to a->callbacks, the rest to the log sink (common/log.h). */
 ml_status ml_train(const ml_train_args *a);
 
 #endif

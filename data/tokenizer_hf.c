@@ -128,7 +128,7 @@ static ml_status load(const char *path, const cJSON *root, ml_bpe **out, ml_bpe_
         if (id + 1 > n_ids) n_ids = id + 1, max_entry = n_entries;
         n_entries++;
     }
-    if (added && !cJSON_IsArray(added))
+    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
         return ml_fail(ML_ERR_FORMAT, "tokenizer.json %s: added_tokens is not a list", path);
     cJSON_ArrayForEach(e, added) {
         if (!jid(cJSON_GetObjectItemCaseSensitive(e, "id"), &id) || !jstr(e, "content"))

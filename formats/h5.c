@@ -262,11 +262,14 @@ done:
     return s;
 }
 
-static ml_status open_file(ml_h5 **out, const char *path, int create) {
+/* mode: 0 read, 1 create, 2 read only a verified file of ours (nothing else reaches HDF5). */
+static ml_status open_file(ml_h5 **out, const char *path, int mode) {
     *out = NULL;
     h5_quiet();
-    int verified = 0;
+    int verified = 0, create = mode == 1;
     if (!create) ML_TRY(ub_verify(path, &verified));
+    if (mode == 2 && !verified)
+        return ml_fail(ML_ERR_FORMAT, "%s has no mobilellm.c checksum block (not written by mobilellm.c)", path);
     ml_h5 *f = calloc(1, sizeof *f);
     if (!f) return ml_fail(ML_ERR_NOMEM, "out of memory opening %s", path);
     f->verified = verified;
@@ -313,6 +316,7 @@ static ml_status open_file(ml_h5 **out, const char *path, int create) {
 
 ml_status ml_h5_create(ml_h5 **f, const char *path) { return open_file(f, path, 1); }
 ml_status ml_h5_open_read(ml_h5 **f, const char *path) { return open_file(f, path, 0); }
+ml_status ml_h5_open_ours(ml_h5 **f, const char *path) { return open_file(f, path, 2); }
 
 ml_status ml_h5_close(ml_h5 *f) {
     if (!f) return ML_OK;

@@ -39,6 +39,9 @@ typedef struct {
 ml_status ml_h5_create(ml_h5 **f, const char *path);
 /* Open an existing file read-only (verifying our checksum block when present). */
 ml_status ml_h5_open_read(ml_h5 **f, const char *path);
+/* The same for files only mobilellm.c writes (checkpoints): a file without a verified checksum block is an
+ * error before HDF5 parses any of it. */
+ml_status ml_h5_open_ours(ml_h5 **f, const char *path);
 /* Close (flushing a written file, then sealing its checksum block); the status tells whether everything
  * reached the file. NULL-safe. */
 ml_status ml_h5_close(ml_h5 *f);

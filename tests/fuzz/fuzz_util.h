@@ -3,6 +3,7 @@
 #ifndef ML_FUZZ_UTIL_H
 #define ML_FUZZ_UTIL_H
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,9 +24,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Fuzzers run with a small memory budget: the library's memory checks (common/sysinfo.h) honour it. */
 static inline void fuzz_limit_memory(void) { setenv("ML_MEMORY_LIMIT_MB", "1024", 0); }
 
-/* A per-process scratch folder in /dev/shm (else $TMPDIR or /tmp), made once. */
+static char fuzz_dir_path[256];
+
+/* Remove the scratch folder and its files at exit. */
+static void fuzz_dir_cleanup(void) {
+    DIR *d = opendir(fuzz_dir_path);
+    if (!d) return;
+    struct dirent *e;
+    char p[768];
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            snprintf(p, sizeof p, "%s/%s", fuzz_dir_path, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    rmdir(fuzz_dir_path);
+}
+
+/* A per-process scratch folder in /dev/shm (else $TMPDIR or /tmp), made once, removed at exit. */
 static inline const char *fuzz_dir(void) {
-    static char dir[256];
+    char *dir = fuzz_dir_path;
     if (!dir[0]) {
         const char *base = "/dev/shm";
         struct stat sb;
@@ -33,8 +51,9 @@ static inline const char *fuzz_dir(void) {
             base = getenv("TMPDIR");
             if (!base || !base[0]) base = "/tmp";
         }
-        snprintf(dir, sizeof dir, "%s/mlfuzz-%ld", base, (long)getpid());
+        snprintf(dir, sizeof fuzz_dir_path, "%s/mlfuzz-%ld", base, (long)getpid());
         mkdir(dir, 0700);
+        atexit(fuzz_dir_cleanup);
     }
     return dir;
 }

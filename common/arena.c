@@ -1,5 +1,9 @@
 #include "common/arena.h"
 
+#include <stdint.h>
+
+#include "common/sysinfo.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +23,9 @@ void *ml_aligned_calloc(size_t bytes) {
 }
 
 ml_status ml_arena_commit(ml_arena *a, const char *what) {
+    /* calloc of a huge size may succeed lazily and fail at first touch: check what is available first. */
+    if (a->used > SIZE_MAX / sizeof(float)) return ml_fail(ML_ERR_NOMEM, "%s: size overflows", what);
+    ML_TRY(ml_check_memory((uint64_t)a->used * sizeof(float), what));
     a->base = ml_aligned_calloc(a->used * sizeof(float));
     if (!a->base)
         return ml_fail(ML_ERR_NOMEM, "out of memory allocating %s (%.1f MiB)", what,

@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <omp.h>
 
@@ -55,4 +56,37 @@ size_t ml_peak_rss_bytes(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (size_t)ru.ru_maxrss * 1024;
+}
+
+uint64_t ml_mem_available_bytes(void) {
+    uint64_t avail = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                avail = (uint64_t)kb * 1024;
+                break;
+            }
+        fclose(f);
+    }
+    if (!avail) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        avail = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+    }
+    const char *lim = getenv("ML_MEMORY_LIMIT_MB");
+    if (lim && *lim) {
+        char *end;
+        unsigned long long mb = strtoull(lim, &end, 10);
+        if (*end == 0 && mb > 0 && mb < (UINT64_MAX >> 20) && (uint64_t)mb << 20 < avail) avail = (uint64_t)mb << 20;
+    }
+    return avail;
+}
+
+ml_status ml_check_memory(uint64_t bytes, const char *what) {
+    uint64_t avail = ml_mem_available_bytes();
+    if (bytes <= avail) return ML_OK;
+    return ml_fail(ML_ERR_NOMEM, "%s needs %.2f GiB, only %.2f GiB of memory available", what,
+                   (double)bytes / (1u << 30), (double)avail / (1u << 30));
 }

@@ -3,6 +3,9 @@
 #define ML_SYSINFO_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
 
 /* e.g. "OpenBLAS 0.3.21 kernel Haswell, 2 threads" */
 void ml_blas_describe(char *buf, size_t n);
@@ -16,5 +19,11 @@ int ml_num_threads(void);
 double ml_now_seconds(void);
 /* Peak resident set size of this process in bytes. */
 size_t ml_peak_rss_bytes(void);
+/* Memory this process may still allocate, in bytes: MemAvailable of /proc/meminfo (else free physical
+ * pages), capped by the environment variable ML_MEMORY_LIMIT_MB when set (the fuzzers set it). */
+uint64_t ml_mem_available_bytes(void);
+/* ML_OK if `bytes` more fit in ml_mem_available_bytes(), else ML_ERR_NOMEM with a one-line message
+ * "<what> needs X GiB, only Y GiB of memory available". */
+ml_status ml_check_memory(uint64_t bytes, const char *what);
 
 #endif

@@ -542,6 +542,50 @@ void ml_manifest_paths_free(char **paths, size_t n) {
     free(paths);
 }
 
+/* A manifest number: a non-negative integer that a double holds exactly. */
+static int json_u64(const cJSON *v, uint64_t *out) {
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 9007199254740992.0 ||
+        v->valuedouble != (double)(uint64_t)v->valuedouble)
+        return 0;
+    *out = (uint64_t)v->valuedouble;
+    return 1;
+}
+
+/* What a manifest entry `e` says equals what the shard's header says: tokens, documents, vocabulary,
+ * tokenizer, domain (top = the manifest's top level: no per-shard counts). Fields the writer always writes
+ * are required. */
+static ml_status check_entry(const char *mpath, size_t k, const cJSON *e, int top, const ml_shard_info *in,
+                             const char *spath) {
+    uint64_t u = 0;
+    const cJSON *v = top ? NULL : cJSON_GetObjectItemCaseSensitive(e, "tokens");
+    if (!top && !json_u64(v, &u))
+        return ml_fail(ML_ERR_FORMAT, "%s: shard %zu (%s) has no \"tokens\" count", mpath, k, spath);
+    if (!top && u != in->n_tokens)
+        return ml_fail(ML_ERR_FORMAT, "%s: shard %zu (%s) lists %" PRIu64 " tokens, the shard holds %" PRIu64, mpath,
+                       k, spath, u, in->n_tokens);
+    v = top ? NULL : cJSON_GetObjectItemCaseSensitive(e, "documents");
+    if (v && !(json_u64(v, &u) && u == in->n_docs))
+        return ml_fail(ML_ERR_FORMAT, "%s: shard %zu (%s) lists documents %s, the shard holds %" PRIu64, mpath, k,
+                       spath, json_u64(v, &u) ? "a different count" : "that are not a count", in->n_docs);
+    const char *level = top ? "top-level " : "";
+    v = cJSON_GetObjectItemCaseSensitive(e, "vocab_size");
+    if (!json_u64(v, &u) || u != in->vocab_size)
+        return ml_fail(ML_ERR_FORMAT, "%s: shard %zu (%s): %svocab_size %s, the shard's is %u", mpath, k, spath, level,
+                       json_u64(v, &u) ? "differs" : "missing or not a count", in->vocab_size);
+    v = cJSON_GetObjectItemCaseSensitive(e, "tokenizer");
+    if (!cJSON_IsString(v) || strcmp(v->valuestring, in->tokenizer) != 0)
+        return ml_fail(ML_ERR_FORMAT, "%s: shard %zu (%s): %stokenizer \"%.64s\", the shard's is \"%s\"", mpath, k, spath,
+                       level, cJSON_IsString(v) ? v->valuestring : "(missing)", in->tokenizer);
+    v = cJSON_GetObjectItemCaseSensitive(e, "domain");
+    if (v && !cJSON_IsNull(v) && !(cJSON_IsString(v) && strcmp(v->valuestring, in->domain) == 0))
+        return ml_fail(ML_ERR_FORMAT, "%s: shard %zu (%s): %sdomain differs from the shard's \"%s\"", mpath, k, spath,
+                       level, in->domain);
+    if (v && cJSON_IsNull(v) && in->domain[0])
+        return ml_fail(ML_ERR_FORMAT, "%s: shard %zu (%s): %sdomain null, the shard's is \"%s\"", mpath, k, spath,
+                       level, in->domain);
+    return ML_OK;
+}
+
 ml_status ml_manifest_read(const char *path, char ***paths, size_t *n) {
     *paths = NULL;
     *n = 0;
@@ -552,10 +596,15 @@ ml_status ml_manifest_read(const char *path, char ***paths, size_t *n) {
     free(text);
     if (!j) return ml_fail(ML_ERR_FORMAT, "%s: not valid JSON", path);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(j, "version");
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "shards");
     ml_status s = ML_OK;
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "mobilellm-shard-manifest") != 0)
+    uint64_t u;
+    if (!cJSON_IsObject(j) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, "mobilellm-shard-manifest") != 0)
         s = ml_fail(ML_ERR_FORMAT, "%s: not a shard manifest (no \"format\": \"mobilellm-shard-manifest\")", path);
+    else if (!json_u64(ver, &u) || u != 1)
+        s = ml_fail(ML_ERR_UNSUPPORTED, "%s: manifest version %s; this build reads version 1", path,
+                    cJSON_IsNumber(ver) ? "other than 1" : "missing");
     else if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0)
         s = ml_fail(ML_ERR_FORMAT, "%s: \"shards\" is not a non-empty array", path);
     size_t m = s == ML_OK ? (size_t)cJSON_GetArraySize(arr) : 0;
@@ -564,6 +613,7 @@ ml_status ml_manifest_read(const char *path, char ***paths, size_t *n) {
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
     size_t k = 0;
+    uint64_t tokens = 0, docs = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) {
         if (s != ML_OK) break;
@@ -579,7 +629,26 @@ ml_status ml_manifest_read(const char *path, char ***paths, size_t *n) {
             break;
         }
         snprintf(out[k], l, "%.*s%s", sp[0] == '/' ? 0 : (int)dir_len, path, sp);
+        /* The entry must describe the shard it names (and the top level all of them). */
+        ml_shard_reader *r = NULL;
+        if ((s = ml_shard_open(&r, out[k])) != ML_OK) {
+            s = ml_fail_context(s, "%s: shard %zu", path, k);
+            break;
+        }
+        const ml_shard_info *in = ml_shard_get_info(r);
+        s = check_entry(path, k, e, 0, in, out[k]);
+        if (s == ML_OK) s = check_entry(path, k, j, 1, in, out[k]);
+        tokens += in->n_tokens;
+        docs += in->n_docs;
+        ml_shard_close(r);
         k++;
+    }
+    if (s == ML_OK) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "tokens"), *d = cJSON_GetObjectItemCaseSensitive(j, "documents");
+        if (t && !(json_u64(t, &u) && u == tokens))
+            s = ml_fail(ML_ERR_FORMAT, "%s: \"tokens\" is not the %" PRIu64 " tokens its shards hold", path, tokens);
+        else if (d && !(json_u64(d, &u) && u == docs))
+            s = ml_fail(ML_ERR_FORMAT, "%s: \"documents\" is not the %" PRIu64 " documents its shards hold", path, docs);
     }
     cJSON_Delete(j);
     if (s != ML_OK) {

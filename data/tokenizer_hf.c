@@ -121,17 +121,28 @@ static ml_status load(const char *path, const cJSON *root, ml_bpe **out, ml_bpe_
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (!cJSON_IsObject(vocab)) return ml_fail(ML_ERR_FORMAT, "tokenizer.json %s: model.vocab is not an object", path);
     if (merges && !cJSON_IsArray(merges)) return ml_fail(ML_ERR_FORMAT, "tokenizer.json %s: model.merges is not a list", path);
-    uint32_t n_ids = 0, id = 0;
+    uint32_t n_ids = 0, id = 0, n_entries = 0, max_entry = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
         if (!jid(e, &id)) return ml_fail(ML_ERR_FORMAT, "tokenizer.json %s: vocab entry %s has a bad id", path, e->string);
-        if (id + 1 > n_ids) n_ids = id + 1;
+        if (id + 1 > n_ids) n_ids = id + 1, max_entry = n_entries;
+        n_entries++;
     }
+    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
+        return ml_fail(ML_ERR_FORMAT, "tokenizer.json %s: added_tokens is not a list", path);
     cJSON_ArrayForEach(e, added) {
         if (!jid(cJSON_GetObjectItemCaseSensitive(e, "id"), &id) || !jstr(e, "content"))
             return ml_fail(ML_ERR_FORMAT, "tokenizer.json %s: an added_tokens entry lacks id or content", path);
-        if (id + 1 > n_ids) n_ids = id + 1;
+        if (id + 1 > n_ids) n_ids = id + 1, max_entry = n_entries;
+        n_entries++;
     }
+    /* Tables are sized by the largest id: ids must be (nearly) dense. Added tokens may repeat vocabulary
+     * entries, so the entries bound the ids from above; a larger id is a corrupt file, not a reason to
+     * allocate gigabytes. */
+    if (n_ids > n_entries)
+        return ml_fail(ML_ERR_FORMAT,
+                       "tokenizer.json %s: id %u (entry %u) is past the %u vocabulary and added entries (ids must be dense)",
+                       path, n_ids - 1, max_entry, n_entries);
     ml_bpe *b = NULL;
     ML_TRY(ml_bpe_new(&b, n_ids));
     ml_status s = ML_OK;

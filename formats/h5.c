@@ -17,6 +17,10 @@
 struct ml_h5 {
     hid_t fid;
     int writable;
+    int verified;      /* our checksum block was present and matched */
+    int heaps_checked; /* 1: global heaps validated (heaps_ok says how) */
+    int heaps_ok;
+    char heaps_msg[512];
     char path[4096];
 };
 
@@ -202,8 +206,11 @@ done:
     return s;
 }
 
-/* Before HDF5 opens the file: verify our user block if there is one. */
-static ml_status ub_verify(const char *path) {
+static const uint8_t hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+/* Before HDF5 opens the file: verify our user block if there is one (*verified = 1 when it matched). */
+static ml_status ub_verify(const char *path, int *verified) {
+    *verified = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ml_fail(ML_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
@@ -226,6 +233,13 @@ static ml_status ub_verify(const char *path) {
         memcpy(fixed, ub_magic, 8);
         if (self == ub_self_crc(fixed))
             s = ml_fail(ML_ERR_FORMAT, "%s: corrupted (damaged file header)", path);
+        else if (sb.st_size >= UB_SIZE + 8) {
+            /* Laid out like ours (HDF5 starts after a 512-byte block) but the block does not verify: a file of
+             * ours whose checksum block was damaged, never parsed unchecked. (Other tools' files start at 0.) */
+            uint8_t sig[8];
+            if (pread(fd, sig, 8, UB_SIZE) == 8 && memcmp(sig, hdf5_sig, 8) == 0)
+                s = ml_fail(ML_ERR_FORMAT, "%s: corrupted (a mobilellm.c file whose checksum block is damaged)", path);
+        }
         goto done; /* another tool's file: HDF5 decides */
     }
     if (self != ub_self_crc(ub)) {
@@ -241,17 +255,24 @@ static ml_status ub_verify(const char *path) {
     if ((s = crc_range(fd, path, UB_SIZE, size, &got)) != ML_OK) goto done;
     if (got != want)
         s = ml_fail(ML_ERR_FORMAT, "%s: modified outside mobilellm.c or corrupted (file checksum does not match)", path);
+    else
+        *verified = 1;
 done:
     close(fd);
     return s;
 }
 
-static ml_status open_file(ml_h5 **out, const char *path, int create) {
+/* mode: 0 read, 1 create, 2 read only a verified file of ours (nothing else reaches HDF5). */
+static ml_status open_file(ml_h5 **out, const char *path, int mode) {
     *out = NULL;
     h5_quiet();
-    if (!create) ML_TRY(ub_verify(path));
+    int verified = 0, create = mode == 1;
+    if (!create) ML_TRY(ub_verify(path, &verified));
+    if (mode == 2 && !verified)
+        return ml_fail(ML_ERR_FORMAT, "%s has no mobilellm.c checksum block (not written by mobilellm.c)", path);
     ml_h5 *f = calloc(1, sizeof *f);
     if (!f) return ml_fail(ML_ERR_NOMEM, "out of memory opening %s", path);
+    f->verified = verified;
     if (strlen(path) >= sizeof f->path) {
         free(f);
         return ml_fail(ML_ERR_ARG, "path too long: %s", path);
@@ -295,6 +316,7 @@ static ml_status open_file(ml_h5 **out, const char *path, int create) {
 
 ml_status ml_h5_create(ml_h5 **f, const char *path) { return open_file(f, path, 1); }
 ml_status ml_h5_open_read(ml_h5 **f, const char *path) { return open_file(f, path, 0); }
+ml_status ml_h5_open_ours(ml_h5 **f, const char *path) { return open_file(f, path, 2); }
 
 ml_status ml_h5_close(ml_h5 *f) {
     if (!f) return ML_OK;
@@ -306,6 +328,114 @@ ml_status ml_h5_close(ml_h5 *f) {
 }
 
 const char *ml_h5_path(const ml_h5 *f) { return f->path; }
+int ml_h5_verified(const ml_h5 *f) { return f->verified; }
+
+/* ---------------- global heaps: checked before any variable-length read ----------------
+ * Variable-length strings live in global heap collections, which HDF5 neither checksums nor bounds-checks
+ * on load (1.10: an object size past its collection makes H5HG_read copy megabytes out of a 4 KiB block; a
+ * zero-sized free-space object loops forever). Before the first variable-length read of a file we find
+ * every collection ("GCOL", version 1, 3 reserved zero bytes, 8-byte size) and walk its objects the way
+ * HDF5 does (16-byte header: u16 index, u16 references, 4 reserved, u64 size; data padded to 8 bytes;
+ * index 0 is the free space, its size counting its header), requiring each to fit and the walk to end
+ * exactly at the collection's end. */
+#define GCOL_MIN 4096u
+#define GCOL_MAX (1ull << 32)
+
+static int gcol_valid(const uint8_t *c, uint64_t size, char *why, size_t why_n) {
+    uint64_t p = 16; /* after the collection header */
+    while (p < size) {
+        if (size - p < 16) return 1; /* a tail too small for a header: free space, as HDF5 reads it */
+        uint16_t idx;
+        uint64_t osz;
+        memcpy(&idx, c + p, 2);
+        memcpy(&osz, c + p + 8, 8);
+        uint64_t room = size - p, need;
+        if (idx == 0) {
+            need = osz;
+            if (need < 16 || need > room) {
+                snprintf(why, why_n, "free space of %llu bytes at offset %llu of %llu", (unsigned long long)osz,
+                         (unsigned long long)p, (unsigned long long)size);
+                return 0;
+            }
+        } else {
+            if (osz > room - 16 || ((osz + 7) & ~7ull) > room - 16) {
+                snprintf(why, why_n, "object %u of %llu bytes at offset %llu of %llu", idx, (unsigned long long)osz,
+                         (unsigned long long)p, (unsigned long long)size);
+                return 0;
+            }
+            need = 16 + ((osz + 7) & ~7ull);
+        }
+        p += need;
+    }
+    return 1;
+}
+
+static ml_status scan_heaps(ml_h5 *f) {
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ml_fail(ML_ERR_IO, "cannot open %s: %s", f->path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        return ml_fail(ML_ERR_IO, "cannot read %s: %s", f->path, strerror(errno));
+    }
+    uint64_t fsize = (uint64_t)sb.st_size;
+    size_t cap = 1u << 20;
+    uint8_t *buf = malloc(cap + 3), *col = NULL;
+    ml_status s = buf ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory checking %s", f->path);
+    char why[160];
+    for (uint64_t off = 0; s == ML_OK && off < fsize; off += cap) {
+        size_t want = fsize - off < cap + 3 ? (size_t)(fsize - off) : cap + 3; /* 3 bytes overlap the next block */
+        ssize_t got = pread(fd, buf, want, (off_t)off);
+        if (got != (ssize_t)want) {
+            s = ml_fail(ML_ERR_IO, "cannot read %s: %s", f->path, got < 0 ? strerror(errno) : "unexpected end of file");
+            break;
+        }
+        size_t lim = want < cap ? want : cap;
+        for (size_t i = 0; i < lim && s == ML_OK; i++) {
+            if (buf[i] != 'G' || i + 4 > want || memcmp(buf + i, "GCOL", 4) != 0) continue;
+            uint64_t at = off + i;
+            uint8_t h[16];
+            if (fsize - at < 16 || pread(fd, h, 16, (off_t)at) != 16) continue;
+            if (h[4] != 1 || h[5] || h[6] || h[7]) continue; /* not a collection header */
+            uint64_t size;
+            memcpy(&size, h + 8, 8);
+            if (size < GCOL_MIN || size > GCOL_MAX || size > fsize - at) {
+                s = ml_fail(ML_ERR_FORMAT, "%s: corrupted (global heap at byte %llu claims %llu bytes)", f->path,
+                            (unsigned long long)at, (unsigned long long)size);
+                break;
+            }
+            free(col);
+            if (!(col = malloc((size_t)size))) {
+                s = ml_fail(ML_ERR_NOMEM, "out of memory checking %s", f->path);
+                break;
+            }
+            if (pread(fd, col, (size_t)size, (off_t)at) != (ssize_t)size) {
+                s = ml_fail(ML_ERR_IO, "cannot read %s: %s", f->path, strerror(errno));
+                break;
+            }
+            if (!gcol_valid(col, size, why, sizeof why))
+                s = ml_fail(ML_ERR_FORMAT, "%s: corrupted (global heap at byte %llu: %s)", f->path,
+                            (unsigned long long)at, why);
+        }
+    }
+    free(col);
+    free(buf);
+    close(fd);
+    return s;
+}
+
+/* The cached outcome of scan_heaps (the message is repeated on every later variable-length read). */
+static ml_status check_heaps(ml_h5 *f) {
+    if (!f->heaps_checked) {
+        ml_status s = scan_heaps(f);
+        f->heaps_checked = 1;
+        f->heaps_ok = s == ML_OK;
+        if (s != ML_OK) snprintf(f->heaps_msg, sizeof f->heaps_msg, "%s", ml_last_error());
+        if (s != ML_OK && s != ML_ERR_FORMAT) f->heaps_checked = 0; /* I/O trouble: try again next time */
+        if (s != ML_OK) return s;
+    }
+    return f->heaps_ok ? ML_OK : ml_fail(ML_ERR_FORMAT, "%s", f->heaps_msg);
+}
 
 static hid_t make_lcpl(void) {
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -625,12 +755,18 @@ static ml_status open_attr(ml_h5 *f, const char *obj, const char *name, hid_t *a
 
 ml_status ml_h5_set_attr_str(ml_h5 *f, const char *obj, const char *name, const char *value) {
     if (!value) return ml_fail(ML_ERR_ARG, "%s: NULL string for attribute '%s'", f->path, name);
+    size_t len = strlen(value);
+    if (len > H5_MAX_ATTR_STR)
+        return ml_fail(ML_ERR_ARG, "%s: attribute '%s': string of %zu bytes is too long", f->path, name, len);
+    /* Fixed-length (the bytes live in the checksummed object header, not in a global heap), NUL-padded
+     * UTF-8: h5py reads it as bytes. */
     hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+    if (t < 0 || H5Tset_size(t, len ? len : 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0 ||
+        H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
         if (t >= 0) H5Tclose(t);
         return ml_fail(ML_ERR_IO, "%s: HDF5 string type: %s", f->path, h5_err());
     }
-    ml_status s = set_attr(f, obj, name, t, t, &value);
+    ml_status s = set_attr(f, obj, name, t, t, len ? value : "");
     H5Tclose(t);
     return s;
 }
@@ -646,7 +782,12 @@ ml_status ml_h5_get_attr_str(ml_h5 *f, const char *obj, const char *name, char *
     } else if (H5Tis_variable_str(ft) > 0) {
         mt = H5Tcopy(H5T_C_S1);
         char *p = NULL;
-        if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0 ||
+        if ((s = check_heaps(f)) != ML_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", ml_last_error());
+            s = ml_fail(s, "%s (reading attribute '%s' of '%s')", msg, name, obj);
+        }
+        else if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0 ||
             H5Aread(a, mt, &p) < 0)
             s = ml_fail(ML_ERR_FORMAT, "%s: cannot read attribute '%s' of '%s': %s", f->path, name, obj, h5_err());
         else {

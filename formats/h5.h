@@ -6,9 +6,11 @@
  * - Files are written in the HDF5 1.10 format (all metadata checksummed) with a 512-byte user block
  *   holding the file size and a CRC-32C of the whole file, written by ml_h5_close. ml_h5_open_read
  *   verifies it first (one sequential read of the file; hardware CRC), so any truncation or corruption,
- *   raw data included, is an error before HDF5 parses anything. This also shields us from HDF5 1.10
- *   looping forever on some corrupted global heaps (where variable-length strings live). Files from
- *   other tools (no user block) are opened unverified; a file of ours changed by another tool is refused.
+ *   raw data included, is an error before HDF5 parses anything. Files from other tools (no user block)
+ *   are opened unverified (ml_h5_verified says which); a file of ours changed by another tool, or one laid
+ *   out like ours (HDF5 after a 512-byte block) whose block does not verify, is refused. The CRC catches
+ *   damage, not forgery: variable-length strings (global heaps, which HDF5 1.10 reads unchecked) are
+ *   bounds-checked before any read, and we write none.
  *   Readable by h5py / HDF5 >= 1.10.
  * - ml_h5_create writes `path` directly: callers wrap it in ml_atomic_begin / ml_h5_close /
  *   ml_atomic_commit (create the file at the atomic file's tmp_path). */
@@ -37,10 +39,16 @@ typedef struct {
 ml_status ml_h5_create(ml_h5 **f, const char *path);
 /* Open an existing file read-only (verifying our checksum block when present). */
 ml_status ml_h5_open_read(ml_h5 **f, const char *path);
+/* The same for files only mobilellm.c writes (checkpoints): a file without a verified checksum block is an
+ * error before HDF5 parses any of it. */
+ml_status ml_h5_open_ours(ml_h5 **f, const char *path);
 /* Close (flushing a written file, then sealing its checksum block); the status tells whether everything
  * reached the file. NULL-safe. */
 ml_status ml_h5_close(ml_h5 *f);
 const char *ml_h5_path(const ml_h5 *f);
+/* 1 when the file carried our checksum block and it matched (a file of ours, unchanged since written);
+ * 0 for another tool's file. */
+int ml_h5_verified(const ml_h5 *f);
 
 /* Create group `path` and any missing parents (no error if it exists). */
 ml_status ml_h5_create_group(ml_h5 *f, const char *path);
@@ -66,8 +74,10 @@ ml_status ml_h5_list_datasets(ml_h5 *f, const char *group, char ***names, size_t
 void ml_h5_free_names(char **names, size_t count);
 
 /* Attributes on object `obj` (a group or dataset path; "/" = root). Setting replaces an existing one.
- * Strings are written as variable-length UTF-8 (h5py reads them as str); both variable- and
- * fixed-length strings are read. *value is malloc'd. */
+ * Strings are written as fixed-length NUL-padded UTF-8 (h5py reads them as bytes); both fixed- and
+ * variable-length strings are read, the latter (older files of ours, h5py's str attributes) only after
+ * every global heap of the file was checked to be well-formed (HDF5 1.10 does not bounds-check them).
+ * *value is malloc'd. */
 ml_status ml_h5_set_attr_str(ml_h5 *f, const char *obj, const char *name, const char *value);
 ml_status ml_h5_get_attr_str(ml_h5 *f, const char *obj, const char *name, char **value);
 ml_status ml_h5_set_attr_i64(ml_h5 *f, const char *obj, const char *name, int64_t value);

@@ -83,9 +83,20 @@ ml_status ml_checkpoint_save(const char *path, const ml_model *m, const ml_train
 }
 
 static ml_status open_checked(ml_h5 **f, const char *path) {
-    ML_TRY(ml_h5_open_read(f, path));
+    /* Every checkpoint is written with formats/h5.c's checksum block: an HDF5 file without a valid one is
+     * not a checkpoint, or one whose block was damaged. Either way HDF5 never parses it. */
+    ml_status s = ml_h5_open_ours(f, path);
+    if (s != ML_OK && strstr(ml_last_error(), "no mobilellm.c checksum block"))
+        return ml_fail(ML_ERR_FORMAT, "%s is not a mobilellm checkpoint, or a damaged one (no mobilellm.c checksum block)",
+                       path);
+    if (s != ML_OK) return s;
     char *format = NULL;
-    ml_status s = ml_h5_get_attr_str(*f, "/", "format", &format);
+    s = ml_h5_has_attr(*f, "/", "format") ? ml_h5_get_attr_str(*f, "/", "format", &format) : ML_ERR_FORMAT;
+    if (s != ML_OK && format == NULL && ml_h5_has_attr(*f, "/", "format")) {
+        ml_h5_close(*f); /* the attribute is there but unreadable (e.g. a damaged global heap): say why */
+        *f = NULL;
+        return s;
+    }
     if (s != ML_OK || strcmp(format, ML_CKPT_FORMAT) != 0) {
         free(format);
         ml_h5_close(*f);

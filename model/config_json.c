@@ -67,6 +67,14 @@ static ml_status get_int(const jctx *j, const char *key, int required, int def, 
     return as_int(j, it, key, out);
 }
 
+/* An integer that must be positive when present (0 or less is an error naming the field, never a default). */
+static ml_status get_pos_int(const jctx *j, const char *key, int required, int def, int *out) {
+    ML_TRY(get_int(j, key, required, def, out));
+    if (member(j->root, key) && *out <= 0)
+        return jfail(j, ML_ERR_CONFIG, "field \"%s\" must be a positive integer, got %d", key, *out);
+    return ML_OK;
+}
+
 static ml_status as_float(const jctx *j, const cJSON *it, const char *name, double *out) {
     if (!cJSON_IsNumber(it))
         return jfail(j, ML_ERR_CONFIG, "field \"%s\" must be a number, not %s", name, json_type(it));
@@ -408,14 +416,16 @@ static ml_status parse_config(ml_config *c, const jctx *j) {
     }
     const int llama4 = c->dialect == ML_DIALECT_LLAMA4_TEXT;
 
-    ML_TRY(get_int(j, "vocab_size", 1, 0, &c->vocab_size));
-    ML_TRY(get_int(j, "hidden_size", 1, 0, &c->hidden_size));
-    ML_TRY(get_int(j, "num_hidden_layers", 1, 0, &c->num_layers));
-    ML_TRY(get_int(j, "num_attention_heads", 1, 0, &c->num_heads));
-    ML_TRY(get_int(j, "num_key_value_heads", 0, 0, &c->num_kv_heads)); /* 0: = heads (validate) */
-    ML_TRY(get_int(j, "head_dim", 0, 0, &c->head_dim));                /* 0: = C / H (validate) */
-    if (!llama4) ML_TRY(get_int(j, "intermediate_size", 1, 0, &c->intermediate_size));
-    ML_TRY(get_int(j, "max_position_embeddings", 0, def_maxpos, &c->max_position_embeddings));
+    ML_TRY(get_pos_int(j, "vocab_size", 1, 0, &c->vocab_size));
+    ML_TRY(get_pos_int(j, "hidden_size", 1, 0, &c->hidden_size));
+    ML_TRY(get_pos_int(j, "num_hidden_layers", 1, 0, &c->num_layers));
+    ML_TRY(get_pos_int(j, "num_attention_heads", 1, 0, &c->num_heads));
+    /* Absent (or null): derived by validation as HF does (kv heads = heads, head_dim = C / H); present, they
+     * must be positive: 0 is not silently replaced. */
+    ML_TRY(get_pos_int(j, "num_key_value_heads", 0, 0, &c->num_kv_heads));
+    ML_TRY(get_pos_int(j, "head_dim", 0, 0, &c->head_dim));
+    if (!llama4) ML_TRY(get_pos_int(j, "intermediate_size", 1, 0, &c->intermediate_size));
+    ML_TRY(get_pos_int(j, "max_position_embeddings", 0, def_maxpos, &c->max_position_embeddings));
     ML_TRY(get_float(j, "rms_norm_eps", def_eps, &c->rms_norm_eps));
     ML_TRY(get_float(j, "initializer_range", 0.02, &c->initializer_range));
     ML_TRY(parse_rope(j, def_theta, &c->rope_theta));

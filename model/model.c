@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include "common/sysinfo.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +99,17 @@ ml_status ml_model_create(ml_model *m, const ml_config *cfg) {
     m->grad_arena.used = m->param_arena.used;
     m->num_floats = 0;
     for (int i = 0; i < m->n_params; i++) m->num_floats += m->params[i].numel;
-    ml_status s = ml_arena_commit(&m->param_arena, "parameters");
+    /* Parameters and gradients together, before either is allocated: a config that validates can still
+     * ask for terabytes. */
+    char what[192];
+    snprintf(what, sizeof what, "the model%s%s (%lld parameters: weights and gradients)", m->cfg.name[0] ? " " : "",
+             m->cfg.name, (long long)m->num_floats);
+    ml_status s = ml_check_memory(2 * (uint64_t)m->param_arena.used * sizeof(float), what);
+    if (s != ML_OK) {
+        ml_model_free(m);
+        return s;
+    }
+    s = ml_arena_commit(&m->param_arena, "parameters");
     if (s == ML_OK) s = ml_arena_commit(&m->grad_arena, "gradients");
     if (s != ML_OK) {
         ml_model_free(m);

@@ -78,11 +78,13 @@ CK="$W/full/ckpt_00000012.h5"
 $PY - "$CK" <<'PYEOF' || fail "checkpoint layout"
 import sys, json, h5py
 f = h5py.File(sys.argv[1], "r")
-assert f.attrs["format"] == "mobilellm-checkpoint" and f.attrs["step"] == 12
+# string attributes are fixed-length (h5py gives bytes); older checkpoints have variable-length ones (str)
+a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+assert a["format"] == "mobilellm-checkpoint" and a["step"] == 12
 assert "model.layers.0.self_attn.q_proj.weight" in f["params"] and "lm_head.weight" not in f["params"]
 assert set(f["optim"]) == {"exp_avg", "exp_avg_sq"}
-assert json.loads(f.attrs["config_json"])["model_type"] == "ministral"
-assert json.loads(f.attrs["args_json"])["steps"] == 12
+assert json.loads(a["config_json"])["model_type"] == "ministral"
+assert json.loads(a["args_json"])["steps"] == 12
 PYEOF
 
 # 6. eval, logits, info, init

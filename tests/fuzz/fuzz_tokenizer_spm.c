@@ -1,0 +1,27 @@
+/* libFuzzer target for SentencePiece .model files (data/tokenizer_spm.c): load, info, encode and decode a
+ * fixed text. Seeds: tests/fuzz/corpus/tokenizer_spm. */
+#include "fuzz_util.h"
+
+#include "data/tokenizer.h"
+#include "data/tokenizer_spm.h"
+
+static const char sample[] = "Hello, world!\n  It's 2024: naïve café, ▁under_score\t<unk> <s></s>";
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_limit_memory();
+    ml_tokenizer *t;
+    (void)ml_spm_sniff(data, size);
+    if (ml_tokenizer_spm_from_memory(&t, data, size, "fuzz") != ML_OK) return 0;
+    ml_spm_info info;
+    (void)ml_tokenizer_spm_info(t, &info);
+    ml_id_buf ids = {0};
+    if (ml_tokenizer_encode(t, &ids, sample, sizeof sample - 1, 0) == ML_OK) {
+        for (size_t i = 0; i < ids.n; i++) FUZZ_ASSERT(ids.ids[i] < ml_tokenizer_vocab_size(t));
+        ml_byte_buf out = {0};
+        (void)ml_tokenizer_decode(t, &out, ids.ids, ids.n);
+        ml_byte_buf_free(&out);
+    }
+    ml_id_buf_free(&ids);
+    ml_tokenizer_free(t);
+    return 0;
+}

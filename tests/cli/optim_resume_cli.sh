@@ -11,10 +11,9 @@ cat "$SRC"/optim/*.c "$SRC"/train/*.c >"$W/corpus.txt"
 ok "$M" tokenize --tokenizer bytes --input "$W/corpus.txt" --doc-split blank-lines --out "$W/train.shard" >/dev/null 2>&1
 A=(--config "$CFG/tiny-v1.json" --data "$W/train.shard" --batch 2 --seq 16 --quiet)
 attr() { $PY -c "import h5py, sys; v = h5py.File(sys.argv[1], 'r').attrs.get(sys.argv[2]); print(v.decode() if isinstance(v, bytes) else v)" "$@"; }
-# edit a checkpoint with h5py, then drop our checksum block (a file another tool wrote: HDF5 decides)
-edit() { $PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); $2; f.close()
-ub = h5py.File(sys.argv[1], 'r').userblock_size
-with open(sys.argv[1], 'r+b') as g: g.write(bytes(ub))" "$1"; }
+# edit a checkpoint with h5py, then re-seal its checksum block as our writer would have
+edit() { $PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); $2; f.close()" "$1" &&
+    $PY "$SRC/tests/support/h5_reseal.py" "$1"; }
 arg() { $PY -c "import h5py, json, sys; print(json.loads(h5py.File(sys.argv[1], 'r').attrs['args_json'])[sys.argv[2]])" "$@"; }
 
 # 1. weight decay: the optimizer's default unless given; help says how each applies it

@@ -186,5 +186,5 @@ int main(void) {
         cmocka_unit_test(test_pro_positions_and_document_mask),
         cmocka_unit_test(test_r1_positions_and_document_mask),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -118,8 +118,8 @@ PYEOF
 ok "$M" export --ckpt "$W/c10/ckpt_00000010.h5" --out "$W/hf_ls" >/dev/null
 grep -q '"num_hidden_layers": 4' "$W/hf_ls/config.json" || fail "layer-shared export not unrolled"
 # the real GPU-trained teacher (sharded BF16): import then export is byte-identical per tensor
-T=$SRC/../shared/teachers/mobilellm-28m-llama2tok
-if [ -d "$T" ]; then
+T=$SHARED/teachers/mobilellm-28m-llama2tok
+if need_shared "$T"; then
     ok "$M" import --from "$T" --out "$W/teacher.h5" >/dev/null
     ok "$M" export --ckpt "$W/teacher.h5" --out "$W/teacher_hf" >/dev/null
     $PY - "$T" "$W/teacher_hf/model.safetensors" <<'PYEOF' || fail "teacher round trip"
@@ -139,8 +139,6 @@ for fn in set(json.load(open(os.path.join(src, "model.safetensors.index.json")))
 new = load(sys.argv[2])
 assert orig.keys() == new.keys() and all(orig[k] == new[k] for k in orig), "tensors differ"
 PYEOF
-else
-    echo "skip: ../shared teacher not present"
 fi
 
 # 8. bad input

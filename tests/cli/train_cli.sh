@@ -105,6 +105,13 @@ ok "$M" export --ckpt "$CK" --out "$W/hfb" --dtype bf16 >/dev/null
 ok "$M" import --from "$W/hfb" --out "$W/reb.h5" >/dev/null
 ok "$M" export --ckpt "$W/reb.h5" --out "$W/hfb2" >/dev/null
 cmp -s "$W/hfb/model.safetensors" "$W/hfb2/model.safetensors" || fail "bf16 round trip"
+# config.json names the weights' dtype under "dtype" (transformers >= 4.56) and "torch_dtype" (older)
+for k in dtype torch_dtype; do
+    grep -q "\"$k\": \"bfloat16\"" "$W/hfb/config.json" || fail "bf16 export: config.json $k is not bfloat16"
+    grep -q "\"$k\": \"float32\"" "$W/hf/config.json" || fail "f32 export: config.json $k is not float32"
+done
+ok "$M" export --ckpt "$CK" --out "$W/hfh" --dtype f16 >/dev/null
+grep -q '"dtype": "float16"' "$W/hfh/config.json" || fail "f16 export: config.json dtype is not float16"
 # tokenizer files beside the weights: the byte tokenizer as a byte-level tokenizer.json
 ok "$M" export --ckpt "$CK" --out "$W/hft" --tokenizer bytes >/dev/null
 $PY - "$W/hft" <<'PYEOF' || fail "byte tokenizer.json"

@@ -15,7 +15,8 @@ run_ctest() {
     shift
     local log="$dir/ctest.log" rc
     set +e
-    (cd "$dir" && env "$@" ctest --output-on-failure -j"$jobs") 2>&1 | tee "$log"
+    # random order: no test may depend on another having run first
+    (cd "$dir" && env "$@" ctest --output-on-failure -j"$jobs" --schedule-random) 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
     [ "$rc" -eq 0 ] || exit "$rc"

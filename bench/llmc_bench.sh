@@ -8,9 +8,9 @@
 #
 # Environment:
 #   LLMC_WORK=/tmp/mobilellm-llmc   where the copy, the build and the input files go
-#   LLMC_GIT_DIR=DIR               a git directory of llm.c to `git archive HEAD` from (default: the local
-#                                  mirror /work/.mirror/karpathy+llm.c/repo when present, else a shallow
-#                                  clone of https://github.com/karpathy/llm.c)
+#   LLMC_GIT_DIR=DIR               a git directory of llm.c (a clone's .git, or a bare/mirror repository) to
+#                                  `git archive HEAD` from; default: a shallow clone of
+#                                  https://github.com/karpathy/llm.c made (once) in $HOME/.cache/mobilellm/llm.c
 #   LLMC_CFLAGS="-Ofast -march=native -fopenmp -DOMP"   llm.c's own Makefile flags for train_gpt2 (gcc)
 #   LLMC_ONLY=1                    skip our side (bench/bench_all.sh runs it itself)
 #   CONFIG=configs/mobilellm-125m.json   our model
@@ -43,15 +43,20 @@ case "$WORK" in "$ROOT"|"$ROOT"/*) echo "llmc_bench.sh: LLMC_WORK must be outsid
 mkdir -p "$WORK"
 if [ ! -f "$WORK/src/train_gpt2.c" ]; then
     rm -rf "$WORK/src.tmp" && mkdir -p "$WORK/src.tmp"
-    GIT_DIR_SRC=${LLMC_GIT_DIR:-/work/.mirror/karpathy+llm.c/repo}
-    if [ -d "$GIT_DIR_SRC" ]; then
-        git --git-dir="$GIT_DIR_SRC" archive HEAD | tar -x -C "$WORK/src.tmp"
-        git --git-dir="$GIT_DIR_SRC" rev-parse HEAD >"$WORK/src.tmp/.llmc_commit"
+    if [ -n "${LLMC_GIT_DIR:-}" ]; then
+        [ -d "$LLMC_GIT_DIR" ] || { echo "llmc_bench.sh: LLMC_GIT_DIR=$LLMC_GIT_DIR is not a directory" >&2; exit 2; }
+        GIT_DIR_SRC=$LLMC_GIT_DIR
     else
-        git clone --depth 1 https://github.com/karpathy/llm.c "$WORK/clone" >&2
-        git -C "$WORK/clone" archive HEAD | tar -x -C "$WORK/src.tmp"
-        git -C "$WORK/clone" rev-parse HEAD >"$WORK/src.tmp/.llmc_commit"
+        CLONE="$HOME/.cache/mobilellm/llm.c"
+        if [ ! -d "$CLONE/.git" ]; then
+            mkdir -p "$(dirname "$CLONE")"
+            git clone --depth 1 https://github.com/karpathy/llm.c "$CLONE" >&2 ||
+                { echo "llmc_bench.sh: cannot clone llm.c; set LLMC_GIT_DIR to a local copy" >&2; exit 1; }
+        fi
+        GIT_DIR_SRC="$CLONE/.git"
     fi
+    git --git-dir="$GIT_DIR_SRC" archive HEAD | tar -x -C "$WORK/src.tmp"
+    git --git-dir="$GIT_DIR_SRC" rev-parse HEAD >"$WORK/src.tmp/.llmc_commit"
     mv "$WORK/src.tmp" "$WORK/src"
 fi
 LLMC_COMMIT=$(cut -c1-12 "$WORK/src/.llmc_commit" 2>/dev/null || echo unknown)

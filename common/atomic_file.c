@@ -1,8 +1,12 @@
 #include "common/atomic_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -116,25 +120,95 @@ ml_status ml_read_file(const char *path, char **data, size_t *size) {
     return ML_OK;
 }
 
-/* A small fixed table: at most a handful of outputs are in flight at once. */
-#define ML_MAX_PENDING 16
-static char pending[ML_MAX_PENDING][4096];
+/* Temporaries in flight, for the signal path: a list that only grows. A node is filled before it is
+ * published (an atomic store of the head), never freed and reused once empty, so the signal handler
+ * can walk the list at any moment without a lock; register/unregister take a mutex among threads. */
+typedef struct pending_node {
+    struct pending_node *next;
+    _Atomic int used; /* the path is written while 0, so the handler never reads a half-written one */
+    char path[4096];
+} pending_node;
+static pending_node *_Atomic pending_head;
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void ml_atomic_register_cleanup(const char *tmp_path) {
-    for (int i = 0; i < ML_MAX_PENDING; i++)
-        if (!pending[i][0]) {
-            snprintf(pending[i], sizeof pending[i], "%s", tmp_path);
-            return;
+    pthread_mutex_lock(&pending_lock);
+    pending_node *n = atomic_load(&pending_head);
+    while (n && n->used) n = n->next;
+    if (!n) {
+        n = calloc(1, sizeof *n);
+        if (!n) {
+            /* a temporary that a signal could not remove is a bug to be loud about */
+            fprintf(stderr, "mobilellm: out of memory registering %s for cleanup\n", tmp_path);
+            abort();
         }
+        snprintf(n->path, sizeof n->path, "%s", tmp_path);
+        atomic_store(&n->used, 1);
+        n->next = atomic_load(&pending_head);
+        atomic_store(&pending_head, n);
+    } else {
+        snprintf(n->path, sizeof n->path, "%s", tmp_path);
+        atomic_store(&n->used, 1);
+    }
+    pthread_mutex_unlock(&pending_lock);
 }
 
 void ml_atomic_unregister_cleanup(const char *tmp_path) {
-    for (int i = 0; i < ML_MAX_PENDING; i++)
-        if (pending[i][0] && strcmp(pending[i], tmp_path) == 0) pending[i][0] = 0;
+    pthread_mutex_lock(&pending_lock);
+    for (pending_node *n = atomic_load(&pending_head); n; n = n->next)
+        if (n->used && strcmp(n->path, tmp_path) == 0) {
+            atomic_store(&n->used, 0);
+            break;
+        }
+    pthread_mutex_unlock(&pending_lock);
 }
 
 /* Called from the signal path (see common/signals.c): unlink is async-signal-safe. */
 void ml_atomic_cleanup_all(void) {
-    for (int i = 0; i < ML_MAX_PENDING; i++)
-        if (pending[i][0]) unlink(pending[i]);
+    for (pending_node *n = atomic_load(&pending_head); n; n = n->next)
+        if (atomic_load(&n->used)) unlink(n->path);
+}
+
+/* ---------------------------------------------------------------- temporaries of dead writers */
+
+/* "<prefix>...<.tmp.>PID" with PID all digits: the PID, else 0. */
+static long tmp_owner(const char *name, const char *prefix) {
+    size_t pl = strlen(prefix);
+    if (strncmp(name, prefix, pl) != 0) return 0;
+    const char *t = strstr(name + pl, ".tmp.");
+    if (!t) return 0;
+    const char *d = t + 5;
+    while (strstr(d, ".tmp.")) d = strstr(d, ".tmp.") + 5; /* the last ".tmp." */
+    if (!*d) return 0;
+    char *end;
+    errno = 0;
+    long pid = strtol(d, &end, 10);
+    if (*end || errno || pid <= 0) return 0;
+    return pid;
+}
+
+ml_status ml_atomic_remove_stale(const char *dir, const char *prefix, int *removed) {
+    if (removed) *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return ML_OK;
+        return ml_fail(ML_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    }
+    ml_status s = ML_OK;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = tmp_owner(e->d_name, prefix);
+        if (pid == 0 || pid == (long)getpid()) continue;
+        /* alive (or not ours to signal: EPERM) means someone may still be writing it */
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) {
+            if (removed) (*removed)++;
+        } else if (errno != ENOENT && s == ML_OK) {
+            s = ml_fail(ML_ERR_IO, "cannot remove the stale temporary %s: %s", path, strerror(errno));
+        }
+    }
+    closedir(d);
+    return s;
 }

@@ -30,7 +30,14 @@ ml_status ml_fsync_path(const char *path);
 /* Read a whole file into a malloc'd buffer (NUL-terminated for convenience). */
 ml_status ml_read_file(const char *path, char **data, size_t *size);
 
-/* Register `tmp_path` to be removed if the process dies from SIGINT/SIGTERM before commit. */
+/* Remove the temporaries of dead writers in `dir`: files named "<prefix>*.tmp.PID" whose PID is no
+ * running process (a writer killed with SIGKILL, or a crash, leaves its temporary behind). A live
+ * PID's file is left alone. Counts the removed files in *removed (may be NULL). A missing directory
+ * is not an error. PIDs are of this machine: do not share one directory between machines' writers. */
+ml_status ml_atomic_remove_stale(const char *dir, const char *prefix, int *removed);
+
+/* Register `tmp_path` to be removed if the process dies from SIGINT/SIGTERM before commit. Any
+ * number may be registered at once (aborts with a message if memory runs out). */
 void ml_atomic_register_cleanup(const char *tmp_path);
 void ml_atomic_unregister_cleanup(const char *tmp_path);
 

@@ -24,6 +24,9 @@ void ml_signals_install(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* A write past `ulimit -f` must fail with EFBIG and be reported (the atomic writer then removes
+     * its temporary), not kill the process with SIGXFSZ and leave the temporary behind. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 int ml_stop_requested(void) { return stop_count > 0; }

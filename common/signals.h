@@ -1,5 +1,6 @@
 /* Ctrl-C handling: the first SIGINT/SIGTERM sets a flag that long loops poll (the trainer then
- * writes a checkpoint and exits); a second one removes pending temporary files and exits at once. */
+ * writes a checkpoint and exits); a second one removes pending temporary files and exits at once.
+ * SIGXFSZ is ignored, so that a write beyond the file-size limit fails with EFBIG and is reported. */
 #ifndef ML_SIGNALS_H
 #define ML_SIGNALS_H
 

@@ -6,11 +6,18 @@
 
 static _Thread_local char last_error[1024];
 
+/* A message is one line: line breaks from a library's text (HDF5's, a file name) become spaces. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if (*s == '\n' || *s == '\r') *s = ' ';
+}
+
 ml_status ml_fail(ml_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    one_line(last_error);
     return code;
 }
 
@@ -22,6 +29,7 @@ ml_status ml_fail_context(ml_status code, const char *fmt, ...) {
     va_end(ap);
     memcpy(old, last_error, sizeof old);
     snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    one_line(last_error);
     return code;
 }
 

@@ -956,6 +956,19 @@ ml_status ml_tokenizer_spm_info(const ml_tokenizer *t, ml_spm_info *info) {
     return ML_OK;
 }
 
+int ml_tokenizer_spm_piece_kind(const ml_tokenizer *t, uint32_t id, float *score) {
+    if (!t || t->vt != &spm_vt) return 0;
+    const spm_model *m = t->impl;
+    if (id >= m->n) return 0;
+    if (score) *score = m->score[id];
+    return m->type[id];
+}
+
+int32_t ml_tokenizer_spm_find(const ml_tokenizer *t, const char *s, size_t n) {
+    if (!t || t->vt != &spm_vt) return -1;
+    return piece_find(t->impl, s, n);
+}
+
 const char *ml_tokenizer_spm_piece(const ml_tokenizer *t, uint32_t id, size_t *len) {
     if (!t || t->vt != &spm_vt) return NULL;
     const spm_model *m = t->impl;

@@ -53,5 +53,11 @@ ml_status ml_tokenizer_spm_info(const ml_tokenizer *t, ml_spm_info *info);
 /* The piece string of id (not NUL-terminated; *len set), or NULL when t is not SentencePiece
  * or id is out of range. */
 const char *ml_tokenizer_spm_piece(const ml_tokenizer *t, uint32_t id, size_t *len);
+/* Piece kinds, as sentencepiece_model.proto numbers them. */
+enum { ML_SPM_NORMAL = 1, ML_SPM_UNKNOWN = 2, ML_SPM_CONTROL = 3, ML_SPM_USER_DEFINED = 4, ML_SPM_UNUSED = 5, ML_SPM_BYTE = 6 };
+/* The kind of piece id (0 when t is not SentencePiece or id is out of range) and its score. */
+int ml_tokenizer_spm_piece_kind(const ml_tokenizer *t, uint32_t id, float *score);
+/* Id of the piece spelled s[0..n) (any kind), -1 when none or t is not SentencePiece. */
+int32_t ml_tokenizer_spm_find(const ml_tokenizer *t, const char *s, size_t n);
 
 #endif

@@ -26,11 +26,32 @@ struct ml_h5 {
 
 #define H5_MAX_ATTR_STR (64u << 20) /* bounds a corrupted fixed-length string size */
 
-/* HDF5 prints its error stack to stderr by default; we report errors ourselves. */
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* Before the library's first call: no clean-up at exit. HDF5 1.10 keeps a file whose H5Fclose failed
+ * (a write cut off by EFBIG or ENOSPC during the final flush) in its table half-closed, and its atexit
+ * termination then closes it again and crashes (SIGSEGV in H5F__close_cb) after we reported the error
+ * and removed the file. Every file we open is closed explicitly, so nothing is lost at exit. */
+static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+static void h5_init_once(void) { H5dont_atexit(); }
 
+/* HDF5 prints its error stack to stderr by default; we report errors ourselves. */
+static void h5_quiet(void) {
+    pthread_once(&h5_once, h5_init_once);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* The innermost description; a system call's failure ("file write failed: time = ..., filename = ...,
+ * errno = 27, error message = 'File too large', ...") is cut to "file write failed: File too large"
+ * (the text before the first ':' or ',', then the system's message). */
 static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    if (n == 0 && e->desc) snprintf(data, 256, "%s", e->desc);
+    if (n != 0 || !e->desc) return 0;
+    const char *m = strstr(e->desc, "error message = '"), *colon = e->desc + strcspn(e->desc, ":,");
+    if (m && colon < m) {
+        m += strlen("error message = '");
+        const char *q = strchr(m, '\'');
+        snprintf(data, 256, "%.*s: %.*s", (int)(colon - e->desc), e->desc, (int)(q ? q - m : (long)strlen(m)), m);
+    } else {
+        snprintf(data, 256, "%s", e->desc);
+    }
     return 0;
 }
 

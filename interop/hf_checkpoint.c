@@ -42,7 +42,8 @@ ml_status ml_hf_export(const ml_model *m, const char *dir, ml_st_dtype dtype, ui
     unrolled_config(c, &hf);
     if (ml_config_validate(&hf) != ML_OK) return ml_fail_context(ML_ERR_CONFIG, "unrolled config");
     char *config_json = NULL;
-    ML_TRY(ml_config_to_json(&hf, &config_json));
+    const char *dtype_name = dtype == ML_ST_BF16 ? "bfloat16" : dtype == ML_ST_F16 ? "float16" : "float32";
+    ML_TRY(ml_config_to_json_dtype(&hf, dtype_name, &config_json));
 
     ml_safetensors_writer *w = NULL;
     ml_status s = ml_safetensors_writer_new(&w);

@@ -64,7 +64,12 @@ static inline int ml_config_applied_layers(const ml_config *c) { return c->num_l
 /* Parse an HF-style config.json text / file (any supported dialect). */
 ml_status ml_config_from_json(ml_config *c, const char *json_text, const char *where);
 ml_status ml_config_load(ml_config *c, const char *path);
-/* Serialize in the config's own dialect (for export and for checkpoints). Returns a malloc'd string. */
+/* Serialize in the config's own dialect (for export and for checkpoints). Returns a malloc'd string.
+ * The weights' dtype is written as "float32" (the training state). */
 ml_status ml_config_to_json(const ml_config *c, char **json_text);
+/* The same with the dtype of the exported weights ("float32", "bfloat16", "float16") under "dtype"
+ * (what transformers >= 4.56 reads) and "torch_dtype" (what older transformers read; 5.x ignores it
+ * silently when "dtype" is present). */
+ml_status ml_config_to_json_dtype(const ml_config *c, const char *dtype, char **json_text);
 
 #endif

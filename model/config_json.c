@@ -663,7 +663,9 @@ static void sb_value(strbuf *sb, const cJSON *it, int depth) {
     }
 }
 
-ml_status ml_config_to_json(const ml_config *c_in, char **json_text) {
+ml_status ml_config_to_json(const ml_config *c, char **json_text) { return ml_config_to_json_dtype(c, "float32", json_text); }
+
+ml_status ml_config_to_json_dtype(const ml_config *c_in, const char *dtype, char **json_text) {
     *json_text = NULL;
     ml_config c = *c_in;
     ML_TRY(ml_config_validate(&c));
@@ -747,8 +749,8 @@ ml_status ml_config_to_json(const ml_config *c_in, char **json_text) {
     if (out == ML_DIALECT_LLAMA || c.layer_repeat != 1)
         ok &= cJSON_AddBoolToObject(o, "layer_sharing", c.layer_repeat == 2) != NULL;
     if (c.layer_repeat != 1) ok &= cJSON_AddNumberToObject(o, "layer_repeat", c.layer_repeat) != NULL;
-    ok &= cJSON_AddStringToObject(o, "torch_dtype", "float32") != NULL;
-    ok &= cJSON_AddStringToObject(o, "dtype", "float32") != NULL;
+    ok &= cJSON_AddStringToObject(o, "torch_dtype", dtype) != NULL;
+    ok &= cJSON_AddStringToObject(o, "dtype", dtype) != NULL;
     ok &= cJSON_AddTrueToObject(o, "use_cache") != NULL;
 
     strbuf sb = {NULL, 0, 0, 1};

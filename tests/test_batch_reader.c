@@ -269,5 +269,5 @@ int main(void) {
         cmocka_unit_test(test_wrap_around),
         cmocka_unit_test(test_random_against_model_and_resume),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -180,10 +180,7 @@ static void test_teacher_config(void **state) {
     (void)state;
     char path[4096];
     snprintf(path, sizeof path, "%s/teachers/mobilellm-28m-llama2tok/config.json", ML_SHARED_DIR);
-    if (!ml_test_file_exists(path)) {
-        printf("  %s not present; skipped\n", path);
-        skip();
-    }
+    ML_NEED_SHARED(path);
     ml_config c;
     if (ml_config_load(&c, path) != ML_OK) fail_msg("%s", ml_last_error());
     printf("  teacher %s: %lld params\n", c.name, (long long)ml_config_num_params(&c));
@@ -774,5 +771,5 @@ int main(void) {
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_flops),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

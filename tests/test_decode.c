@@ -169,5 +169,5 @@ int main(void) {
         cmocka_unit_test(test_cache_layout),
         cmocka_unit_test(test_rewind),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

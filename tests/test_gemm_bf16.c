@@ -28,6 +28,7 @@
 #include "model/model.h"
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
+#include "tests/support/test_util.h"
 
 static ml_rng rng;
 
@@ -177,10 +178,7 @@ static void test_matmul_wrappers(void **state) {
 
 /* The model in bf16 mode against fp32 mode: same weights, same batch. */
 static void test_model_bf16_vs_fp32(void **state) {
-    if (!ml_bf16_available()) {
-        printf("skipped: no AVX512-BF16, so the model refuses bf16 mode\n");
-        skip();
-    }
+    if (!ml_bf16_available()) ML_SKIP("this CPU has no AVX512-BF16, so the model refuses bf16 mode");
     ml_config c;
     memset(&c, 0, sizeof c);
     c.dialect = ML_DIALECT_LLAMA;
@@ -241,5 +239,5 @@ int main(void) {
         cmocka_unit_test(test_matmul_wrappers),
         cmocka_unit_test(test_model_bf16_vs_fp32),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -425,10 +425,7 @@ static void test_spm_vocab(void **state) {
     (void)state;
     char spm[4096];
     snprintf(spm, sizeof spm, "%s/tokenizers/llama2-spm-32000.model", ML_SHARED_DIR);
-    if (!ml_test_file_exists(spm)) {
-        print_message("skip: %s is absent\n", spm);
-        skip();
-    }
+    ML_NEED_SHARED(spm);
     ml_gguf_writer *w;
     assert_int_equal(ml_gguf_writer_create(&w), ML_OK);
     assert_int_equal(ml_gguf_add_tokenizer_spm(w, spm, 32003), ML_OK); /* 3 padding ids */
@@ -472,5 +469,5 @@ int main(void) {
         cmocka_unit_test(test_quant_blocks), cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_export_v1),    cmocka_unit_test(test_refusals),  cmocka_unit_test(test_spm_vocab),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

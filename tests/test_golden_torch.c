@@ -276,5 +276,5 @@ int main(void) {
         cmocka_unit_test(test_soft_clamp_transform_pro_docs),
         cmocka_unit_test(test_identity_transform_changes_nothing),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

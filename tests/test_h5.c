@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -202,7 +203,7 @@ static void test_roundtrip(void **state) {
 
 static void test_h5py_interop(void **state) {
     (void)state;
-    if (!ckpt[0]) skip();
+    if (!ckpt[0]) ML_SKIP("test_h5: no checkpoint (the writing test did not finish)");
     /* h5py reads our file: strings are fixed-length UTF-8, so they come back as bytes. */
     int rc = ml_test_run(
         "%s -c '\n"
@@ -331,7 +332,7 @@ static int read_everything(const char *path) {
 
 static void test_corrupted_files(void **state) {
     (void)state;
-    if (!ckpt[0]) skip();
+    if (!ckpt[0]) ML_SKIP("test_h5: no checkpoint (the writing test did not finish)");
     char *buf;
     size_t size;
     assert_int_equal(ml_read_file(ckpt, &buf, &size), ML_OK);
@@ -389,6 +390,59 @@ static void test_corrupted_files(void **state) {
     free(buf);
 }
 
+void ml_atomic_cleanup_all(void); /* common/atomic_file.c: the signal path */
+
+/* Any number of temporaries in flight are removed by the signal path (the table once held 16 and
+ * dropped the rest silently); a committed or aborted one is forgotten. */
+static void test_cleanup_table(void **state) {
+    (void)state;
+    const char *dir = ml_test_tmpdir("h5");
+    enum { N = 100 };
+    static ml_atomic_file af[N];
+    for (int i = 0; i < N; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "out%03d.bin", i);
+        assert_int_equal(ml_atomic_begin(&af[i], ml_test_path(dir, name), 1), ML_OK);
+    }
+    assert_int_equal(ml_atomic_commit(&af[0]), ML_OK);
+    ml_atomic_abort(&af[1]);
+    for (int i = 2; i < N; i++) fclose(af[i].fp), af[i].fp = NULL;
+    ml_atomic_cleanup_all();
+    for (int i = 2; i < N; i++) assert_false(ml_test_file_exists(af[i].tmp_path));
+    assert_true(ml_test_file_exists(af[0].final_path));
+    for (int i = 2; i < N; i++) ml_atomic_abort(&af[i]); /* unregisters; the files are gone already */
+    /* reused entries still work */
+    ml_atomic_file g;
+    assert_int_equal(ml_atomic_begin(&g, ml_test_path(dir, "again.bin"), 1), ML_OK);
+    fclose(g.fp), g.fp = NULL;
+    ml_atomic_cleanup_all();
+    assert_false(ml_test_file_exists(g.tmp_path));
+    ml_atomic_abort(&g);
+}
+
+/* Temporaries named "<prefix>*.tmp.PID": a dead PID's are removed, a live one's and others are kept. */
+static void test_remove_stale(void **state) {
+    (void)state;
+    const char *dir = ml_test_path(ml_test_tmpdir("h5"), "stale");
+    assert_int_equal(ml_test_run("mkdir -p '%s'", dir), 0);
+    char dead[4096], live[4096], mine[4096], other[4096], odd[4096];
+    /* PID 2^22+1 is above Linux's pid_max ceiling (4194304): never a running process */
+    snprintf(dead, sizeof dead, "%s/ckpt_00000004.h5.tmp.4194305", dir);
+    snprintf(live, sizeof live, "%s/ckpt_00000005.h5.tmp.1", dir); /* init: alive (and not ours) */
+    snprintf(mine, sizeof mine, "%s/ckpt_00000006.h5.tmp.%ld", dir, (long)getpid());
+    snprintf(other, sizeof other, "%s/metrics.jsonl.tmp.4194305", dir);
+    snprintf(odd, sizeof odd, "%s/ckpt_00000007.h5.tmp.12x", dir);
+    const char *all[] = {dead, live, mine, other, odd};
+    for (int i = 0; i < 5; i++) assert_int_equal(ml_test_run("touch '%s'", all[i]), 0);
+    int removed = -1;
+    assert_int_equal(ml_atomic_remove_stale(dir, "ckpt_", &removed), ML_OK);
+    assert_int_equal(removed, 1);
+    assert_false(ml_test_file_exists(dead));
+    for (int i = 1; i < 5; i++) assert_true(ml_test_file_exists(all[i]));
+    assert_int_equal(ml_atomic_remove_stale(ml_test_path(dir, "no-such-dir"), "ckpt_", &removed), ML_OK);
+    assert_int_equal(removed, 0);
+}
+
 int main(void) {
     dir = ml_test_tmpdir("test_h5");
     if (!dir) return 1;
@@ -396,6 +450,8 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_h5py_interop),
         cmocka_unit_test(test_corrupted_files),
+        cmocka_unit_test(test_cleanup_table),
+        cmocka_unit_test(test_remove_stale),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

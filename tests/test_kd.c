@@ -156,5 +156,5 @@ int main(void) {
         cmocka_unit_test(test_config_checks),
         cmocka_unit_test(test_fused_head_self_distillation),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

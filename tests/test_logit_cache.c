@@ -314,7 +314,7 @@ static void test_cache_matches_dense_teacher(void **state) {
     int rc = ml_test_run("%s -c 'import sys; sys.path.insert(0, \"%s/scripts\"); import teacher_logits_hf as t; "
                          "t._selftest_read(\"%s\", \"%s\")'",
                          ML_PYTHON, ML_SOURCE_DIR, cache, dir);
-    if (rc == 77) printf("h5py comparison skipped: neither hdf5plugin with zstd nor python3-zstandard\n");
+    if (rc == 77) ml_test_note_skip("h5py comparison: neither hdf5plugin with zstd nor python3-zstandard");
     else assert_int_equal(rc, 0);
 
     free(logits), free(all_ids), free(all_lp), free(all_tail);
@@ -347,5 +347,5 @@ int main(void) {
         cmocka_unit_test(test_topk_with_ties),
         cmocka_unit_test(test_cache_matches_dense_teacher),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -26,7 +26,7 @@
 #include "model/model.h"
 #include "tests/support/test_util.h"
 
-#define EVAL_DIR ML_SHARED_DIR "/data/eval"
+#define EVAL_FILE(name) ml_test_shared("data/eval/" name)
 
 static void write_weights(const ml_model *m, const char *path) {
     ml_safetensors_writer *w;
@@ -87,18 +87,19 @@ static const char *write_file(const char *name, const char *text) {
     return p;
 }
 
-static int have_data(void) { return access(EVAL_DIR "/piqa_valid.jsonl", R_OK) == 0; }
+static int have_data(void) {
+    return ml_test_have_shared(EVAL_FILE("hellaswag_val.jsonl")) && ml_test_have_shared(EVAL_FILE("piqa_valid.jsonl")) &&
+           ml_test_have_shared(EVAL_FILE("arc_easy_test.jsonl")) && ml_test_have_shared(EVAL_FILE("arc_challenge_test.jsonl"));
+}
 
 /* weights of both presets, then one Python process for every job */
 static int setup_jobs(void **state) {
     if (have_data()) {
-        add_job("tiny-v1", ML_MC_HELLASWAG, EVAL_DIR "/hellaswag_val.jsonl", 8, 0);
-        add_job("tiny-v1", ML_MC_PIQA, EVAL_DIR "/piqa_valid.jsonl", 8, 0);
-        add_job("tiny-v1", ML_MC_ARC_EASY, EVAL_DIR "/arc_easy_test.jsonl", 8, 0);
-        add_job("tiny-v1", ML_MC_ARC_CHALLENGE, EVAL_DIR "/arc_challenge_test.jsonl", 8, 0);
-        add_job("tiny-pro", ML_MC_PIQA, EVAL_DIR "/piqa_valid.jsonl", 10, 0);
-    } else {
-        fprintf(stderr, "real task files skipped: %s is absent\n", EVAL_DIR);
+        add_job("tiny-v1", ML_MC_HELLASWAG, EVAL_FILE("hellaswag_val.jsonl"), 8, 0);
+        add_job("tiny-v1", ML_MC_PIQA, EVAL_FILE("piqa_valid.jsonl"), 8, 0);
+        add_job("tiny-v1", ML_MC_ARC_EASY, EVAL_FILE("arc_easy_test.jsonl"), 8, 0);
+        add_job("tiny-v1", ML_MC_ARC_CHALLENGE, EVAL_FILE("arc_challenge_test.jsonl"), 8, 0);
+        add_job("tiny-pro", ML_MC_PIQA, EVAL_FILE("piqa_valid.jsonl"), 10, 0);
     }
     const char *hs = write_file("hs.jsonl",
         "{\"ctx\": \"  Home: [header] How to clean [title] Use soap.  Rinse [step] well [unclosed\", \"label\": 1, "
@@ -209,5 +210,5 @@ int main(void) {
         cmocka_unit_test(test_against_torch),
         cmocka_unit_test(test_bad_files),
     };
-    return cmocka_run_group_tests(tests, setup_jobs, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, setup_jobs, NULL));
 }

@@ -261,5 +261,5 @@ int main(void) {
         cmocka_unit_test(test_determinism),         cmocka_unit_test(test_state_restore),
         cmocka_unit_test(test_bad_sources),
     };
-    return rc | cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(rc | cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -16,6 +16,7 @@
 
 #include "common/rng.h"
 #include "model/model.h"
+#include "tests/support/test_util.h"
 
 static void base_config(ml_config *c) {
     memset(c, 0, sizeof *c);
@@ -215,5 +216,5 @@ int main(void) {
         cmocka_unit_test(test_recompute_identical),
         cmocka_unit_test(test_bad_tokens),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

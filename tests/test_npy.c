@@ -194,5 +194,5 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_bad_files),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -14,6 +14,7 @@
 
 #include "common/rng.h"
 #include "model/ops/ops.h"
+#include "tests/support/test_util.h"
 
 static ml_rng rng;
 
@@ -419,5 +420,5 @@ int main(void) {
         cmocka_unit_test(test_attention_tiled_vs_reference), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_cross_entropy),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

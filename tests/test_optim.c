@@ -141,9 +141,9 @@ static void run_torch(void) {
     const char *d = tmpdir();
     const char *script = ml_test_path(d, "ref.py");
     write_text(script, "%s", PY_SCRIPT);
-    if (ML_PYTHON[0] == '\0') skip();
+    if (ML_PYTHON[0] == '\0') ML_SKIP("no python3 found at configure time (PyTorch reference)");
     int rc = ml_test_run("'%s' '%s' '%s'", ML_PYTHON, script, d);
-    if (rc == 77) skip();
+    if (rc == 77) ML_SKIP("PyTorch is not importable (apt-get install python3-torch)");
     assert_int_equal(rc, 0);
 }
 
@@ -660,5 +660,5 @@ int main(void) {
         cmocka_unit_test(test_grad_norm_deterministic),
         cmocka_unit_test(test_non_finite_detection),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

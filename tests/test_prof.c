@@ -205,5 +205,5 @@ int main(void) {
         cmocka_unit_test(test_bench_profile_r1),
         cmocka_unit_test(test_bench_profile_shared_layers),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -629,11 +629,7 @@ static void test_teacher_checkpoint(void **state) {
     (void)state;
     char tdir[4096];
     snprintf(tdir, sizeof tdir, "%s/teachers/mobilellm-28m-llama2tok", ML_SHARED_DIR);
-    struct stat sb;
-    if (stat(tdir, &sb) != 0) {
-        printf("  %s not present; skipped\n", tdir);
-        skip();
-    }
+    ML_NEED_SHARED(tdir);
     ml_st_dir *d;
     if (ml_safetensors_dir_open(&d, tdir) != ML_OK) fail_msg("%s", ml_last_error());
     assert_int_equal(ml_safetensors_dir_shard_count(d), 3);
@@ -703,5 +699,5 @@ int main(void) {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_teacher_checkpoint),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -195,5 +195,5 @@ int main(void) {
         cmocka_unit_test(test_greedy_r1),   cmocka_unit_test(test_greedy_pro), cmocka_unit_test(test_seeds),
         cmocka_unit_test(test_distributions), cmocka_unit_test(test_utf8),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -387,5 +387,5 @@ int main(void) {
         cmocka_unit_test(test_corruption_detected),
         cmocka_unit_test(test_compatibility),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -20,9 +20,9 @@
 #include "data/utf8.h"
 #include "tests/support/test_util.h"
 
-#define TOKDIR ML_SHARED_DIR "/tokenizers"
-#define LLAMA3 TOKDIR "/llama3-tiktoken-128000.model"
-#define LLAMA4 TOKDIR "/llama4-tiktoken-200000.model"
+#define LLAMA3 ml_test_shared("tokenizers/llama3-tiktoken-128000.model")
+#define LLAMA4 ml_test_shared("tokenizers/llama4-tiktoken-200000.model")
+#define SHARED_DATA ml_test_shared("data")
 #define REF ML_SOURCE_DIR "/tests/tokenizer_ref.py"
 
 static const char *dir;
@@ -30,15 +30,11 @@ static const char *dir;
 static int have_python_regex(void) {
     static int r = -1;
     if (r < 0) r = ml_test_run("%s -c 'import regex' 2>/dev/null", ML_PYTHON) == 0;
-    if (!r) fprintf(stderr, "skipping: python3-regex is not installed (apt-get install python3-regex)\n");
+    if (!r) ml_test_note_skip("python3-regex is not installed (apt-get install python3-regex)");
     return r;
 }
 
-static int have(const char *path) {
-    if (ml_test_file_exists(path)) return 1;
-    fprintf(stderr, "skipping: %s is absent\n", path);
-    return 0;
-}
+static int have(const char *path) { return ml_test_have_shared(path); }
 
 static void write_file(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -123,7 +119,8 @@ static void test_utf8_sanitize_matches_python(void **state) {
 
 static void test_llamacpp_llama3_vectors(void **state) {
     (void)state;
-    const char *inp = TOKDIR "/llamacpp-ggml-vocab-llama-bpe.gguf.inp", *outp = TOKDIR "/llamacpp-ggml-vocab-llama-bpe.gguf.out";
+    const char *inp = ml_test_shared("tokenizers/llamacpp-ggml-vocab-llama-bpe.gguf.inp"),
+               *outp = ml_test_shared("tokenizers/llamacpp-ggml-vocab-llama-bpe.gguf.out");
     if (!have(LLAMA3) || !have(inp) || !have(outp)) skip();
     ml_tokenizer *t = NULL;
     assert_int_equal(ml_tokenizer_open(&t, LLAMA3), ML_OK);
@@ -206,7 +203,7 @@ static void sample_tree(const char *sdir, const char *path) {
 static void make_samples(const char *sdir) {
     if (n_samples) return;
     assert_int_equal(ml_test_run("mkdir -p %s", sdir), 0);
-    sample_tree(sdir, ML_SHARED_DIR "/data");
+    sample_tree(sdir, SHARED_DATA);
     /* hand-made cases: specials as text, invalid UTF-8, long runs (the heap path), odd spaces */
     static const char *const extra[] = {
         "<|begin_of_text|>Hello<|end_of_text|> <|eot_id|><|reserved_special_token_5|><|eot|>",
@@ -277,13 +274,13 @@ static void compare_with_reference(const char *spec, const char *kind, const cha
 
 static void test_llama3_corpora(void **state) {
     (void)state;
-    if (!have(LLAMA3) || !have(ML_SHARED_DIR "/data") || !have_python_regex()) skip();
+    if (!have(LLAMA3) || !have(SHARED_DATA) || !have_python_regex()) skip();
     compare_with_reference(LLAMA3, "tiktoken", LLAMA3, "llama3");
 }
 
 static void test_llama4_corpora(void **state) {
     (void)state;
-    if (!have(LLAMA4) || !have(ML_SHARED_DIR "/data") || !have_python_regex()) skip();
+    if (!have(LLAMA4) || !have(SHARED_DATA) || !have_python_regex()) skip();
     compare_with_reference(LLAMA4, "tiktoken", LLAMA4, "llama4");
 }
 
@@ -291,7 +288,7 @@ static void test_llama4_corpora(void **state) {
  * transformers' converter does) must encode exactly like the rank file. */
 static void test_hf_json_from_llama3(void **state) {
     (void)state;
-    if (!have(LLAMA3) || !have(ML_SHARED_DIR "/data") || !have_python_regex()) skip();
+    if (!have(LLAMA3) || !have(SHARED_DATA) || !have_python_regex()) skip();
     const char *json = ml_test_path(dir, "llama3.tokenizer.json");
     assert_int_equal(ml_test_run("%s %s hfconvert %s %s", ML_PYTHON, REF, LLAMA3, json), 0);
     compare_with_reference(json, "hf", json, "hf-llama3");
@@ -379,9 +376,9 @@ static ml_bpe_trainer *train_on(const char *const *files, int n, uint32_t vocab)
  * run writes the same bytes. */
 static void test_train_roundtrip(void **state) {
     (void)state;
-    const char *files[] = {ML_SHARED_DIR "/data/books/tinyshakespeare.txt",
-                           ML_SHARED_DIR "/data/stories/tinystories_valid_prefix.txt",
-                           ML_SHARED_DIR "/data/math/gsm8k_test.jsonl"};
+    const char *files[] = {ml_test_shared("data/books/tinyshakespeare.txt"),
+                           ml_test_shared("data/stories/tinystories_valid_prefix.txt"),
+                           ml_test_shared("data/math/gsm8k_test.jsonl")};
     for (int i = 0; i < 3; i++)
         if (!have(files[i])) skip();
     ml_bpe_trainer *tr = train_on(files, 3, 3000);
@@ -418,7 +415,7 @@ static void test_train_roundtrip(void **state) {
     assert_int_equal(ml_bpe_trainer_write_json(tr, json2), ML_OK);
     ml_bpe_trainer_free(tr);
     assert_int_equal(ml_test_run("cmp %s %s", json, json2), 0);
-    if (have_python_regex() && have(ML_SHARED_DIR "/data")) compare_with_reference(json, "hf", json, "trained");
+    if (have_python_regex() && have(SHARED_DATA)) compare_with_reference(json, "hf", json, "trained");
 }
 
 /* ---- bad files ---- */
@@ -474,5 +471,5 @@ int main(void) {
         cmocka_unit_test(test_train_roundtrip),
         cmocka_unit_test(test_bad_files),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -8,6 +8,7 @@
 
 #include "data/tokenizer.h"
 #include "data/tokenizer_bytes.h"
+#include "tests/support/test_util.h"
 
 static void test_encode_decode(void **state) {
     (void)state;
@@ -74,5 +75,5 @@ int main(void) {
         cmocka_unit_test(test_encode_decode),
         cmocka_unit_test(test_open_other_specs),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

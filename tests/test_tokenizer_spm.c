@@ -22,21 +22,15 @@
 #include "data/tokenizer_spm.h"
 #include "tests/support/test_util.h"
 
-#define MODEL ML_SHARED_DIR "/tokenizers/llama2-spm-32000.model"
-#define LLAMACPP ML_SHARED_DIR "/tokenizers/llamacpp-ggml-vocab-llama-spm.gguf"
+#define MODEL ml_test_shared("tokenizers/llama2-spm-32000.model")
+#define LLAMACPP_INP ml_test_shared("tokenizers/llamacpp-ggml-vocab-llama-spm.gguf.inp")
+#define LLAMACPP_OUT ml_test_shared("tokenizers/llamacpp-ggml-vocab-llama-spm.gguf.out")
 
-static int have_model(void) {
-    struct stat st;
-    if (stat(MODEL, &st) != 0) {
-        printf("  %s not present; skipped\n", MODEL);
-        return 0;
-    }
-    return 1;
-}
+static int have_model(void) { return ml_test_have_shared(MODEL); }
 
 static int have_python(void) {
     if (ML_PYTHON[0] == '\0' || ml_test_run("%s -c 'import sentencepiece' 2>/dev/null", ML_PYTHON) != 0) {
-        printf("  python3-sentencepiece not available; skipped\n");
+        ml_test_note_skip("python3-sentencepiece is not importable (apt-get install python3-sentencepiece)");
         return 0;
     }
     return 1;
@@ -93,7 +87,7 @@ static uint32_t get_u32(const char *buf, size_t n, size_t *at) {
 static size_t load_llamacpp(docs *in, char ***want_lines) {
     char *inp = NULL, *out = NULL;
     size_t ni = 0, no = 0;
-    if (ml_read_file(LLAMACPP ".inp", &inp, &ni) != ML_OK || ml_read_file(LLAMACPP ".out", &out, &no) != ML_OK) {
+    if (ml_read_file(LLAMACPP_INP, &inp, &ni) != ML_OK || ml_read_file(LLAMACPP_OUT, &out, &no) != ML_OK) {
         free(inp);
         return 0;
     }
@@ -128,8 +122,9 @@ static void test_llamacpp_cases(void **state) {
     char **want = NULL;
     size_t k = load_llamacpp(&in, &want);
     if (!k) {
-        printf("  %s.inp/.out not present; skipped\n", LLAMACPP);
-        skip();
+        ML_NEED_SHARED(LLAMACPP_INP);
+        ML_NEED_SHARED(LLAMACPP_OUT);
+        fail_msg("cannot read %s", LLAMACPP_INP);
     }
     assert_true(k >= 40);
     ml_tokenizer *t = NULL;
@@ -307,7 +302,7 @@ static void test_corpora_vs_sentencepiece(void **state) {
     add_edge_cases(&d);
     size_t small = d.count;
     int files = 0;
-    walk(&d, ML_SHARED_DIR "/data", 30000, 16000, &files);
+    if (ml_test_have_shared(ml_test_shared("data"))) walk(&d, ml_test_shared("data"), 30000, 16000, &files);
     size_t corpus_docs = d.count - small;
     /* Large documents: these go through the chunked, multi-threaded path. */
     static const char *big[] = {"/data/code/python_cpython311_stdlib.txt", "/data/wiki/enwiki_extract.txt",
@@ -317,7 +312,7 @@ static void test_corpora_vs_sentencepiece(void **state) {
         char p[4096], *buf = NULL;
         size_t n = 0;
         snprintf(p, sizeof p, "%s%s", ML_SHARED_DIR, big[i]);
-        if (ml_read_file(p, &buf, &n) != ML_OK) continue;
+        if (!ml_test_have_shared(p) || ml_read_file(p, &buf, &n) != ML_OK) continue;
         size_t len = n < 400000 ? n : 400000, at = (n - len) / 3 + 1; /* odd offset: may cut a character */
         if (at + len > n) at = n - len;
         docs_add(&d, buf + at, len);
@@ -605,5 +600,5 @@ int main(void) {
         cmocka_unit_test(test_decode_random_ids),
         cmocka_unit_test(test_bad_files),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/log.h"
 #include "common/prof.h"
 #include "common/signals.h"
@@ -360,6 +361,10 @@ ml_status ml_train(const ml_train_args *args) {
         return ml_fail(ML_ERR_ARG, "--batch, --seq, --grad-accum and --steps must be positive");
     if (mkdir(a->out_dir, 0755) != 0 && errno != EEXIST)
         return ml_fail(ML_ERR_IO, "cannot create output directory %s: %s", a->out_dir, strerror(errno));
+    /* a writer killed while saving (kill -9, power loss) left ckpt_*.h5.tmp.PID behind */
+    int stale = 0;
+    ML_TRY(ml_atomic_remove_stale(a->out_dir, "ckpt_", &stale));
+    if (stale) printf("removed %d temporary checkpoint file(s) of a dead writer in %s\n", stale, a->out_dir);
 
     trainer t;
     memset(&t, 0, sizeof t);

@@ -36,7 +36,7 @@ PYEOF
         fail "bench --precision bf16"
     grep -q '"precision":"bf16"' "$W/b.json" || fail "bench JSON lacks the precision"
 else
-    echo "skip: this CPU has no AVX512-BF16 (the runs above need it)"
+    skip_part "this CPU has no AVX512-BF16 (the runs above need it)"
 fi
 
 # 4. bad input

@@ -1,8 +1,9 @@
 # Shared helpers of the CLI tests (sourced; not a test itself).
-# Sets M (the mobilellm binary), SRC (source dir), W (a fresh work dir removed at exit) and
-# provides fail / ok / expect_fail / finish.
+# Sets M (the mobilellm binary), SRC (source dir), SHARED (the shared data directory), W (a fresh
+# work dir removed at exit) and provides fail / ok / expect_fail / need_shared / skip_part / finish.
 M="$1"
 SRC="$2"
+source "$(dirname "${BASH_SOURCE[0]}")/skip.bash"
 mkdir -p test_files
 W=$(mktemp -d "$PWD/test_files/$(basename "$0" .sh).XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -49,7 +50,10 @@ if bad: sys.exit("differ: " + ", ".join(bad[:5]))
 PYEOF
 }
 
+# finish: exit 1 on any failure, else the skip code (77) if a part was skipped, else 0. Always exits.
 finish() {
     if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
+    skip_exit
     echo "all passed"
+    exit 0
 }

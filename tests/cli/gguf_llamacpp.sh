@@ -42,7 +42,7 @@ done
 ok $M export --ckpt "$W/adj.h5" --format gguf --out "$W/adj-f32.gguf" >/dev/null
 
 # --- llama.cpp ---
-skip() { echo "SKIP (llama.cpp part): $*"; finish; exit $?; }
+skip() { skip_part "llama.cpp part: $*"; finish; }
 [ "$(uname -sm)" = "Linux x86_64" ] || skip "prebuilt llama.cpp is used on x86-64 Linux only"
 command -v npm >/dev/null || skip "npm is not installed (apt-get install npm)"
 command -v git >/dev/null || skip "git is not installed (needed to unpack llama.cpp's headers)"
@@ -106,10 +106,9 @@ ok $M logits --ckpt "$W/adj.h5" --tokens "$IDS" --out "$W/adj-ours.npy" >/dev/nu
     fail "adjacent RoPE: llama.cpp logits differ"
 
 # The GPU-trained teacher with the Llama-2 SentencePiece vocabulary, on real text.
-SHARED="$SRC/../shared"
 TEACHER="$SHARED/teachers/mobilellm-28m-llama2tok"
 SPM="$SHARED/tokenizers/llama2-spm-32000.model"
-if [ -d "$TEACHER" ] && [ -f "$SPM" ]; then
+if need_shared "$TEACHER" "$SPM" "$SHARED/tokenizers/llamacpp-ggml-vocab-llama-spm.gguf.inp" "$SHARED/data/stories/tinystories_valid_prefix.txt"; then
     ok $M import --from "$TEACHER" --out "$W/teacher.h5" >/dev/null
     for t in f32 f16 q8_0 q4_0; do
         ok $M export --ckpt "$W/teacher.h5" --format gguf --out "$W/t-$t.gguf" --type $t --tokenizer "$SPM" >/dev/null
@@ -131,7 +130,5 @@ if [ -d "$TEACHER" ] && [ -f "$SPM" ]; then
             fail "teacher $t: llama.cpp: $(head -c 500 "$W/probe.err")"
         fi
     done
-else
-    echo "skip (teacher part): $TEACHER or $SPM is absent"
 fi
 finish

@@ -4,9 +4,9 @@
 # usage: ingest_cli.sh <mobilellm> <source-dir>
 set -u
 source "$(dirname "$0")/common.bash"
-SPM="$SRC/../shared/tokenizers/llama2-spm-32000.model"
+SPM="$SHARED/tokenizers/llama2-spm-32000.model"
 TOKS=(bytes)
-if [ -f "$SPM" ]; then TOKS+=("$SPM"); else echo "skip: SentencePiece parts ($SPM absent)"; fi
+if need_shared "$SPM"; then TOKS+=("$SPM"); fi
 
 ids() { "$M" data dump "$1"; }             # all ids of a shard on one line
 doc_ids() { "$M" data dump "$1" --start "$2" --count "$3"; }

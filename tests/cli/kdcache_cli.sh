@@ -70,7 +70,7 @@ a, b = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'r')
 assert all(np.array_equal(a['params'][k][()], b['params'][k][()]) for k in a['params'])" \
         "$W/full/ckpt_00000010.h5" "$W/py/ckpt_00000010.h5" || fail "distilling from the Python-written cache differs"
 else
-    echo "skip: python3-zstandard not installed (Python writer not tested)"
+    skip_part "python3-zstandard not installed (Python writer not tested)"
 fi
 
 # bad input

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mobilellm tokenizer: encode/decode round trips (tiktoken, trained tokenizer.json), train, bad input.
 source "$(dirname "$0")/common.bash"
-SH="$SRC/../shared"
+SH="$SHARED"
 L3="$SH/tokenizers/llama3-tiktoken-128000.model"
 
 printf 'Hello world! It\xe2\x80\x99s 2024.\n  def f(x):\n\treturn x**2\n' >"$W/a.txt"
@@ -17,7 +17,7 @@ head -c 4 "$W/ids" | grep -q '^598 ' || fail "encode: BOS is not 598"
 "$M" tokenizer decode --tokenizer "$W/tok.json" <"$W/ids" >"$W/b.dec" || fail "decode"
 cmp -s "$W/b.txt" "$W/b.dec" || fail "trained tokenizer: decode(encode(x)) != x"
 
-if [ -f "$L3" ]; then
+if need_shared "$L3"; then
     printf "Hello world" | "$M" tokenizer encode --tokenizer "$L3" >"$W/hw" || fail "encode Hello world"
     [ "$(cat "$W/hw")" = "9906 1917" ] || fail "llama3 'Hello world' -> $(cat "$W/hw")"
     ok "$M" tokenizer encode --tokenizer "$L3" <"$W/a.txt" >"$W/ids3"
@@ -27,8 +27,6 @@ if [ -f "$L3" ]; then
     ok "$M" tokenize --tokenizer "$L3" --input "$W/a.txt" --out "$W/a.shard" >/dev/null
     "$M" data info "$W/a.shard" | grep -q "tokenizer *tiktoken-" || fail "shard fingerprint"
     "$M" data info "$W/a.shard" | grep -q "vocab *128256" || fail "shard vocab"
-else
-    echo "skipping the Llama-3 checks: $L3 is absent"
 fi
 
 # bad input: one line, non-zero, no output left

@@ -5,7 +5,7 @@
 # usage: tokenizer_cli.sh <mobilellm> <source-dir>
 set -u
 source "$(dirname "$0")/common.bash"
-T="$SRC/../shared/tokenizers/llama2-spm-32000.model"
+T="$SHARED/tokenizers/llama2-spm-32000.model"
 
 # The byte tokenizer works through the same verbs anywhere.
 [ "$(printf 'hi' | "$M" tokenizer encode --tokenizer bytes --bos)" = "256 104 105" ] || fail "bytes encode"
@@ -17,11 +17,8 @@ expect_fail "text file as tokenizer" -- "$M" tokenizer encode --tokenizer "$W/te
 expect_fail "tokenize with a text file as tokenizer" "$W/x.shard" -- \
     "$M" tokenize --tokenizer "$W/text.model" --input "$W/text.model" --out "$W/x.shard"
 
-if [ ! -f "$T" ]; then
-    echo "skipped the SentencePiece part: $T not present"
-    finish
-fi
-head -c 60000 "$SRC/../shared/data/stories/tinystories_valid_prefix.txt" >"$W/s.txt"
+need_shared "$T" "$SHARED/data/stories/tinystories_valid_prefix.txt" || finish
+head -c 60000 "$SHARED/data/stories/tinystories_valid_prefix.txt" >"$W/s.txt"
 printf ' two  spaces\tand \xff bytes \xf0\x9f\xa6\x99\n' >>"$W/s.txt"
 
 "$M" tokenizer info --tokenizer "$T" >"$W/info" || fail "info"

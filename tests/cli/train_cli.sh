@@ -107,6 +107,13 @@ ok "$M" export --ckpt "$CK" --out "$W/hfb" --dtype bf16 >/dev/null
 ok "$M" import --from "$W/hfb" --out "$W/reb.h5" >/dev/null
 ok "$M" export --ckpt "$W/reb.h5" --out "$W/hfb2" >/dev/null
 cmp -s "$W/hfb/model.safetensors" "$W/hfb2/model.safetensors" || fail "bf16 round trip"
+# config.json names the weights' dtype under "dtype" (transformers >= 4.56) and "torch_dtype" (older)
+for k in dtype torch_dtype; do
+    grep -q "\"$k\": \"bfloat16\"" "$W/hfb/config.json" || fail "bf16 export: config.json $k is not bfloat16"
+    grep -q "\"$k\": \"float32\"" "$W/hf/config.json" || fail "f32 export: config.json $k is not float32"
+done
+ok "$M" export --ckpt "$CK" --out "$W/hfh" --dtype f16 >/dev/null
+grep -q '"dtype": "float16"' "$W/hfh/config.json" || fail "f16 export: config.json dtype is not float16"
 # tokenizer files beside the weights: the byte tokenizer as a byte-level tokenizer.json
 ok "$M" export --ckpt "$CK" --out "$W/hft" --tokenizer bytes >/dev/null
 $PY - "$W/hft" <<'PYEOF' || fail "byte tokenizer.json"
@@ -120,8 +127,8 @@ PYEOF
 ok "$M" export --ckpt "$W/c10/ckpt_00000010.h5" --out "$W/hf_ls" >/dev/null
 grep -q '"num_hidden_layers": 4' "$W/hf_ls/config.json" || fail "layer-shared export not unrolled"
 # the real GPU-trained teacher (sharded BF16): import then export is byte-identical per tensor
-T=$SRC/../shared/teachers/mobilellm-28m-llama2tok
-if [ -d "$T" ]; then
+T=$SHARED/teachers/mobilellm-28m-llama2tok
+if need_shared "$T"; then
     ok "$M" import --from "$T" --out "$W/teacher.h5" >/dev/null
     ok "$M" export --ckpt "$W/teacher.h5" --out "$W/teacher_hf" >/dev/null
     $PY - "$T" "$W/teacher_hf/model.safetensors" <<'PYEOF' || fail "teacher round trip"
@@ -141,8 +148,6 @@ for fn in set(json.load(open(os.path.join(src, "model.safetensors.index.json")))
 new = load(sys.argv[2])
 assert orig.keys() == new.keys() and all(orig[k] == new[k] for k in orig), "tensors differ"
 PYEOF
-else
-    echo "skip: ../shared teacher not present"
 fi
 
 # 8. bad input

@@ -44,6 +44,8 @@ from mobilellm_torch import MobileLLM, MobileLLMConfig, RefInputError  # noqa: E
 FIXTURES = os.path.join(HERE, "fixtures", "hf")
 SHARED = os.environ.get("ML_SHARED_DIR", os.path.join(HERE, "..", "..", "..", "shared"))
 TEACHER = os.path.join(SHARED, "teachers", "mobilellm-28m-llama2tok")
+# With ML_REQUIRE_SHARED=1 a missing shared file fails instead of skipping.
+REQUIRE_SHARED = os.environ.get("ML_REQUIRE_SHARED", "") not in ("", "0")
 
 torch.set_num_threads(1)
 
@@ -573,7 +575,7 @@ class GoldenTests(unittest.TestCase):
                                  "no_targets.safetensors", "bad.json"]))
 
 
-@unittest.skipUnless(os.path.isdir(TEACHER), f"teacher checkpoint not found at {TEACHER}")
+@unittest.skipUnless(os.path.isdir(TEACHER) or REQUIRE_SHARED, f"missing shared file {TEACHER}")
 class TeacherCheckpointTests(unittest.TestCase):
     """The real transformers-written checkpoint: config with rope_parameters, index + bf16 shards."""
 
@@ -604,4 +606,11 @@ class TeacherCheckpointTests(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    # ctest's skip code (77) when nothing failed but something was skipped, with the reasons.
+    result = unittest.main(exit=False).result
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.skipped:
+        reasons = sorted({why for _, why in result.skipped})
+        print(f"skipped parts ({len(result.skipped)}): " + "; ".join(reasons), file=sys.stderr)
+        sys.exit(77)

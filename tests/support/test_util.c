@@ -1,7 +1,12 @@
 #include "tests/support/test_util.h"
 
 #include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka.h after the four headers it needs */
+#include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,3 +73,72 @@ double ml_test_max_rel_diff(const float *a, const float *b, size_t n, double flo
 }
 
 int ml_test_file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* ---------------------------------------------------------------- skips */
+
+const char *ml_test_shared_dir(void) {
+    const char *e = getenv("ML_SHARED_DIR");
+    return e && e[0] ? e : ML_SHARED_DIR_DEFAULT;
+}
+
+const char *ml_test_shared(const char *rel) {
+    /* interned: callers keep the pointers (job tables, macros used in loops) */
+    static char *paths[256];
+    static int n;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", ml_test_shared_dir(), rel);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(paths[i], buf)) return paths[i];
+    if (n == (int)(sizeof paths / sizeof paths[0])) {
+        fprintf(stderr, "ml_test_shared: more than %d distinct paths\n", n);
+        abort();
+    }
+    paths[n] = strdup(buf);
+    if (!paths[n]) abort();
+    return paths[n++];
+}
+
+static char *skips[64];
+static int n_skips, n_skips_dropped;
+
+static void add_skip(const char *why) {
+    fprintf(stderr, "SKIP: %s\n", why);
+    fflush(stderr);
+    for (int i = 0; i < n_skips; i++)
+        if (!strcmp(skips[i], why)) return;
+    if (n_skips < (int)(sizeof skips / sizeof skips[0]) && (skips[n_skips] = strdup(why)))
+        n_skips++;
+    else
+        n_skips_dropped++;
+}
+
+void ml_test_note_skip(const char *fmt, ...) {
+    char buf[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    add_skip(buf);
+}
+
+int ml_test_have_shared(const char *path) {
+    if (access(path, F_OK) == 0) return 1;
+    const char *req = getenv("ML_REQUIRE_SHARED");
+    if (req && req[0] && strcmp(req, "0") != 0)
+        fail_msg("missing shared file %s (ML_REQUIRE_SHARED is set; ML_SHARED_DIR=%s)", path, ml_test_shared_dir());
+    ml_test_note_skip("missing shared file %s", path);
+    return 0;
+}
+
+int ml_test_exit(int failures) {
+    int rc = failures ? 1 : n_skips || n_skips_dropped ? ML_TEST_SKIP : 0;
+    if (n_skips || n_skips_dropped) {
+        fprintf(stderr, "skipped parts (%d):", n_skips + n_skips_dropped);
+        for (int i = 0; i < n_skips; i++) fprintf(stderr, "%s %s", i ? ";" : "", skips[i]);
+        if (n_skips_dropped) fprintf(stderr, "; %d more", n_skips_dropped);
+        fprintf(stderr, "\n");
+        fflush(stderr);
+    }
+    for (int i = 0; i < n_skips; i++) free(skips[i]);
+    return rc;
+}

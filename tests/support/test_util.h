@@ -16,4 +16,37 @@ double ml_test_max_abs_diff(const float *a, const float *b, size_t n);
 double ml_test_max_rel_diff(const float *a, const float *b, size_t n, double floor);
 int ml_test_file_exists(const char *path);
 
+/* ---- skips that are seen
+ * A test program exits with ML_TEST_SKIP (ctest's SKIP_RETURN_CODE, 77) when nothing failed but some
+ * part did not run for want of a shared file or an optional tool; the reasons are printed at exit. */
+#define ML_TEST_SKIP 77
+
+/* The shared data directory: $ML_SHARED_DIR when set, else the compiled default (../shared beside the
+ * sources). The name ML_SHARED_DIR stands for this call in the tests. */
+const char *ml_test_shared_dir(void);
+#define ML_SHARED_DIR ml_test_shared_dir()
+/* "<shared dir>/rel"; the string lives as long as the program. */
+const char *ml_test_shared(const char *rel);
+/* 1 if `path` (a file or directory of the shared data) exists. Else records the skip "missing shared
+ * file PATH" and returns 0; with ML_REQUIRE_SHARED=1 in the environment it fails the running cmocka
+ * test instead (a CI that has the data must not skip its checks). */
+int ml_test_have_shared(const char *path);
+/* Record a skip for another reason (an optional tool, a CPU feature); printed at once and at exit. */
+void ml_test_note_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The status a test program returns: 1 if any test failed, else ML_TEST_SKIP if anything was
+ * skipped, else 0. Usage: return ml_test_exit(cmocka_run_group_tests(...)); */
+int ml_test_exit(int failures);
+
+/* Inside a cmocka test: skip it unless the shared file exists. */
+#define ML_NEED_SHARED(path)                                                                         \
+    do {                                                                                             \
+        if (!ml_test_have_shared(path)) skip();                                                      \
+    } while (0)
+/* Inside a cmocka test: record why and skip it. */
+#define ML_SKIP(...)                                                                                 \
+    do {                                                                                             \
+        ml_test_note_skip(__VA_ARGS__);                                                              \
+        skip();                                                                                      \
+    } while (0)
+
 #endif

@@ -267,7 +267,13 @@ ml_status ml_merge_plan_open(ml_merge_plan **pp, ml_merge_recipe *r) {
     if (!p) return ml_fail(ML_ERR_NOMEM, "out of memory");
     p->r = r;
     int total_src = 1;
-    for (int s = 0; s < r->n_slices; s++) total_src += r->slices[s].n_sources + 1;
+    for (int s = 0; s < r->n_slices; s++) {
+        total_src += r->slices[s].n_sources + 1;
+        if (r->slices[s].n_sources > 63) {
+            free(p);
+            return ml_fail(ML_ERR_UNSUPPORTED, "%s:%d: at most 63 models in one slice", r->path, r->slices[s].line);
+        }
+    }
     p->in = calloc((size_t)total_src, sizeof *p->in);
     ml_status st = p->in ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory");
     /* inputs in order of appearance, the base first: it is the reference for the checks */

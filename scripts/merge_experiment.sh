@@ -103,7 +103,7 @@ for d in "${DOMAINS[@]}"; do MODELS+=("spec_$d" "$OUT/spec_$d.h5"); done
 for m in uniform ties dare_ties searched; do MODELS+=("merge_$m" "$OUT/merges/$m.h5"); done
 for ((i = 0; i < ${#MODELS[@]}; i += 2)); do
     e="$OUT/eval_${MODELS[i]}.jsonl"
-    [ -e "$e" ] || { $RUN "$M" eval --ckpt "${MODELS[i + 1]}" --data "${TEST[@]}" --batch $B --seq $T --max-batches ${EVAL_BATCHES:-40} >"$e.tmp" && mv "$e.tmp" "$e"; }
+    [ -e "$e" ] || { $RUN "$M" eval --ckpt "${MODELS[i + 1]}" --data "${TEST[@]}" --batch $B --seq $T --max-batches ${EVAL_BATCHES:-24} >"$e.tmp" && mv "$e.tmp" "$e"; }
 done
 python3 - "$OUT" "${DOMAINS[@]}" <<'PYEOF'
 import glob, json, os, sys

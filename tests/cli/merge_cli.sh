@@ -9,6 +9,28 @@ cd "$W" || exit 1
 CFG="$SRC/tests/merge/tiny.json"
 for i in 0 1 2; do ok "$M" init --config "$CFG" --seed $((i + 1)) --out m$i.h5 >/dev/null; done
 ok "$M" export --ckpt m1.h5 --format hf --out hf1 --dtype bf16 >/dev/null
+ok "$M" export --ckpt m2.h5 --format hf --out hf2s --dtype f16 >/dev/null
+$PY - hf2s <<'PYEOF' || fail "sharding hf2s"
+# split the fp16 model.safetensors into two shards + index, as transformers writes big checkpoints
+import json, os, struct, sys
+d = sys.argv[1]
+raw = open(f"{d}/model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n]); hdr.pop("__metadata__", None)
+names = sorted(hdr); halves = [names[: len(names) // 2], names[len(names) // 2 :]]
+wmap = {}
+for i, part in enumerate(halves):
+    fname = f"model-{i + 1:05d}-of-00002.safetensors"
+    h, blobs, off = {}, [], 0
+    for k in part:
+        b, e = hdr[k]["data_offsets"]
+        blob = raw[8 + n + b : 8 + n + e]
+        h[k] = dict(hdr[k], data_offsets=[off, off + len(blob)]); off += len(blob); blobs.append(blob); wmap[k] = fname
+    js = json.dumps(h).encode(); js += b" " * (-len(js) % 8)
+    open(f"{d}/{fname}", "wb").write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
+json.dump({"metadata": {}, "weight_map": wmap}, open(f"{d}/model.safetensors.index.json", "w"))
+os.remove(f"{d}/model.safetensors")
+PYEOF
 
 # ---------------------------------------------------------------- bad input
 recipe() { cat >"$1"; }
@@ -129,7 +151,7 @@ base_model: m0.h5
 models:
   - model: hf1            # bf16 HF directory beside native checkpoints
     parameters: {weight: 0.6, density: [0.3, 0.9]}
-  - model: m2.h5
+  - model: hf2s
     parameters: {weight: 0.4, density: 0.5}
 dtype: bfloat16
 seed: 3

@@ -85,7 +85,7 @@ static void test_ties_density_weights(void **st) {
 
 static void test_magnitude(void **st) {
     (void)st;
-    float x[4] = {0.1f, -0.5f, 0.3f, -0.2f}, s[4];
+    float x[4] = {0.1f, -0.5f, 0.3f, -0.2f}, s[8];
     assert_int_equal(ml_sparsify_magnitude(x, 4, 0.5, 0, s), 2);
     NEAR(x[0], 0);
     NEAR(x[1], -0.5);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -509,12 +510,9 @@ static ml_status run(ml_merge_plan *p, sink_fn sink, void *ctx, ml_merge_progres
     const int nb = p->max_refs;
     const size_t cap = (size_t)p->max_numel;
     float **buf = calloc((size_t)nb, sizeof *buf);
-    float *out = ml_aligned_calloc(cap * sizeof(float)), *scratch = NULL;
+    float *out = ml_aligned_calloc(cap * sizeof(float));
     ml_merge_in_params *in = calloc((size_t)nb, sizeof *in);
-    int sparsify_magnitude = p->r->method == ML_MERGE_TIES || p->r->method == ML_MERGE_BREADCRUMBS ||
-                             p->r->method == ML_MERGE_BREADCRUMBS_TIES;
-    if (sparsify_magnitude) scratch = ml_aligned_calloc(cap * sizeof(float));
-    ml_status s = buf && out && in && (scratch || !sparsify_magnitude) ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory");
+    ml_status s = buf && out && in ? ML_OK : ml_fail(ML_ERR_NOMEM, "out of memory");
     for (int i = 0; i < nb && s == ML_OK; i++)
         if (!(buf[i] = ml_aligned_calloc(cap * sizeof(float))))
             s = ml_fail(ML_ERR_NOMEM, "out of memory for %d buffers of %zu floats", nb, cap);
@@ -536,7 +534,7 @@ static ml_status run(ml_merge_plan *p, sink_fn sink, void *ctx, ml_merge_progres
         case ML_MERGE_SLERP: ml_merge_slerp(out, buf[T->base], buf[1 - T->base], len, sh.t); break;
         default:
             s = ml_merge_task(p->r->method, out, buf, T->n, T->base, in, &sh, len,
-                              p->r->seed * 0x9E3779B97F4A7C15ull ^ fnv1a(T->out.name), scratch);
+                              p->r->seed * 0x9E3779B97F4A7C15ull ^ fnv1a(T->out.name));
         }
         if (s == ML_OK) s = sink(ctx, T, out);
         if (s == ML_OK && progress) progress(user, ti + 1, p->n_tensors, T->out.name, bytes);
@@ -544,7 +542,6 @@ static ml_status run(ml_merge_plan *p, sink_fn sink, void *ctx, ml_merge_progres
     for (int i = 0; buf && i < nb; i++) free(buf[i]);
     free(buf);
     free(out);
-    free(scratch);
     free(in);
     return s;
 }
@@ -668,6 +665,26 @@ static ml_status st_header(const ml_merge_plan *p, ml_st_dtype dt, char **hdr, s
     return ML_OK;
 }
 
+/* A sharded checkpoint written earlier into the same directory would shadow or confuse the new single
+ * file: remove its index and shards. */
+static void remove_stale_shards(const char *dir) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    unlink(path);
+    DIR *dh = opendir(dir);
+    if (!dh) return;
+    struct dirent *e;
+    while ((e = readdir(dh))) {
+        int a, b;
+        char tail[32];
+        if (sscanf(e->d_name, "model-%d-of-%d.%31s", &a, &b, tail) == 3 && !strcmp(tail, "safetensors")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(dh);
+}
+
 static ml_status write_hf(ml_merge_plan *p, const char *dir, ml_merge_progress_fn progress, void *user) {
     if (p->cfg.layer_repeat != 1)
         return ml_fail(ML_ERR_UNSUPPORTED, "a layer-shared model cannot be written as a Hugging Face directory here: "
@@ -699,6 +716,7 @@ static ml_status write_hf(ml_merge_plan *p, const char *dir, ml_merge_progress_f
     if (s == ML_OK) s = run(p, st_put, &k, progress, user);
     if (s == ML_OK) s = ml_atomic_commit(&af);
     else if (af.tmp_path[0]) ml_atomic_abort(&af);
+    if (s == ML_OK) remove_stale_shards(dir);
     if (s == ML_OK) s = ml_config_to_json(&p->cfg, &cfg_json);
     if (s == ML_OK) s = write_text(dir, "config.json", cfg_json, strlen(cfg_json));
     if (s == ML_OK) {

@@ -4,7 +4,7 @@
  * freely), checks that they share one architecture and vocabulary (else one line naming the two files),
  * and maps each output tensor to its input tensors (slices pick layer ranges; gradients interpolate
  * over the layer index within a slice, as mergekit does). Writing streams: per output tensor the inputs
- * are read, merged and written before the next, so memory stays near (inputs + 2) x the largest tensor.
+ * are read, merged and written before the next, so memory stays near (inputs + 1) x the largest tensor (the inputs' copies and the output).
  *
  *   ml_merge_plan *p;  ml_merge_plan_open(&p, &recipe);
  *   ml_merge_write(p, "out.h5", 0, progress, user);          // or a directory with hf = 1

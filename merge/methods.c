@@ -66,52 +66,86 @@ void ml_merge_slerp(float *out, const float *a, const float *b, size_t len, doub
 
 /* ---------------------------------------------------------------- selection */
 
-static void swapf(float *a, float *b) {
-    float t = *a;
-    *a = *b;
-    *b = t;
+/* For non-negative floats the order of the bit patterns is the order of the values, so ranks of |x| are
+ * found by radix selection on the 31 magnitude bits: one pass histograms the upper 16 bits, a second the
+ * lower 16 bits inside the bins that hold the wanted ranks. Two parallel read-only passes, no copy. */
+static inline uint32_t abits(float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u & 0x7fffffffu;
 }
 
-/* The value of ascending rank r (0-based) of v[0..n), reordering v. Three-way partitions, so runs of
- * equal values (zeros) cost nothing extra. */
-static float select_rank(float *v, size_t n, size_t r) {
-    size_t lo = 0, hi = n; /* [lo, hi) holds rank r */
-    uint64_t state = 0x9E3779B97F4A7C15ull;
-    while (hi - lo > 1) {
-        state = state * 6364136223846793005ull + 1442695040888963407ull;
-        float p = v[lo + (size_t)((state >> 33) % (hi - lo))];
-        size_t lt = lo, i = lo, gt = hi;
-        while (i < gt) {
-            if (v[i] < p) swapf(&v[lt++], &v[i++]);
-            else if (v[i] > p) swapf(&v[i], &v[--gt]);
-            else i++;
+#define NBINS 65536
+
+/* Histogram of key(x[e]) over the elements that `want` accepts (upper 16 bits equal to bin, or all when
+ * bin < 0), into hist[NBINS] (zeroed here). Returns 0 when out of memory. */
+static int histogram(const float *x, size_t n, int64_t bin, int upper, uint64_t *hist) {
+    memset(hist, 0, NBINS * sizeof *hist);
+    int ok = 1;
+#pragma omp parallel if (n >= PAR_MIN)
+    {
+        uint64_t *local = calloc(NBINS, sizeof *local);
+        if (!local) {
+#pragma omp atomic write
+            ok = 0;
         }
-        if (r < lt) hi = lt;
-        else if (r >= gt) lo = gt;
-        else return p;
+#pragma omp for schedule(static)
+        for (size_t e = 0; e < n; e++) {
+            if (!local) continue;
+            uint32_t u = abits(x[e]);
+            if (upper) local[u >> 16]++;
+            else if ((int64_t)(u >> 16) == bin) local[u & 0xffffu]++;
+        }
+        if (local) {
+#pragma omp critical
+            for (int b = 0; b < NBINS; b++) hist[b] += local[b];
+            free(local);
+        }
     }
-    return v[lo];
+    return ok;
 }
 
-/* Keep the elements whose ascending rank of |x| (ties in index order) lies in [r0, r1); zero the rest. */
-static size_t keep_ranks(float *x, size_t len, size_t r0, size_t r1, float *scratch) {
+/* The bin holding rank r of a histogram, and the count below it. */
+static uint32_t find_bin(const uint64_t *hist, uint64_t r, uint64_t *below) {
+    uint64_t cum = 0;
+    for (uint32_t b = 0; b < NBINS; b++) {
+        if (cum + hist[b] > r) {
+            *below = cum;
+            return b;
+        }
+        cum += hist[b];
+    }
+    *below = cum;
+    return NBINS - 1;
+}
+
+/* Bits of |x| at ascending rank r, and how many elements are strictly below it. */
+static int select_rank(const float *x, size_t n, size_t r, uint64_t *hist, uint32_t *bits, uint64_t *less) {
+    uint64_t below_hi, below_lo;
+    if (!histogram(x, n, -1, 1, hist)) return 0;
+    uint32_t hi = find_bin(hist, r, &below_hi);
+    if (!histogram(x, n, hi, 0, hist)) return 0;
+    uint32_t lo = find_bin(hist, r - below_hi, &below_lo);
+    *bits = hi << 16 | lo;
+    *less = below_hi + below_lo;
+    return 1;
+}
+
+/* Keep the elements whose ascending rank of |x| (ties in index order) lies in [r0, r1); zero the rest.
+ * Returns the number kept, or SIZE_MAX when out of memory. */
+static size_t keep_ranks(float *x, size_t len, size_t r0, size_t r1) {
     if (r1 <= r0) {
         memset(x, 0, len * sizeof *x);
         return 0;
     }
-    for (size_t e = 0; e < len; e++) scratch[e] = fabsf(x[e]);
-    float lo = select_rank(scratch, len, r0);
-    for (size_t e = 0; e < len; e++) scratch[e] = fabsf(x[e]);
-    float hi = select_rank(scratch, len, r1 - 1);
-    size_t less_lo = 0, less_hi = 0;
-    for (size_t e = 0; e < len; e++) {
-        float a = fabsf(x[e]);
-        less_lo += a < lo;
-        less_hi += a < hi;
-    }
+    uint64_t *hist = malloc(NBINS * sizeof *hist), less_lo, less_hi;
+    uint32_t lo, hi;
+    int ok = hist && select_rank(x, len, r0, hist, &lo, &less_lo) && select_rank(x, len, r1 - 1, hist, &hi, &less_hi);
+    free(hist);
+    if (!ok) return SIZE_MAX;
     size_t seen_lo = 0, seen_hi = 0, kept = 0;
     for (size_t e = 0; e < len; e++) {
-        float a = fabsf(x[e]);
+        uint32_t a = abits(x[e]);
         int keep;
         if (a > lo && a < hi) keep = 1;
         else if (a == lo) {
@@ -145,23 +179,23 @@ static double l1(const float *x, size_t len) {
     return s;
 }
 
-size_t ml_sparsify_magnitude(float *x, size_t len, double density, int rescale, float *scratch) {
+size_t ml_sparsify_magnitude(float *x, size_t len, double density, int rescale) {
     if (density >= 1 || len == 0) return len;
     double before = rescale ? l1(x, len) : 0;
     size_t k = (size_t)(density * (double)len);
     if (k < 1) k = 1;
-    size_t kept = keep_ranks(x, len, len - k, len, scratch);
-    if (rescale) rescale_l1(x, len, before);
+    size_t kept = keep_ranks(x, len, len - k, len);
+    if (rescale && kept != SIZE_MAX) rescale_l1(x, len, before);
     return kept;
 }
 
-size_t ml_sparsify_outliers(float *x, size_t len, double density, double gamma, int rescale, float *scratch) {
+size_t ml_sparsify_outliers(float *x, size_t len, double density, double gamma, int rescale) {
     if (density >= 1 || len == 0) return len;
     double before = rescale ? l1(x, len) : 0;
     size_t target = (size_t)(density * (double)len), top = (size_t)(gamma * (double)len);
     size_t bot = len > target + top ? len - target - top : 0;
-    size_t kept = keep_ranks(x, len, bot, bot + target, scratch);
-    if (rescale) rescale_l1(x, len, before);
+    size_t kept = keep_ranks(x, len, bot, bot + target);
+    if (rescale && kept != SIZE_MAX) rescale_l1(x, len, before);
     return kept;
 }
 
@@ -196,7 +230,7 @@ static uint64_t mix64(uint64_t z) {
 }
 
 ml_status ml_merge_task(ml_merge_method m, float *out, float *const *x, int n, int base, const ml_merge_in_params *in,
-                        const ml_merge_shared_params *sh, size_t len, uint64_t seed, float *scratch) {
+                        const ml_merge_shared_params *sh, size_t len, uint64_t seed) {
     if (n > 64) return ml_fail(ML_ERR_UNSUPPORTED, "at most 64 models can be merged at once");
     const float *bx = x[base];
     float wf[64];
@@ -206,16 +240,16 @@ ml_status ml_merge_task(ml_merge_method m, float *out, float *const *x, int n, i
         float *d = x[i];
 #pragma omp parallel for schedule(static) if (len >= PAR_MIN)
         for (size_t e = 0; e < len; e++) d[e] -= bx[e];
+        size_t kept = 0;
         switch (m) {
-        case ML_MERGE_TIES: ml_sparsify_magnitude(d, len, in[i].density, sh->rescale, scratch); break;
+        case ML_MERGE_TIES: kept = ml_sparsify_magnitude(d, len, in[i].density, sh->rescale); break;
         case ML_MERGE_DARE_LINEAR:
         case ML_MERGE_DARE_TIES: ml_sparsify_random(d, len, in[i].density, sh->rescale, mix64(seed ^ mix64((uint64_t)i + 1))); break;
         case ML_MERGE_BREADCRUMBS:
-        case ML_MERGE_BREADCRUMBS_TIES:
-            ml_sparsify_outliers(d, len, in[i].density, in[i].gamma, sh->rescale, scratch);
-            break;
+        case ML_MERGE_BREADCRUMBS_TIES: kept = ml_sparsify_outliers(d, len, in[i].density, in[i].gamma, sh->rescale); break;
         default: break;
         }
+        if (kept == SIZE_MAX) return ml_fail(ML_ERR_NOMEM, "out of memory for the magnitude histograms");
         wf[k] = (float)in[i].weight;
         const float w = wf[k];
 #pragma omp parallel for schedule(static) if (len >= PAR_MIN)

@@ -30,18 +30,19 @@ void ml_merge_linear(float *out, const float *const *x, const double *w, int n, 
 /* slerp between a (t = 0) and b (t = 1) over the whole tensor; linear when |cos| > 0.9995. */
 void ml_merge_slerp(float *out, const float *a, const float *b, size_t len, double t);
 
-/* Sparsifiers, in place. scratch: len floats. magnitude keeps the max(1, floor(density*len)) largest
+/* Sparsifiers, in place. magnitude keeps the max(1, floor(density*len)) largest
  * |x|; outliers drops the floor(gamma*len) largest, then keeps floor(density*len) of the rest from the
- * top; random keeps each element with probability density (a seeded xoshiro stream). With rescale, the
- * kept elements are scaled so that the L1 norm is unchanged (mergekit's rescale_norm l1). Return the
- * number of elements kept. */
-size_t ml_sparsify_magnitude(float *x, size_t len, double density, int rescale, float *scratch);
-size_t ml_sparsify_outliers(float *x, size_t len, double density, double gamma, int rescale, float *scratch);
+ * top (ties at a threshold broken by index; ranks found by a parallel radix selection, no copy); random
+ * keeps each element with probability density (a seeded xoshiro stream). With rescale, the kept elements
+ * are scaled so that the L1 norm is unchanged (mergekit's rescale_norm l1). Return the number of elements
+ * kept (SIZE_MAX: out of memory for the selection's histograms). */
+size_t ml_sparsify_magnitude(float *x, size_t len, double density, int rescale);
+size_t ml_sparsify_outliers(float *x, size_t len, double density, double gamma, int rescale);
 size_t ml_sparsify_random(float *x, size_t len, double density, int rescale, uint64_t seed);
 
 /* The task-arithmetic family on one tensor. x[0..n) are the inputs, modified in place (they become the
  * deltas); x[base] is the base. seed: the random sparsifier's, mixed with the input's index. */
 ml_status ml_merge_task(ml_merge_method m, float *out, float *const *x, int n, int base, const ml_merge_in_params *in,
-                        const ml_merge_shared_params *sh, size_t len, uint64_t seed, float *scratch);
+                        const ml_merge_shared_params *sh, size_t len, uint64_t seed);
 
 #endif

@@ -40,7 +40,7 @@ static void test_task_arithmetic(void **st) {
     in[2].weight = 1.0;
     sh.lambda = 2.0;
     assert_int_equal(sh.normalize, 0);
-    assert_int_equal(ml_merge_task(ML_MERGE_TASK_ARITHMETIC, out, x, 3, 0, in, &sh, 2, 0, NULL), ML_OK);
+    assert_int_equal(ml_merge_task(ML_MERGE_TASK_ARITHMETIC, out, x, 3, 0, in, &sh, 2, 0), ML_OK);
     /* base + 2 * (0.5 * (a - base) + (b - base)) */
     NEAR(out[0], 1 + 2 * (0.5 * 1 + 0));
     NEAR(out[1], 1 + 2 * (0.5 * -1 + 2));
@@ -48,14 +48,14 @@ static void test_task_arithmetic(void **st) {
 
 static void test_ties_consensus(void **st) {
     (void)st;
-    float base[4] = {0, 0, 0, 0}, a[4] = {1, -2, 3, 0.1f}, b[4] = {-1, -1, 1, 0.2f}, out[4], scratch[4];
+    float base[4] = {0, 0, 0, 0}, a[4] = {1, -2, 3, 0.1f}, b[4] = {-1, -1, 1, 0.2f}, out[4];
     float *x[3] = {a, base, b}; /* the base need not come first */
     ml_merge_in_params in[3];
     ml_merge_shared_params sh;
     for (int i = 0; i < 3; i++) ml_merge_defaults(ML_MERGE_TIES, &sh, &in[i]);
     assert_int_equal(sh.normalize, 1);
     in[0].weight = in[2].weight = 1.0;
-    assert_int_equal(ml_merge_task(ML_MERGE_TIES, out, x, 3, 1, in, &sh, 4, 0, scratch), ML_OK);
+    assert_int_equal(ml_merge_task(ML_MERGE_TIES, out, x, 3, 1, in, &sh, 4, 0), ML_OK);
     /* signs of the summed deltas: +, -, +, +; only agreeing deltas are averaged by their weights */
     NEAR(out[0], 1.0);
     NEAR(out[1], -1.5);
@@ -66,7 +66,7 @@ static void test_ties_consensus(void **st) {
 static void test_ties_density_weights(void **st) {
     (void)st;
     /* density 0.5 keeps the two largest |delta| of each model; weights enter the sign vote */
-    float base[4] = {0, 0, 0, 0}, a[4] = {4, -3, 0.5f, 0.1f}, b[4] = {-1, 0.2f, 2, 3}, out[4], scratch[4];
+    float base[4] = {0, 0, 0, 0}, a[4] = {4, -3, 0.5f, 0.1f}, b[4] = {-1, 0.2f, 2, 3}, out[4];
     float *x[3] = {base, a, b};
     ml_merge_in_params in[3];
     ml_merge_shared_params sh;
@@ -75,7 +75,7 @@ static void test_ties_density_weights(void **st) {
     in[1].density = 0.5;
     in[2].weight = 2.0;
     in[2].density = 0.5;
-    assert_int_equal(ml_merge_task(ML_MERGE_TIES, out, x, 3, 0, in, &sh, 4, 0, scratch), ML_OK);
+    assert_int_equal(ml_merge_task(ML_MERGE_TIES, out, x, 3, 0, in, &sh, 4, 0), ML_OK);
     /* a -> [4, -3, 0, 0] * 0.5 = [2, -1.5, 0, 0]; b -> [0, 0, 2, 3] * 2 = [0, 0, 4, 6] */
     NEAR(out[0], 2.0 / 0.5);
     NEAR(out[1], -1.5 / 0.5);
@@ -85,22 +85,22 @@ static void test_ties_density_weights(void **st) {
 
 static void test_magnitude(void **st) {
     (void)st;
-    float x[4] = {0.1f, -0.5f, 0.3f, -0.2f}, s[8];
-    assert_int_equal(ml_sparsify_magnitude(x, 4, 0.5, 0, s), 2);
+    float x[4] = {0.1f, -0.5f, 0.3f, -0.2f};
+    assert_int_equal(ml_sparsify_magnitude(x, 4, 0.5, 0), 2);
     NEAR(x[0], 0);
     NEAR(x[1], -0.5);
     NEAR(x[2], 0.3);
     NEAR(x[3], 0);
     float y[4] = {0.1f, -0.5f, 0.3f, -0.2f};
-    ml_sparsify_magnitude(y, 4, 0.5, 1, s); /* L1 1.1 kept: 0.8 -> scale 1.375 */
+    ml_sparsify_magnitude(y, 4, 0.5, 1); /* L1 1.1 kept: 0.8 -> scale 1.375 */
     NEAR(y[1], -0.5 * 1.375);
     NEAR(y[2], 0.3 * 1.375);
     float z[4] = {0.1f, -0.5f, 0.3f, -0.2f};
-    assert_int_equal(ml_sparsify_magnitude(z, 4, 0.01, 0, s), 1); /* at least one kept */
+    assert_int_equal(ml_sparsify_magnitude(z, 4, 0.01, 0), 1); /* at least one kept */
     NEAR(z[1], -0.5);
     /* ties at the threshold: exactly k kept */
     float t[6] = {1, 1, 1, 1, 2, 0};
-    assert_int_equal(ml_sparsify_magnitude(t, 6, 0.5, 0, s), 3);
+    assert_int_equal(ml_sparsify_magnitude(t, 6, 0.5, 0), 3);
     int ones = 0;
     for (int i = 0; i < 6; i++) ones += t[i] == 1;
     assert_int_equal(ones, 2);
@@ -109,15 +109,58 @@ static void test_magnitude(void **st) {
 
 static void test_outliers(void **st) {
     (void)st;
-    float x[10], s[10];
+    float x[10];
     for (int i = 0; i < 10; i++) x[i] = (float)((i % 2 ? -1 : 1) * (10 - i));
     /* |x| = 10..1; density 0.5, gamma 0.2: drop the 2 largest, keep the next 5 (|x| 8..4) */
-    assert_int_equal(ml_sparsify_outliers(x, 10, 0.5, 0.2, 0, s), 5);
+    assert_int_equal(ml_sparsify_outliers(x, 10, 0.5, 0.2, 0), 5);
     for (int i = 0; i < 10; i++) {
         float a = 10 - i;
         if (a > 8 || a < 4) NEAR(x[i], 0);
         else NEAR(fabsf(x[i]), a);
     }
+}
+
+/* Radix selection against a sort: many elements, repeated magnitudes, both signs, zeros. */
+static int by_abs_then_index(const void *a, const void *b) {
+    const float *const *x = a, *const *y = b;
+    float u = fabsf(**x), v = fabsf(**y);
+    if (u != v) return u < v ? -1 : 1;
+    return *x < *y ? -1 : *x > *y;
+}
+
+static void test_selection_against_sort(void **st) {
+    (void)st;
+    const size_t n = 100003;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), **order = malloc(n * sizeof *order);
+    uint64_t r = 7;
+    for (size_t i = 0; i < n; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int k = (int)((r >> 33) % 2001) - 1000; /* 2001 distinct magnitudes: many ties */
+        x[i] = (float)k * 1e-3f * ((r >> 20) & 1 ? 1 : -1);
+    }
+    const double dens[] = {0.37, 0.9, 1e-4};
+    for (int t = 0; t < 3; t++) {
+        memcpy(y, x, n * sizeof *x);
+        for (size_t i = 0; i < n; i++) order[i] = &y[i];
+        qsort(order, n, sizeof *order, by_abs_then_index);
+        size_t k = (size_t)(dens[t] * n);
+        float *want = malloc(n * sizeof *want);
+        memset(want, 0, n * sizeof *want);
+        for (size_t j = n - k; j < n; j++) want[order[j] - y] = *order[j];
+        assert_int_equal(ml_sparsify_magnitude(y, n, dens[t], 0), k);
+        assert_memory_equal(y, want, n * sizeof *y);
+        /* outliers: drop the top 3%, keep the next density */
+        memcpy(y, x, n * sizeof *x);
+        memset(want, 0, n * sizeof *want);
+        size_t top = (size_t)(0.03 * n), bot = n > k + top ? n - k - top : 0;
+        for (size_t j = bot; j < bot + k; j++) want[order[j] - y] = *order[j];
+        assert_int_equal(ml_sparsify_outliers(y, n, dens[t], 0.03, 0), k);
+        assert_memory_equal(y, want, n * sizeof *y);
+        free(want);
+    }
+    free(x);
+    free(y);
+    free(order);
 }
 
 static void test_random(void **st) {
@@ -240,6 +283,7 @@ int main(void) {
         cmocka_unit_test(test_linear),         cmocka_unit_test(test_task_arithmetic),
         cmocka_unit_test(test_ties_consensus), cmocka_unit_test(test_ties_density_weights),
         cmocka_unit_test(test_magnitude),      cmocka_unit_test(test_outliers),
+        cmocka_unit_test(test_selection_against_sort),
         cmocka_unit_test(test_random),         cmocka_unit_test(test_slerp),
         cmocka_unit_test(test_recipe_params),  cmocka_unit_test(test_recipe_errors),
     };

@@ -184,6 +184,10 @@ ok "$M" eval --ckpt good.h5 --data text.shard --batch 2 --seq 32 --max-batches 2
 ok "$M" train --init good.h5 --data text.shard --batch 2 --seq 32 --steps 2 --out run --quiet >/dev/null
 ok "$M" export --ckpt good.h5 --format hf --out exported >/dev/null
 ok "$M" import --from goodhf --out imported.h5 >/dev/null
+cp -r hf2s overwrite    # a sharded checkpoint already there: its index and shards must go
+ok "$M" merge --config good.yaml --out overwrite --format hf --quiet >/dev/null
+ls overwrite | grep -q -e index -e "-of-" && fail "stale shards left: $(ls overwrite)"
+ok "$M" import --from overwrite --out overwrite.h5 >/dev/null
 ok "$M" info good.h5 >/dev/null
 
 # slices: layers from different models; the output has as many layers as the slices

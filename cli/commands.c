@@ -17,6 +17,7 @@ ML_DECLARE(export)
 ML_DECLARE(passkey)
 ML_DECLARE(passkey_rows)
 ML_DECLARE(import)
+ML_DECLARE(merge)
 ML_DECLARE(bench)
 ML_DECLARE(version)
 #undef ML_DECLARE
@@ -37,6 +38,7 @@ const ml_command ml_commands[] = {
     {"passkey-rows", ml_cmd_passkey_rows, "synthetic pass-key training rows (JSONL) from a filler text"},
     {"export", ml_cmd_export, "checkpoint -> Hugging Face or GGUF file"},
     {"import", ml_cmd_import, "Hugging Face directory -> checkpoint"},
+    {"merge", ml_cmd_merge, "merge checkpoints by a mergekit-style recipe, or search its weights on held-out shards"},
     {"bench", ml_cmd_bench, "time a training step: tokens/s, GFLOP/s, MFU, peak memory"},
     {"version", ml_cmd_version, "print the version and the BLAS kernel in use"},
 };

@@ -258,3 +258,26 @@ ml_status ml_checkpoint_load(const char *path, ml_model *m, ml_train_state *st) 
     }
     return ML_OK;
 }
+
+ml_status ml_checkpoint_open(const char *path, ml_h5 **f, ml_config *c) {
+    ML_TRY(open_checked(f, path));
+    ml_status s = read_config(*f, path, c);
+    if (s != ML_OK) {
+        ml_h5_close(*f);
+        *f = NULL;
+    }
+    return s;
+}
+
+ml_status ml_checkpoint_write_header(ml_h5 *f, const ml_config *c, const char *source_dtype) {
+    char *config_json = NULL;
+    ML_TRY(ml_config_to_json(c, &config_json));
+    ml_status s = ml_h5_set_attr_str(f, "/", "format", ML_CKPT_FORMAT);
+    if (s == ML_OK) s = ml_h5_set_attr_i64(f, "/", "version", ML_CKPT_VERSION);
+    if (s == ML_OK) s = ml_h5_set_attr_str(f, "/", "config_json", config_json);
+    free(config_json);
+    if (s == ML_OK) s = ml_h5_set_attr_str(f, "/", "model_name", c->name);
+    if (s == ML_OK) s = ml_h5_set_attr_i64(f, "/", "layer_repeat", c->layer_repeat);
+    if (s == ML_OK && source_dtype && source_dtype[0]) s = ml_h5_set_attr_str(f, "/", "source_dtype", source_dtype);
+    return s;
+}

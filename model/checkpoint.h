@@ -51,4 +51,15 @@ ml_status ml_checkpoint_read_args(const char *path, char **args_json);
  * training state (moments are allocated here when present). */
 ml_status ml_checkpoint_load(const char *path, ml_model *m, ml_train_state *st);
 
+/* Streaming access for tools that handle one tensor at a time (merge). The parameters live at
+ * "params/<HF name>" (ml_h5_read_f32 / ml_h5_write_f32 with the group prefix below). */
+#define ML_CKPT_PARAMS_GROUP "params"
+struct ml_h5;
+/* Open a checkpoint (checked like ml_checkpoint_load) and read its config; close with ml_h5_close. */
+ml_status ml_checkpoint_open(const char *path, struct ml_h5 **f, ml_config *c);
+/* Write the root attributes of a weights-only checkpoint (format, version, config) into a file created
+ * with ml_h5_create; source_dtype ("BF16", ...) may be NULL or "". The caller then writes every
+ * parameter under ML_CKPT_PARAMS_GROUP. */
+ml_status ml_checkpoint_write_header(struct ml_h5 *f, const ml_config *c, const char *source_dtype);
+
 #endif

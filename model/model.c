@@ -121,6 +121,22 @@ ml_status ml_model_create(ml_model *m, const ml_config *cfg) {
     return ML_OK;
 }
 
+ml_status ml_model_param_table(const ml_config *cfg, ml_param **params, int *n_params) {
+    ml_model m;
+    memset(&m, 0, sizeof m);
+    m.cfg = *cfg;
+    ML_TRY(ml_config_validate(&m.cfg));
+    int count;
+    build_table(&m, &count);
+    m.params = calloc((size_t)count, sizeof(ml_param));
+    if (!m.params) return ml_fail(ML_ERR_NOMEM, "out of memory for the parameter table");
+    build_table(&m, &count);
+    for (int i = 0; i < count; i++) m.params[i].offset = ml_arena_reserve(&m.param_arena, m.params[i].numel);
+    *params = m.params;
+    *n_params = count;
+    return ML_OK;
+}
+
 void ml_model_free(ml_model *m) {
     ml_arena_free(&m->param_arena);
     ml_arena_free(&m->grad_arena);

@@ -124,6 +124,9 @@ ml_status ml_model_set_precision(ml_model *m, ml_precision p);
 /* Build the parameter table and allocate weights and gradients (zeroed). */
 ml_status ml_model_create(ml_model *m, const ml_config *cfg);
 void ml_model_free(ml_model *m);
+/* The parameter table alone (names, kinds, layers, shapes; offsets as in the arena), allocating no
+ * weights: for tools that stream tensors one at a time (merge). *params is malloc'd. */
+ml_status ml_model_param_table(const ml_config *cfg, ml_param **params, int *n_params);
 /* MobileLLM initialisation: N(0, initializer_range) for matrices and embedding, ones for norms. */
 void ml_model_init_weights(ml_model *m, uint64_t seed);
 /* Allocate activations for up to B rows of T tokens, positions below max_pos. */

@@ -1,0 +1,127 @@
+#!/bin/bash
+# Specialist annealing and merging, end to end, small enough for a workstation (docs/experiments/merge.md):
+#   1. split four domains of ../shared/data (stories, math, code, wiki) into train / val / test documents
+#   2. pre-train a small base model on all four
+#   3. anneal one specialist per domain from the base: train --init BASE on that domain, LR decayed to 0
+#   4. merge: uniform linear, TIES, DARE-TIES, and a linear merge whose weights `merge --search` picks on val
+#   5. held-out (test) loss per domain of the base, each specialist and each merge -> results.tsv, results.md
+# One command, restartable: every step whose output exists is skipped (outputs are written atomically).
+# Knobs (environment): OUT (default runs/merge_exp), BASE_STEPS, SPEC_STEPS, TRIALS, M (the binary),
+# DATA (default ../shared/data relative to the repository).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+M=${M:-$ROOT/build/mobilellm}
+DATA=${DATA:-$ROOT/../shared/data}
+OUT=${OUT:-$ROOT/runs/merge_exp}
+BASE_STEPS=${BASE_STEPS:-400}
+SPEC_STEPS=${SPEC_STEPS:-100}
+TRIALS=${TRIALS:-12}
+B=8
+T=128
+RUN="nice -n ${NICE_LEVEL:-5}"
+# one OpenMP thread by default: on a machine shared with other jobs, spinning OpenMP threads made a 2-thread
+# eval 11x slower than 1 thread (measured: 51 s vs 4.6 s at load 11 on 2 cores). Set THREADS on a quiet machine.
+export OMP_NUM_THREADS=${THREADS:-1}
+DOMAINS=(stories math code wiki)
+mkdir -p "$OUT/shards" "$OUT/merges"
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+[ -x "$M" ] || { echo "build first: $M not found" >&2; exit 1; }
+
+# 1. data
+if [ ! -e "$OUT/text/.done" ]; then
+    log "splitting $DATA into train/val/test documents"
+    rm -rf "$OUT/text"
+    $RUN python3 "$ROOT/scripts/merge_prepare.py" "$DATA" "$OUT/text"
+    touch "$OUT/text/.done"
+fi
+for d in "${DOMAINS[@]}"; do
+    for split in train val test; do
+        s="$OUT/shards/$d-$split.shard"
+        [ -e "$s" ] || $RUN "$M" tokenize --tokenizer bytes --input "$OUT/text/$d/$split" --doc-split file --eos \
+            --domain "$d" --out "$s" >/dev/null
+    done
+done
+
+# the model: MobileLLM's shape at 1.2M parameters (byte vocabulary, tied embeddings, GQA, SwiGLU)
+cat >"$OUT/model.json" <<'EOF'
+{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 259, "hidden_size": 128,
+ "intermediate_size": 384, "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "head_dim": 32, "max_position_embeddings": 512, "rms_norm_eps": 1e-05, "initializer_range": 0.02,
+ "rope_theta": 10000.0, "tie_word_embeddings": true, "bos_token_id": 256, "eos_token_id": 257, "pad_token_id": 258}
+EOF
+
+# 2. base
+train_to() { # OUTPUT.h5 RUN_DIR train-args...: train into RUN_DIR, keep its last checkpoint as OUTPUT.h5
+    local out="$1" dir="$2"
+    shift 2
+    [ -e "$out" ] && return 0
+    rm -rf "$dir"
+    $RUN "$M" train "$@" --batch $B --seq $T --out "$dir" --quiet >"$dir.log" 2>&1 || { cat "$dir.log" >&2; exit 1; }
+    cp "$(ls "$dir"/ckpt_*.h5 | tail -1)" "$out.tmp" && mv "$out.tmp" "$out"
+}
+TRAIN_ALL=()
+for d in "${DOMAINS[@]}"; do TRAIN_ALL+=("$OUT/shards/$d-train.shard"); done
+log "base: $BASE_STEPS steps on all four domains"
+train_to "$OUT/base.h5" "$OUT/run_base" --config "$OUT/model.json" --source \
+    "$OUT/shards/stories-train.shard:1:stories" "$OUT/shards/math-train.shard:1:math" \
+    "$OUT/shards/code-train.shard:1:code" "$OUT/shards/wiki-train.shard:1:wiki" \
+    --steps "$BASE_STEPS" --lr 3e-3 --schedule cosine --warmup $((BASE_STEPS / 20)) --seed 1
+
+# 3. specialists: annealed from the base on one domain, LR decayed linearly to zero
+for d in "${DOMAINS[@]}"; do
+    log "specialist $d: $SPEC_STEPS steps from the base, lr 1e-3 -> 0"
+    train_to "$OUT/spec_$d.h5" "$OUT/run_spec_$d" --init "$OUT/base.h5" --data "$OUT/shards/$d-train.shard" \
+        --steps "$SPEC_STEPS" --lr 1e-3 --schedule linear --min-lr-ratio 0 --warmup 0 --seed 2
+done
+
+# 4. merges
+specs() { # the four specialists as recipe entries with PARAMS
+    for d in "${DOMAINS[@]}"; do printf '  - model: %s\n    parameters: %s\n' "$OUT/spec_$d.h5" "$1"; done
+}
+{ echo "merge_method: linear"; echo "models:"; specs "{weight: 1.0}"; } >"$OUT/merges/uniform.yaml"
+{ echo "merge_method: ties"; echo "base_model: $OUT/base.h5"; echo "models:"; specs "{weight: 1.0, density: 0.5}"; } \
+    >"$OUT/merges/ties.yaml"
+{ echo "merge_method: dare_ties"; echo "base_model: $OUT/base.h5"; echo "models:"; specs "{weight: 0.25, density: 0.5}";
+  echo "seed: 1"; } >"$OUT/merges/dare_ties.yaml"
+for m in uniform ties dare_ties; do
+    [ -e "$OUT/merges/$m.h5" ] || { log "merge $m"; $RUN "$M" merge --config "$OUT/merges/$m.yaml" --out "$OUT/merges/$m.h5" --quiet >/dev/null; }
+done
+SEARCH_DATA=()
+for d in "${DOMAINS[@]}"; do SEARCH_DATA+=("$d=$OUT/shards/$d-val.shard"); done
+if [ ! -e "$OUT/merges/searched.yaml" ]; then
+    log "search: $TRIALS linear-merge weightings scored on the val shards"
+    $RUN "$M" merge --config "$OUT/merges/uniform.yaml" --search --search-data "${SEARCH_DATA[@]}" --trials "$TRIALS" \
+        --batch $B --seq $T --max-batches 8 --seed 1 --out "$OUT/merges/searched.yaml" | tee "$OUT/merges/search.log"
+fi
+[ -e "$OUT/merges/searched.h5" ] || $RUN "$M" merge --config "$OUT/merges/searched.yaml" --out "$OUT/merges/searched.h5" --quiet >/dev/null
+
+# 5. held-out loss per domain on the test shards
+TEST=()
+for d in "${DOMAINS[@]}"; do TEST+=("$OUT/shards/$d-test.shard"); done
+MODELS=(base "$OUT/base.h5")
+for d in "${DOMAINS[@]}"; do MODELS+=("spec_$d" "$OUT/spec_$d.h5"); done
+for m in uniform ties dare_ties searched; do MODELS+=("merge_$m" "$OUT/merges/$m.h5"); done
+for ((i = 0; i < ${#MODELS[@]}; i += 2)); do
+    e="$OUT/eval_${MODELS[i]}.jsonl"
+    [ -e "$e" ] || { $RUN "$M" eval --ckpt "${MODELS[i + 1]}" --data "${TEST[@]}" --batch $B --seq $T --max-batches ${EVAL_BATCHES:-24} >"$e.tmp" && mv "$e.tmp" "$e"; }
+done
+python3 - "$OUT" "${DOMAINS[@]}" <<'PYEOF'
+import glob, json, os, sys
+out, domains = sys.argv[1], sys.argv[2:]
+order = ["base"] + [f"spec_{d}" for d in domains] + [f"merge_{m}" for m in ("uniform", "ties", "dare_ties", "searched")]
+rows = []
+for name in order:
+    lines = [json.loads(l) for l in open(os.path.join(out, f"eval_{name}.jsonl"))]
+    loss = {l["domain"]: l["loss"] for l in lines if "domain" in l}
+    rows.append([name] + [loss[d] for d in domains] + [sum(loss[d] for d in domains) / len(domains)])
+with open(os.path.join(out, "results.tsv"), "w") as f:
+    f.write("model\t" + "\t".join(domains) + "\tmean\n")
+    for r in rows:
+        f.write(r[0] + "".join(f"\t{x:.4f}" for x in r[1:]) + "\n")
+md = "| model | " + " | ".join(domains) + " | mean |\n|---|" + "---:|" * (len(domains) + 1) + "\n"
+for r in rows:
+    md += f"| {r[0]} | " + " | ".join(f"{x:.4f}" for x in r[1:]) + " |\n"
+open(os.path.join(out, "results.md"), "w").write(md)
+print(md)
+PYEOF
+log "done: $OUT/results.tsv"

@@ -40,8 +40,12 @@ ml_status ml_atomic_begin(ml_atomic_file *f, const char *path, int open_stream) 
         f->fp = fopen(f->tmp_path, "wb");
         if (!f->fp) return ml_fail(ML_ERR_IO, "cannot create %s: %s", f->tmp_path, strerror(errno));
     }
-    ml_atomic_register_cleanup(f->tmp_path);
-    return ML_OK;
+    ml_status s = ml_atomic_register_cleanup(f->tmp_path);
+    if (s != ML_OK) {
+        if (f->fp) fclose(f->fp), f->fp = NULL;
+        unlink(f->tmp_path);
+    }
+    return s;
 }
 
 ml_status ml_atomic_commit(ml_atomic_file *f) {
@@ -131,16 +135,15 @@ typedef struct pending_node {
 static pending_node *_Atomic pending_head;
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void ml_atomic_register_cleanup(const char *tmp_path) {
+ml_status ml_atomic_register_cleanup(const char *tmp_path) {
     pthread_mutex_lock(&pending_lock);
     pending_node *n = atomic_load(&pending_head);
     while (n && n->used) n = n->next;
     if (!n) {
         n = calloc(1, sizeof *n);
-        if (!n) {
-            /* a temporary that a signal could not remove is a bug to be loud about */
-            fprintf(stderr, "mobilellm: out of memory registering %s for cleanup\n", tmp_path);
-            abort();
+        if (!n) { /* a temporary that a signal could not remove: refuse to start the write */
+            pthread_mutex_unlock(&pending_lock);
+            return ml_fail(ML_ERR_NOMEM, "out of memory registering %s for cleanup", tmp_path);
         }
         snprintf(n->path, sizeof n->path, "%s", tmp_path);
         atomic_store(&n->used, 1);
@@ -151,6 +154,7 @@ void ml_atomic_register_cleanup(const char *tmp_path) {
         atomic_store(&n->used, 1);
     }
     pthread_mutex_unlock(&pending_lock);
+    return ML_OK;
 }
 
 void ml_atomic_unregister_cleanup(const char *tmp_path) {

@@ -37,8 +37,9 @@ ml_status ml_read_file(const char *path, char **data, size_t *size);
 ml_status ml_atomic_remove_stale(const char *dir, const char *prefix, int *removed);
 
 /* Register `tmp_path` to be removed if the process dies from SIGINT/SIGTERM before commit. Any
- * number may be registered at once (aborts with a message if memory runs out). */
-void ml_atomic_register_cleanup(const char *tmp_path);
+ * number may be registered at once (ML_ERR_NOMEM if memory runs out). ml_atomic_begin registers its
+ * temporary itself. */
+ml_status ml_atomic_register_cleanup(const char *tmp_path);
 void ml_atomic_unregister_cleanup(const char *tmp_path);
 
 #endif

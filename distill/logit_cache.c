@@ -125,7 +125,6 @@ ml_status ml_logit_cache_create(ml_logit_cache_writer **out, const char *path, c
         free(w);
         return s;
     }
-    ml_atomic_register_cleanup(w->af.tmp_path);
     s = ml_h5_create(&w->f, w->af.tmp_path);
     if (s == ML_OK) s = write_header(w->f, info, teacher_config_json);
     if (s != ML_OK) {

@@ -364,7 +364,7 @@ ml_status ml_train(const ml_train_args *args) {
     /* a writer killed while saving (kill -9, power loss) left ckpt_*.h5.tmp.PID behind */
     int stale = 0;
     ML_TRY(ml_atomic_remove_stale(a->out_dir, "ckpt_", &stale));
-    if (stale) printf("removed %d temporary checkpoint file(s) of a dead writer in %s\n", stale, a->out_dir);
+    if (stale) ml_log(ML_LOG_INFO, "removed %d temporary checkpoint file(s) of a dead writer in %s", stale, a->out_dir);
 
     trainer t;
     memset(&t, 0, sizeof t);

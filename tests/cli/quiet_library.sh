@@ -12,7 +12,8 @@ declare -A WRITERS=(
     [passkey.c.o]="pass-key rows file" [sample.c.o]="the caller's text stream" [hf_checkpoint.c.o]="config.json"
     [hf_tokenizer.c.o]="tokenizer files" [npy.c.o]="npy files" [gguf.c.o]="GGUF files"
     [safetensors.c.o]="safetensors files" [shard.c.o]="token shards" [ingest.c.o]="shard manifest"
-    [bpe_train.c.o]="tokenizer.json"
+    [bpe_train.c.o]="tokenizer.json" [merge.c.o]="merged safetensors and recipe files"
+    [search.c.o]="the search trial table"
 )
 PRINTERS='^(printf|vprintf|puts|putchar|perror|psignal|psiginfo|stdout|stderr|_IO_2_1_stdout_|_IO_2_1_stderr_|__printf_chk|__vprintf_chk|warn|warnx|err|errx|error|error_at_line|vwarn|vwarnx)$'
 WRITES='^(fprintf|vfprintf|fputs|fputc|putc|fwrite|__fprintf_chk|__vfprintf_chk|fputs_unlocked|fwrite_unlocked|dprintf|vdprintf)$'

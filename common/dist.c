@@ -275,14 +275,20 @@ struct ml_dist_reducer {
     size_t n;
     int nb, deterministic;
     ml_dist_bucket *b;
-    int *state;       /* 0 idle, 1 first phase in flight, 2 second phase in flight, 3 done */
+    int *state;       /* 0 idle, 1 first phase in flight, 4 first phase done, 2 second phase in flight, 3 done */
     float *stage;     /* deterministic: per bucket, size slices of this rank's part */
     size_t *stage_off;
     int *cnt, *off;   /* deterministic: per bucket, size slice lengths and offsets inside the bucket */
     int *rcnt, *roff; /* deterministic: per bucket, size receive counts (this rank's slice) and offsets */
     double t_first, t_last, wait_s;
+    int next_second;  /* deterministic: second phases start in bucket order (see poll) */
 #ifdef ML_HAVE_MPI
     MPI_Request *req;
+    /* Collectives on one communicator must start in the same order on every rank. First phases start
+     * in bucket order at the same points everywhere; second phases start when first phases complete,
+     * which depends on timing, so they run on a communicator of their own, again in bucket order. */
+    MPI_Comm comm1, comm2;
+    int comms;
 #endif
 };
 
@@ -333,6 +339,17 @@ ml_status ml_dist_reducer_create(ml_dist_reducer **out, float *buf, size_t n, co
         r->stage_off[i] = stage;
         stage += mine * P;
     }
+#ifdef ML_HAVE_MPI
+    if (g_size > 1) {
+        if (MPI_Comm_dup(MPI_COMM_WORLD, &r->comm1) != MPI_SUCCESS || MPI_Comm_dup(MPI_COMM_WORLD, &r->comm2) != MPI_SUCCESS) {
+            ml_dist_reducer_free(r);
+            return ml_fail(ML_ERR_IO, "rank %d: cannot create the gradient reducer's communicators", g_rank);
+        }
+        r->comms = 1;
+        MPI_Comm_set_errhandler(r->comm1, MPI_ERRORS_RETURN);
+        MPI_Comm_set_errhandler(r->comm2, MPI_ERRORS_RETURN);
+    }
+#endif
     if (deterministic && g_size > 1) {
         r->stage = malloc(sizeof(float) * (stage ? stage : 1));
         if (!r->stage) {
@@ -350,6 +367,7 @@ void ml_dist_reducer_free(ml_dist_reducer *r) {
     free(r->cnt), free(r->off), free(r->rcnt), free(r->roff);
 #ifdef ML_HAVE_MPI
     free(r->req);
+    if (r->comms) MPI_Comm_free(&r->comm1), MPI_Comm_free(&r->comm2);
 #endif
     free(r);
 }
@@ -367,7 +385,7 @@ static ml_status det_second_phase(ml_dist_reducer *r, int i) {
         dst[k] = acc;
     }
     int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, r->buf + r->b[i].offset, r->cnt + (size_t)i * P,
-                             r->off + (size_t)i * P, MPI_FLOAT, MPI_COMM_WORLD, &r->req[i]);
+                             r->off + (size_t)i * P, MPI_FLOAT, r->comm2, &r->req[i]);
     if (rc != MPI_SUCCESS) return mpi_error(rc, "gradient all-reduce (allgather)");
     r->state[i] = 2;
     return ML_OK;
@@ -383,12 +401,14 @@ ml_status ml_dist_reducer_poll(ml_dist_reducer *r) {
         if (rc != MPI_SUCCESS) return mpi_error(rc, "gradient all-reduce");
         if (!done) continue;
         if (r->deterministic && r->state[i] == 1) {
-            ML_TRY(det_second_phase(r, i));
+            r->state[i] = 4; /* first phase done; its second starts in bucket order below */
         } else {
             r->state[i] = 3;
             r->t_last = now_s();
         }
     }
+    while (r->deterministic && r->next_second < r->nb && r->state[r->next_second] == 4)
+        ML_TRY(det_second_phase(r, r->next_second++));
 #endif
     (void)r;
     return ML_OK;
@@ -406,9 +426,9 @@ ml_status ml_dist_reducer_start(ml_dist_reducer *r, int i) {
         int rc;
         if (r->deterministic)
             rc = MPI_Ialltoallv(p, r->cnt + (size_t)i * P, r->off + (size_t)i * P, MPI_FLOAT, r->stage + r->stage_off[i],
-                                r->rcnt + (size_t)i * P, r->roff + (size_t)i * P, MPI_FLOAT, MPI_COMM_WORLD, &r->req[i]);
+                                r->rcnt + (size_t)i * P, r->roff + (size_t)i * P, MPI_FLOAT, r->comm1, &r->req[i]);
         else
-            rc = MPI_Iallreduce(MPI_IN_PLACE, p, (int)r->b[i].count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r->req[i]);
+            rc = MPI_Iallreduce(MPI_IN_PLACE, p, (int)r->b[i].count, MPI_FLOAT, MPI_SUM, r->comm1, &r->req[i]);
         if (rc != MPI_SUCCESS) return mpi_error(rc, "gradient all-reduce");
         r->state[i] = 1;
         return ml_dist_reducer_poll(r);
@@ -444,6 +464,7 @@ ml_status ml_dist_reducer_finish(ml_dist_reducer *r) {
     r->wait_s = t1 - t0;
     if (r->t_last < r->t_first) r->t_last = t1;
     for (int i = 0; i < r->nb; i++) r->state[i] = 0;
+    r->next_second = 0;
     return ML_OK;
 }
 

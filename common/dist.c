@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,6 @@ static ml_status mpi_error(int rc, const char *what) {
 /* Poll the requests until all are done, the timeout passes or a stop (SIGINT/SIGTERM: mpirun ending
  * the job because a rank died) has lasted 3 s. */
 static ml_status wait_reqs(int n, MPI_Request *reqs, const char *what, double started) {
-    double stop_seen = -1;
     for (long spin = 0;; spin++) {
         int done = 0, rc = MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS) return mpi_error(rc, what);
@@ -113,12 +113,9 @@ static ml_status wait_reqs(int n, MPI_Request *reqs, const char *what, double st
             if (t - started > g_timeout)
                 return ml_fail(ML_ERR_IO, "rank %d: no answer from the other ranks within %g s in %s (a rank died, hangs or "
                                           "was started with other arguments)", g_rank, g_timeout, what);
-            if (ml_stop_requested()) {
-                if (stop_seen < 0) stop_seen = t;
-                else if (t - stop_seen > 3.0)
-                    return ml_fail(ML_ERR_IO, "rank %d: stopped while waiting for the other ranks in %s (a rank died or was stopped)", g_rank,
-                                   what);
-            }
+            if (ml_stop_requested() && ml_stop_signal() == SIGTERM) /* mpirun ends the job: a rank died */
+                return ml_fail(ML_ERR_IO, "rank %d: the job is being ended (SIGTERM) while waiting for the other ranks in %s: "
+                                          "a rank died or was killed", g_rank, what);
         }
         if (spin > 1000) sched_yield();
     }
@@ -440,7 +437,7 @@ ml_status ml_dist_reducer_start(ml_dist_reducer *r, int i) {
 
 ml_status ml_dist_reducer_finish(ml_dist_reducer *r) {
     for (int i = 0; i < r->nb; i++) ML_TRY(ml_dist_reducer_start(r, i));
-    double t0 = now_s(), stop_seen = -1;
+    double t0 = now_s();
     for (long spin = 0;; spin++) {
         ML_TRY(ml_dist_reducer_poll(r));
         int all = 1;
@@ -451,12 +448,9 @@ ml_status ml_dist_reducer_finish(ml_dist_reducer *r) {
             if (t - t0 > g_timeout)
                 return ml_fail(ML_ERR_IO, "rank %d: no answer from the other ranks within %g s in the gradient all-reduce "
                                           "(a rank died or hangs)", g_rank, g_timeout);
-            if (ml_stop_requested()) {
-                if (stop_seen < 0) stop_seen = t;
-                else if (t - stop_seen > 3.0)
-                    return ml_fail(ML_ERR_IO, "rank %d: stopped while waiting for the other ranks in the gradient "
-                                              "all-reduce (a rank died or was stopped)", g_rank);
-            }
+            if (ml_stop_requested() && ml_stop_signal() == SIGTERM)
+                return ml_fail(ML_ERR_IO, "rank %d: the job is being ended (SIGTERM) while waiting for the other ranks in the "
+                                          "gradient all-reduce: a rank died or was killed", g_rank);
         }
         if (spin > 1000) sched_yield();
     }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dist.h"
 #include "common/status.h"
 #include "data/ingest.h"
 
@@ -100,7 +101,8 @@ int ml_args_parse(const char *cmd, const char *usage, ml_opt *opts, int n_opts, 
 }
 
 int ml_cli_fail(const char *cmd) {
-    fprintf(stderr, "mobilellm %s: %s\n", cmd, ml_last_error());
+    /* a data-parallel failure that rank 0 reports is not repeated by every rank */
+    if (ml_dist_rank() == 0 || !ml_dist_failure_agreed()) fprintf(stderr, "mobilellm %s: %s\n", cmd, ml_last_error());
     return 1;
 }
 

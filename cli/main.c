@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "common/dist.h"
 #include "common/log.h"
 #include "common/signals.h"
 
@@ -26,9 +27,20 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     ml_signals_install();
-    ml_log_set_sink(log_sink, NULL, ML_LOG_INFO);
+    /* under mpirun: rank 0 prints what the run does; the other ranks only their own warnings and errors */
+    if (ml_dist_init() != ML_OK) {
+        fprintf(stderr, "mobilellm: %s\n", ml_last_error());
+        return 1;
+    }
+    ml_log_set_sink(log_sink, NULL, ml_dist_rank() == 0 ? ML_LOG_INFO : ML_LOG_WARN);
     for (int i = 0; i < ml_num_commands; i++)
-        if (!strcmp(argv[1], ml_commands[i].name)) return ml_commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], ml_commands[i].name)) {
+            int rc = ml_commands[i].run(argc - 1, argv + 1);
+            /* a failure all ranks agreed on ends each cleanly; any other failure ends the whole job */
+            if (rc != 0 && rc != 130 && ml_dist_size() > 1 && !ml_dist_failure_agreed()) ml_dist_abort(rc);
+            ml_dist_finalize();
+            return rc;
+        }
     fprintf(stderr, "mobilellm: unknown command '%s' (see mobilellm --help)\n", argv[1]);
     return 2;
 }

@@ -6,9 +6,10 @@
 
 void ml_atomic_cleanup_all(void); /* common/atomic_file.c */
 
-static volatile sig_atomic_t stop_count;
+static volatile sig_atomic_t stop_count, stop_signal;
 
 static void on_signal(int sig) {
+    if (!stop_count) stop_signal = sig;
     stop_count++;
     if (stop_count >= 2) {
         ml_atomic_cleanup_all();
@@ -30,4 +31,5 @@ void ml_signals_install(void) {
 }
 
 int ml_stop_requested(void) { return stop_count > 0; }
+int ml_stop_signal(void) { return stop_signal; }
 void ml_request_stop(void) { stop_count = 1; }

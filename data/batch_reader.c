@@ -165,6 +165,17 @@ ml_status ml_batch_reader_next(ml_batch_reader *br, int32_t *inputs, int32_t *ta
     return ML_OK;
 }
 
+void ml_batch_reader_skip(ml_batch_reader *br, int64_t n) {
+    const uint64_t row = (uint64_t)br->T + 1;
+    for (int64_t i = 0; i < n * br->B; i++) {
+        br->pos += row;
+        if (br->pos + row > br->total) {
+            br->pos = 0;
+            br->epoch++;
+        }
+    }
+}
+
 ml_data_cursor ml_batch_reader_get_cursor(const ml_batch_reader *br) {
     int s = shard_of(br, br->pos);
     ml_data_cursor c = {br->epoch, (uint64_t)s, br->pos - br->start[s]};

@@ -47,6 +47,9 @@ ml_status ml_batch_reader_next(ml_batch_reader *br, int32_t *inputs, int32_t *ta
                                int32_t *positions);
 
 ml_data_cursor ml_batch_reader_get_cursor(const ml_batch_reader *br);
+/* Move the cursor past n batches without reading them, exactly as n calls of ml_batch_reader_next
+ * would (data-parallel ranks skip the other ranks' micro-batches). */
+void ml_batch_reader_skip(ml_batch_reader *br, int64_t n);
 /* Restore a cursor from ml_batch_reader_get_cursor (same shards, B and T). A cursor outside
  * the data or not leaving room for a row is an ML_ERR_RANGE error. */
 ml_status ml_batch_reader_set_cursor(ml_batch_reader *br, const ml_data_cursor *c);

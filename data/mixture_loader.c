@@ -292,7 +292,7 @@ static ml_status next_batch(ml_mixture *m, int32_t *inputs, int32_t *targets, in
         } else {
             r = draw_row(m);
         }
-        ML_TRY(read_row(m, r, b, inputs, targets, doc_ids, positions));
+        if (inputs) ML_TRY(read_row(m, r, b, inputs, targets, doc_ids, positions));
         m->row_src[b] = (int)r.src;
         m->s[r.src].batch_rows++;
         m->s[r.src].rows++;
@@ -311,6 +311,8 @@ ml_status ml_mixture_next(ml_mixture *m, int32_t *inputs, int32_t *targets, int3
     }
     return s;
 }
+
+void ml_mixture_skip(ml_mixture *m) { (void)next_batch(m, NULL, NULL, NULL, NULL); }
 
 /* ---------------------------------------------------------------- state */
 

@@ -62,6 +62,10 @@ void ml_mixture_close(ml_mixture *m);
 ml_status ml_mixture_next(ml_mixture *m, int32_t *inputs, int32_t *targets, int32_t *doc_ids, int32_t *positions);
 
 /* Resume state as int64 words. */
+/* Draw the next batch's rows (sources, offsets, shuffle buffer, counts) like ml_mixture_next, without
+ * reading their tokens: data-parallel ranks skip the other ranks' micro-batches this way, so every rank
+ * keeps the same mixture state. */
+void ml_mixture_skip(ml_mixture *m);
 size_t ml_mixture_state_size(const ml_mixture *m);
 void ml_mixture_get_state(const ml_mixture *m, int64_t *words);
 /* ML_ERR_RANGE/ML_ERR_FORMAT with the reason when the words do not fit these sources, B, T, R. */

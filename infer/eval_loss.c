@@ -6,8 +6,8 @@
 
 #include "data/shard.h"
 
-ml_status ml_eval_loss(ml_model *m, ml_batch_reader *reader, int B, int T, int max_batches, double *mean_loss,
-                       int64_t *tokens) {
+ml_status ml_eval_loss_part(ml_model *m, ml_batch_reader *reader, int B, int T, int max_batches, int part, int parts,
+                            double *loss_sum, int64_t *tokens) {
     uint64_t per_batch = (uint64_t)B * (uint64_t)(T + 1);
     int64_t whole = (int64_t)(ml_batch_reader_total_tokens(reader) / per_batch);
     if (whole < 1) whole = 1;
@@ -20,6 +20,10 @@ ml_status ml_eval_loss(ml_model *m, ml_batch_reader *reader, int B, int T, int m
     double sum = 0;
     int64_t count = 0;
     for (int64_t i = 0; i < n && s == ML_OK; i++) {
+        if (i % parts != part) {
+            ml_batch_reader_skip(reader, 1);
+            continue;
+        }
         s = ml_batch_reader_next(reader, tok, tgt, NULL, NULL);
         if (s == ML_OK) s = ml_model_forward(m, &b);
         double ls;
@@ -32,8 +36,16 @@ ml_status ml_eval_loss(ml_model *m, ml_batch_reader *reader, int B, int T, int m
     }
     free(tok);
     free(tgt);
-    *mean_loss = count ? sum / (double)count : 0.0;
+    *loss_sum = sum;
     *tokens = count;
+    return s;
+}
+
+ml_status ml_eval_loss(ml_model *m, ml_batch_reader *reader, int B, int T, int max_batches, double *mean_loss,
+                       int64_t *tokens) {
+    double sum = 0;
+    ml_status s = ml_eval_loss_part(m, reader, B, T, max_batches, 0, 1, &sum, tokens);
+    *mean_loss = *tokens ? sum / (double)*tokens : 0.0;
     return s;
 }
 

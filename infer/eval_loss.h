@@ -11,6 +11,12 @@
 ml_status ml_eval_loss(ml_model *m, ml_batch_reader *reader, int B, int T, int max_batches, double *mean_loss,
                        int64_t *tokens);
 
+/* The same pass split over `parts` workers (data-parallel ranks): this one scores batches i with
+ * i % parts == part and returns the summed loss and token count, which the caller adds over parts
+ * (in part order, for a result equal to ml_eval_loss up to the order of that sum). */
+ml_status ml_eval_loss_part(ml_model *m, ml_batch_reader *reader, int B, int T, int max_batches, int part, int parts,
+                            double *loss_sum, int64_t *tokens);
+
 #define ML_EVAL_MAX_DOMAINS 64
 
 typedef struct {

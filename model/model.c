@@ -423,6 +423,7 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
     memset(dres, 0, sizeof(float) * (size_t)N * C);
     ML_PROFILE(ML_PROF_RMSNORM_BWD)
     ml_rmsnorm_backward(dres, m->g.final_norm, m->d_ln_f, m->resid_final, m->w.final_norm, m->rstd_f, N, C);
+    if (m->grad_ready) m->grad_ready(m->grad_ready_user, c->num_layers);
     for (int a = A - 1; a >= 0; a--) {
         const int l = a / c->layer_repeat;
         if (m->recompute) block_forward(m, b, a, 0); /* refill the shared block buffers from resid_in */
@@ -464,7 +465,9 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].attn_norm, m->d_ln, x->resid_in, m->w.layer[l].attn_norm, x->rstd1, N, C);
+        if (m->grad_ready && a % c->layer_repeat == 0) m->grad_ready(m->grad_ready_user, l);
     }
     ML_PROFILE(ML_PROF_EMBED_BWD) ml_embed_backward(m, dres, b->tokens, N);
+    if (m->grad_ready) m->grad_ready(m->grad_ready_user, -1);
     return ML_OK;
 }

@@ -116,6 +116,13 @@ typedef struct {
     float *attn_work;           /* attention scratch (ml_attention_work_floats), sized at reserve */
     int rope_len;
     const ml_batch *last_batch;
+    /* Optional hook of ml_model_backward, told when gradients become final so that a caller can start
+     * reducing them while backward goes on (data-parallel training). Called with num_layers once the
+     * final norm's gradient is done (the untied LM head's is done by the head before backward), then with
+     * block l once the last (in backward order) application of block l is done, l = num_layers-1 .. 0,
+     * and with -1 after the embedding, when every gradient is final. Runs on the calling thread. NULL: none. */
+    void (*grad_ready)(void *user, int layer);
+    void *grad_ready_user;
 } ml_model;
 
 /* Choose the GEMM arithmetic; bf16 fails (ML_ERR_UNSUPPORTED) on a CPU without AVX512-BF16. */

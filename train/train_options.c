@@ -101,6 +101,20 @@ static const ml_train_opt table[] = {
     {"rope-theta", NULL, ML_TOPT_FLOAT, SCALAR(rope_theta), NULL, NULL,
      "set RoPE theta for this run (e.g. raised for context extension)", NULL, ML_RESUME_FREE, ML_STORE_ALWAYS, 0,
      ML_CMD_ALL, 0},
+    /* data parallelism (mpirun -np N) */
+    {"deterministic-reduce", NULL, ML_TOPT_FLAG, SCALAR(deterministic_reduce), NULL, NULL,
+     "sum the micro-batches' gradients (over --grad-accum and over MPI ranks) in a fixed order: N ranks give "
+     "bit-for-bit the result of one process with N times the accumulation (costs one more gradient buffer)",
+     "deterministic_reduce", ML_RESUME_RESTORE, ML_STORE_ALWAYS, 0, ML_CMD_ALL, 0},
+    {"bucket-mb", NULL, ML_TOPT_FLOAT, SCALAR(bucket_mb), "25", NULL,
+     "MPI: gradient all-reduce bucket size in MiB (buckets start during backward)", NULL, ML_RESUME_FREE,
+     ML_STORE_ALWAYS, 0, ML_CMD_ALL, 0},
+    {"zero1", "zero", ML_TOPT_FLAG, SCALAR(zero1), NULL, NULL,
+     "MPI: ZeRO-1, each rank keeps the optimizer state of its 1/N of the parameters (same results)", NULL,
+     ML_RESUME_FREE, ML_STORE_ALWAYS, 0, ML_CMD_ALL, 0},
+    {"dist-timeout", NULL, ML_TOPT_FLOAT, SCALAR(dist_timeout), "300", NULL,
+     "MPI: seconds a rank waits for the others before failing (a dead or stuck rank)", NULL, ML_RESUME_FREE,
+     ML_STORE_ALWAYS, 0, ML_CMD_ALL, 0},
     /* distillation */
     {"teacher", NULL, ML_TOPT_STR, SCALAR(teacher), NULL, NULL, "teacher checkpoint or HF directory (same tokenizer)",
      "teacher", ML_RESUME_RESTORE, ML_STORE_SET, 2, ML_CMD_DISTILL, 0},

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/atomic_file.h"
+#include "common/dist.h"
 #include "common/log.h"
 #include "common/prof.h"
 #include "common/signals.h"
@@ -100,18 +102,74 @@ typedef struct {
     char *args_json;
     double prof_wall; /* with ML_PROFILE=1: wall time and count of the profiled training steps */
     int64_t prof_steps;
+    /* data parallelism (common/dist.h) */
+    int rank, ranks;
+    ml_dist_reducer *reducer; /* NULL with one rank */
+    ml_dist_bucket *buckets;
+    int *bucket_level; /* a bucket may start once model->grad_ready reported this level (see model.h) */
+    char *bucket_started;
+    int n_buckets;
+    int hook_live;     /* the last micro-batch's backward: start buckets from the hook */
+    ml_status hook_status;
+    float *acc;        /* --deterministic-reduce with --grad-accum > 1: the sum of earlier micro-batches */
+    double bwd_s, comm_span_s, comm_wait_s; /* last step: backward, all-reduce span, wait after backward */
+    /* ZeRO-1: the optimizer covers params[shard_lo, shard_hi) only; parts of every rank */
+    size_t shard_lo, shard_hi, *part_cnt, *part_off;
 } trainer;
 
 static ml_status evaluate(trainer *t, const ml_train_args *a, double *val_loss) {
     int64_t n;
     const int prof = ml_prof_enabled();
     ml_prof_enable(0); /* the profile covers training steps only */
-    ml_status s = ml_eval_loss(&t->model, t->val, a->batch, a->seq, a->eval_batches, val_loss, &n);
+    double sum[2] = {0, 0};
+    ml_status s = ml_eval_loss_part(&t->model, t->val, a->batch, a->seq, a->eval_batches, t->rank, t->ranks, &sum[0], &n);
     ml_prof_enable(prof);
+    sum[1] = (double)n;
+    if (t->ranks > 1) { /* every rank scored its share of the batches */
+        ML_TRY(ml_dist_agree(s, "evaluation"));
+        ML_TRY(ml_dist_sum_f64(sum, 2, "evaluation"));
+    }
+    *val_loss = sum[1] > 0 ? sum[0] / sum[1] : 0.0;
     return s;
 }
 
+static ml_status save_rank0(trainer *t, const ml_train_args *a, int64_t step);
+
+/* Every rank calls this: with ZeRO-1 the optimizer state is gathered to rank 0 (into buffers made for the
+ * save), rank 0 writes the one checkpoint, and all ranks learn whether it worked. */
 static ml_status save(trainer *t, const ml_train_args *a, int64_t step) {
+    if (!a->zero1 || t->ranks == 1) return ml_dist_agree(t->rank == 0 ? save_rank0(t, a, step) : ML_OK, "checkpoint");
+    const int n = ml_optim_num_state(&t->opt);
+    const size_t N = t->model.param_arena.capacity;
+    float *full[ML_OPTIM_MAX_STATE] = {0};
+    ml_status s = ML_OK;
+    for (int i = 0; i < n && s == ML_OK && t->rank == 0; i++)
+        if (!(full[i] = calloc(N, sizeof(float))))
+            s = ml_fail(ML_ERR_NOMEM, "out of memory gathering the optimizer state for a checkpoint");
+    s = ml_dist_agree(s, "checkpoint (gather)");
+    for (int i = 0; i < n && s == ML_OK; i++) {
+        const char *name;
+        const float *mine = ml_optim_state(&t->opt, i, &name);
+        if (t->rank == 0) memcpy(full[i] + t->shard_lo, mine, (t->shard_hi - t->shard_lo) * sizeof(float));
+        s = ml_dist_gatherv_f32(mine, full[i], t->part_cnt, t->part_off, 0, "checkpoint (gather optimizer state)");
+    }
+    if (s == ML_OK) {
+        if (t->rank == 0) {
+            /* borrow the gathered state for the save */
+            float *own[ML_OPTIM_MAX_STATE];
+            memcpy(own, t->opt.state, sizeof own);
+            for (int j = 0, k = 0; j < ML_OPTIM_MAX_STATE; j++)
+                if (t->opt.state[j]) t->opt.state[j] = full[k++];
+            s = save_rank0(t, a, step);
+            memcpy(t->opt.state, own, sizeof own);
+        }
+        s = ml_dist_agree(s, "checkpoint");
+    }
+    for (int i = 0; i < n; i++) free(full[i]);
+    return s;
+}
+
+static ml_status save_rank0(trainer *t, const ml_train_args *a, int64_t step) {
     char path[4096];
     ckpt_path(path, sizeof path, a->out_dir, step);
     t->st.step = step;
@@ -187,9 +245,48 @@ static void mixture_rows_json(const ml_mixture *mix, const uint64_t *rows, char 
     if (k < n) snprintf(buf + k, n - k, "},");
 }
 
+/* ---------------------------------------------------------------- data parallelism */
+
+/* Skip n micro-batches of the data stream (the other ranks' part of the step). */
+static void skip_batches(trainer *t, int64_t n) {
+    if (t->mix)
+        for (int64_t i = 0; i < n; i++) ml_mixture_skip(t->mix);
+    else
+        ml_batch_reader_skip(t->train, n);
+}
+
+/* Bucket i's gradients are final: with --deterministic-reduce add the earlier micro-batches' sum
+ * (acc + g, the order in which accumulation adds the last micro-batch), then start its all-reduce. */
+static ml_status start_bucket(trainer *t, int i) {
+    if (t->bucket_started[i]) return ML_OK;
+    t->bucket_started[i] = 1;
+    if (t->acc) {
+        float *g = t->model.grad_arena.base + t->buckets[i].offset;
+        const float *acc = t->acc + t->buckets[i].offset;
+        for (size_t k = 0; k < t->buckets[i].count; k++) g[k] = acc[k] + g[k];
+    }
+    return ml_dist_reducer_start(t->reducer, i);
+}
+
+/* model->grad_ready during the last micro-batch's backward. */
+static void on_grad_ready(void *user, int level) {
+    trainer *t = user;
+    if (!t->hook_live || t->hook_status != ML_OK) return;
+    for (int i = 0; i < t->n_buckets && t->hook_status == ML_OK; i++)
+        if (t->bucket_level[i] >= level) t->hook_status = start_bucket(t, i);
+    if (t->hook_status == ML_OK) t->hook_status = ml_dist_reducer_poll(t->reducer);
+}
+
+static ml_status finish_reduce(trainer *t) {
+    for (int i = 0; i < t->n_buckets; i++) ML_TRY(start_bucket(t, i));
+    memset(t->bucket_started, 0, (size_t)t->n_buckets);
+    return ml_dist_reducer_finish(t->reducer);
+}
+
 static ml_status run(trainer *t, const ml_train_args *a) {
     ml_model *m = &t->model;
-    const int64_t tokens_per_step = (int64_t)a->batch * a->seq * a->grad_accum;
+    const int G = a->grad_accum, R = t->ranks, root = t->rank == 0;
+    const int64_t tokens_per_step = (int64_t)a->batch * a->seq * G * R;
     const double flops_per_token = ml_config_train_flops_per_token(&m->cfg, a->seq);
     const float grad_scale = 1.0f / (float)tokens_per_step;
     ml_batch b = {.tokens = t->tokens, .targets = t->targets, .pos = t->pos, .doc = t->doc, .B = a->batch, .T = a->seq};
@@ -205,8 +302,11 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         int64_t scored = 0;
         ml_kd_stats kd_stats = {0};
         uint64_t domain_rows[ML_MAX_SOURCES] = {0};
-        for (int micro = 0; micro < a->grad_accum; micro++) {
+        t->bwd_s = 0;
+        if (R > 1) skip_batches(t, (int64_t)t->rank * G); /* the micro-batches of lower ranks */
+        for (int micro = 0; micro < G; micro++) {
             ml_data_cursor cursor = {0, 0, 0};
+            if (micro > 0 && t->acc) ml_model_zero_grad(m); /* each micro-batch on its own; acc holds the sum */
             if (t->mix) {
                 ML_TRY(ml_mixture_next(t->mix, t->tokens, t->targets, t->doc, t->pos));
                 for (int i = 0; i < ml_mixture_num_sources(t->mix); i++) domain_rows[i] += ml_mixture_batch_rows(t->mix, i);
@@ -228,9 +328,42 @@ static ml_status run(trainer *t, const ml_train_args *a) {
             } else {
                 ML_TRY(ml_model_head_loss(m, &b, grad_scale, &s, &n));
             }
+            double tb = ml_now_seconds();
+            t->hook_live = t->reducer && micro == G - 1;
+            t->hook_status = ML_OK;
             ML_TRY(ml_model_backward(m, &b));
+            t->hook_live = 0;
+            ML_TRY(t->hook_status);
+            t->bwd_s += ml_now_seconds() - tb;
+            if (t->acc && micro < G - 1) { /* acc = ((g0 + g1) + g2) ...: the order the ranks' sum follows */
+                const size_t nf = m->grad_arena.capacity;
+                float *g = m->grad_arena.base;
+                if (micro == 0)
+                    memcpy(t->acc, g, nf * sizeof(float));
+                else
+                    for (size_t i = 0; i < nf; i++) t->acc[i] = t->acc[i] + g[i];
+            }
             loss_sum += s;
             scored += n;
+        }
+        if (R > 1) skip_batches(t, (int64_t)(R - 1 - t->rank) * G); /* and those of higher ranks */
+        int stop = ml_stop_requested();
+        if (t->reducer) {
+            ML_TRY(finish_reduce(t));
+            ml_dist_reducer_times(t->reducer, &t->comm_span_s, &t->comm_wait_s);
+            /* the step's statistics, added over ranks in rank order */
+            double red[6 + ML_MAX_SOURCES];
+            const int ns = t->mix ? ml_mixture_num_sources(t->mix) : 0;
+            red[0] = loss_sum, red[1] = (double)scored, red[2] = kd_stats.kd_sum, red[3] = kd_stats.ce_sum;
+            red[4] = (double)kd_stats.count, red[5] = stop;
+            for (int i = 0; i < ns; i++) red[6 + i] = (double)domain_rows[i];
+            ML_TRY(ml_dist_sum_f64(red, 6 + ns, "step statistics"));
+            loss_sum = red[0], scored = (int64_t)red[1], kd_stats.kd_sum = red[2], kd_stats.ce_sum = red[3];
+            kd_stats.count = (int64_t)red[4], stop = red[5] > 0;
+            for (int i = 0; i < ns; i++) domain_rows[i] = (uint64_t)red[6 + i];
+        } else if (t->acc && G > 1) {
+            const size_t nf = m->grad_arena.capacity;
+            for (size_t i = 0; i < nf; i++) m->grad_arena.base[i] = t->acc[i] + m->grad_arena.base[i];
         }
         ml_model_grads_to_latent(m); /* weight transforms: gradients of the used weights reach the latent ones */
         double loss = loss_sum / (double)(scored ? scored : 1);
@@ -240,8 +373,11 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         float lr = ml_lr_at(&t->sched, step);
         int skipped = !isfinite(loss) || !isfinite(gnorm);
         ml_status us = ML_OK;
-        if (!skipped) ML_PROFILE(ML_PROF_OPTIMIZER) us = ml_optim_step(&t->opt, m->param_arena.base, m->grad_arena.base, lr);
+        if (!skipped) ML_PROFILE(ML_PROF_OPTIMIZER) us = ml_optim_step(&t->opt, m->param_arena.base + t->shard_lo,
+                                                                        m->grad_arena.base + t->shard_lo, lr);
         ML_TRY(us);
+        if (a->zero1 && R > 1 && !skipped) /* ZeRO-1: every rank updated its shard; share the new weights */
+            ML_TRY(ml_dist_allgatherv_f32(m->param_arena.base, t->part_cnt, t->part_off, "parameter allgather (ZeRO-1)"));
         ml_model_weights_changed(m);
         t->st.tokens_seen += tokens_per_step;
         double now = ml_now_seconds(), dt = now - t0;
@@ -250,7 +386,7 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         double done = (double)(step + 1 - first_step), left = (double)(a->steps - step - 1);
         char eta[32];
         fmt_eta(eta, sizeof eta, (now - t_start) / done * left);
-        if (skipped)
+        if (skipped && root)
             ml_log(ML_LOG_WARN, "step %lld: loss %g, grad norm %g not finite: update skipped", (long long)step + 1, loss,
                    gnorm);
         char kd_part[96] = "", kd_json[96] = "";
@@ -269,33 +405,41 @@ static ml_status run(trainer *t, const ml_train_args *a) {
                  (long long)step + 1, (long long)a->steps, loss, kd_part, lr, gnorm, tok_s,
                  tok_s * flops_per_token / 1e9, eta);
         rep.line = line;
-        if (a->callbacks.step) a->callbacks.step(&rep, a->callbacks.user);
-        char mix_json[1024] = "";
+        if (a->callbacks.step && root) a->callbacks.step(&rep, a->callbacks.user);
+        char mix_json[1024] = "", dist_json[160] = "";
         if (t->mix) mixture_rows_json(t->mix, domain_rows, mix_json, sizeof mix_json);
-        ML_TRY(metrics_line(t,
-                            "{\"step\":%lld,\"loss\":%.6f,%s%s\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
-                            "\"gflops\":%.2f,\"skipped\":%s}\n",
-                            (long long)step + 1, loss, kd_json, mix_json, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
-                            tok_s * flops_per_token / 1e9, skipped ? "true" : "false"));
+        if (R > 1)
+            snprintf(dist_json, sizeof dist_json, ",\"ranks\":%d,\"backward_s\":%.4f,\"allreduce_s\":%.4f,\"allreduce_wait_s\":%.4f",
+                     R, t->bwd_s, t->comm_span_s, t->comm_wait_s);
+        if (root)
+            ML_TRY(metrics_line(t,
+                                "{\"step\":%lld,\"loss\":%.6f,%s%s\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,\"tokens_per_s\":%.1f,"
+                                "\"gflops\":%.2f,\"skipped\":%s%s}\n",
+                                (long long)step + 1, loss, kd_json, mix_json, lr, gnorm, (long long)t->st.tokens_seen, tok_s,
+                                tok_s * flops_per_token / 1e9, skipped ? "true" : "false", dist_json));
         int last = step + 1 == a->steps;
         if (t->has_val && ((a->eval_every > 0 && (step + 1) % a->eval_every == 0) || last)) {
             double vl;
             ML_TRY(evaluate(t, a, &vl));
-            ml_log(ML_LOG_INFO, "eval  step %lld | val loss %.4f | ppl %.2f", (long long)step + 1, vl, exp(vl));
-            if (a->callbacks.eval) a->callbacks.eval(step + 1, vl, a->callbacks.user);
-            ML_TRY(metrics_line(t, "{\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.4f}\n", (long long)step + 1, vl,
-                                exp(vl)));
+            if (root) {
+                ml_log(ML_LOG_INFO, "eval  step %lld | val loss %.4f | ppl %.2f", (long long)step + 1, vl, exp(vl));
+                if (a->callbacks.eval) a->callbacks.eval(step + 1, vl, a->callbacks.user);
+                ML_TRY(metrics_line(t, "{\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.4f}\n", (long long)step + 1, vl,
+                                    exp(vl)));
+            }
         }
         if (last || (a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0)) ML_TRY(save(t, a, step + 1));
         if (a->stop_after > 0 && step + 1 == a->stop_after && !last) {
             ML_TRY(save(t, a, step + 1));
-            ml_log(ML_LOG_INFO, "stopped after step %lld as asked; resume with --resume %s/ckpt_%08lld.h5", (long long)step + 1,
+            if (root)
+                ml_log(ML_LOG_INFO, "stopped after step %lld as asked; resume with --resume %s/ckpt_%08lld.h5", (long long)step + 1,
                    a->out_dir, (long long)step + 1);
             return ML_OK;
         }
-        if (ml_stop_requested() && !last) {
+        if (stop && !last) { /* a stop on any rank stops every rank after the same step */
             ML_TRY(save(t, a, step + 1));
-            ml_log(ML_LOG_INFO, "interrupted: checkpoint written at step %lld in %s (resume with --resume)",
+            if (root)
+                ml_log(ML_LOG_INFO, "interrupted: checkpoint written at step %lld in %s (resume with --resume)",
                    (long long)step + 1, a->out_dir);
             return ml_fail(ML_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint saved", (long long)step + 1);
         }
@@ -303,7 +447,8 @@ static ml_status run(trainer *t, const ml_train_args *a) {
     return ML_OK;
 }
 
-ml_status ml_optimizer_restore(ml_optimizer *o, ml_train_state *st, const char *path) {
+/* Restore into an optimizer over params[lo, lo + o->num_floats) (all of them, or a ZeRO-1 shard). */
+static ml_status optimizer_restore_from(ml_optimizer *o, ml_train_state *st, const char *path, size_t lo) {
     const char *kind = ml_optim_kind_name(o->cfg.kind);
     if (!st->optimizer[0]) return ml_fail(ML_ERR_FORMAT, "%s holds no optimizer state to resume from", path);
     if (!ml_optim_find(st->optimizer, NULL))
@@ -328,7 +473,7 @@ ml_status ml_optimizer_restore(ml_optimizer *o, ml_train_state *st, const char *
     for (int i = 0; i < n_want; i++) {
         const char *name;
         float *dst = ml_optim_state(o, i, &name);
-        memcpy(dst, st->optim_state[i], o->num_floats * sizeof(float));
+        memcpy(dst, st->optim_state[i] + lo, o->num_floats * sizeof(float));
     }
     o->t = st->optimizer_step;
     /* copied: release the loaded arrays (later saves borrow the optimizer's own state) */
@@ -339,7 +484,170 @@ ml_status ml_optimizer_restore(ml_optimizer *o, ml_train_state *st, const char *
     return ML_OK;
 }
 
+ml_status ml_optimizer_restore(ml_optimizer *o, ml_train_state *st, const char *path) {
+    return optimizer_restore_from(o, st, path, 0);
+}
+
+/* ---------------------------------------------------------------- setup of a data-parallel run */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+/* What every rank must agree on: the run arguments, the size of every data file, the weights. */
+static ml_status check_ranks_agree(trainer *t, const ml_train_args *a) {
+    uint64_t h = fnv(1469598103934665603ull, t->args_json, strlen(t->args_json));
+    for (int i = 0; i < a->n_data; i++) {
+        struct stat sb;
+        int64_t sz = stat(a->data[i], &sb) == 0 ? (int64_t)sb.st_size : -1;
+        h = fnv(h, &sz, sizeof sz);
+    }
+    uint64_t hw = 1469598103934665603ull; /* the weights, word by word (fast enough once per run) */
+    const uint64_t *w = (const uint64_t *)t->model.param_arena.base;
+    for (size_t i = 0; i < t->model.param_arena.capacity / 2; i++) hw = (hw ^ w[i]) * 1099511628211ull;
+    uint64_t mine[2] = {h, hw}, *all = malloc(sizeof mine * (size_t)t->ranks);
+    if (!all) return ml_fail(ML_ERR_NOMEM, "out of memory");
+    ml_status s = ml_dist_allgather(mine, all, sizeof mine, "the check that all ranks agree");
+    int bad_args = -1, bad_w = -1;
+    for (int r = 1; s == ML_OK && r < t->ranks; r++) {
+        if (bad_args < 0 && all[2 * r] != all[0]) bad_args = r;
+        if (bad_w < 0 && all[2 * r + 1] != all[1]) bad_w = r;
+    }
+    free(all);
+    ML_TRY(s);
+    if (bad_args < 0 && bad_w < 0) return ML_OK;
+    /* say what differs: rank 0's arguments go to every rank, each names its first differing key */
+    int64_t len = (int64_t)strlen(t->args_json) + 1;
+    ML_TRY(ml_dist_bcast(&len, sizeof len, 0, "the check that all ranks agree"));
+    char *ref = malloc((size_t)len);
+    if (!ref) return ml_fail(ML_ERR_NOMEM, "out of memory");
+    if (t->rank == 0) memcpy(ref, t->args_json, (size_t)len);
+    s = ml_dist_bcast(ref, (size_t)len, 0, "the check that all ranks agree");
+    ml_status mine_s = ML_OK;
+    if (s == ML_OK && t->rank == bad_args) {
+        cJSON *x = cJSON_Parse(ref), *y = cJSON_Parse(t->args_json), *e;
+        char diff[300] = "";
+        cJSON_ArrayForEach(e, y) {
+            cJSON *o = cJSON_GetObjectItemCaseSensitive(x, e->string);
+            char *pe = cJSON_PrintUnformatted(e), *po = o ? cJSON_PrintUnformatted(o) : NULL;
+            int differ = !po || strcmp(pe, po) != 0;
+            if (differ) snprintf(diff, sizeof diff, "%s is %.100s here, %.100s on rank 0", e->string, pe, po ? po : "unset");
+            free(pe), free(po);
+            if (differ) break;
+        }
+        cJSON_Delete(x), cJSON_Delete(y);
+        mine_s = ml_fail(ML_ERR_ARG, "run arguments or data differ from rank 0's (%s): start every rank with the same "
+                                     "command and the same files", diff[0] ? diff : "a data file's size");
+    } else if (s == ML_OK && t->rank == bad_w && bad_args < 0) {
+        mine_s = ml_fail(ML_ERR_ARG, "the starting weights differ from rank 0's: every rank must load the same checkpoint");
+    }
+    free(ref);
+    ML_TRY(s);
+    return ml_dist_agree(mine_s, "the check that all ranks agree");
+}
+
+/* Buckets of the gradient array, from its end (ready first: the head, the last block) to the embedding,
+ * cut at parameter starts once a bucket holds bucket_floats; each starts when its earliest parameter is
+ * final (model->grad_ready levels: num_layers for the final norm and LM head, the block index, -1 for
+ * the embedding). */
+static ml_status plan_buckets(trainer *t, size_t bucket_floats, int deterministic) {
+    const ml_model *m = &t->model;
+    const int L = m->cfg.num_layers;
+    const size_t n = m->grad_arena.capacity;
+    t->buckets = malloc(sizeof *t->buckets * (size_t)(m->n_params + 1));
+    t->bucket_level = malloc(sizeof(int) * (size_t)(m->n_params + 1));
+    t->bucket_started = calloc((size_t)m->n_params + 1, 1);
+    int *order = malloc(sizeof(int) * (size_t)m->n_params);
+    if (!t->buckets || !t->bucket_level || !t->bucket_started || !order) {
+        free(order);
+        return ml_fail(ML_ERR_NOMEM, "out of memory planning gradient buckets");
+    }
+    for (int i = 0; i < m->n_params; i++) order[i] = i;
+    for (int i = 1; i < m->n_params; i++) /* by offset, descending */
+        for (int j = i; j > 0 && m->params[order[j]].offset > m->params[order[j - 1]].offset; j--) {
+            int x = order[j];
+            order[j] = order[j - 1], order[j - 1] = x;
+        }
+    size_t hi = n;
+    int level = L, nb = 0;
+    for (int k = 0; k < m->n_params; k++) {
+        const ml_param *p = &m->params[order[k]];
+        int pl = p->kind == ML_P_EMBED ? -1 : p->layer >= 0 ? p->layer : L;
+        if (pl < level) level = pl;
+        size_t lo = k == m->n_params - 1 ? 0 : p->offset;
+        if (hi - lo >= bucket_floats || k == m->n_params - 1) {
+            t->buckets[nb] = (ml_dist_bucket){lo, hi - lo};
+            t->bucket_level[nb++] = level;
+            hi = lo;
+            level = L;
+        }
+    }
+    free(order);
+    t->n_buckets = nb;
+    return ml_dist_reducer_create(&t->reducer, m->grad_arena.base, n, t->buckets, nb, deterministic);
+}
+
+/* ZeRO-1 parts: rank r updates params[part_off[r], part_off[r] + part_cnt[r]), cut at multiples of 64. */
+static ml_status plan_shards(trainer *t) {
+    const size_t n = t->model.param_arena.capacity, R = (size_t)t->ranks;
+    t->part_cnt = malloc(sizeof(size_t) * R);
+    t->part_off = malloc(sizeof(size_t) * R);
+    if (!t->part_cnt || !t->part_off) return ml_fail(ML_ERR_NOMEM, "out of memory");
+    for (size_t r = 0; r < R; r++) {
+        size_t lo = (n * r / R) & ~(size_t)63, hi = r + 1 == R ? n : (n * (r + 1) / R) & ~(size_t)63;
+        t->part_off[r] = lo, t->part_cnt[r] = hi - lo;
+    }
+    t->shard_lo = t->part_off[t->rank];
+    t->shard_hi = t->shard_lo + t->part_cnt[t->rank];
+    return ML_OK;
+}
+
+/* The optimizer over this rank's shard: the model's segments cut to [shard_lo, shard_hi), shifted. */
+static ml_status optimizer_for_shard(trainer *t, const ml_optim_config *cfg) {
+    const ml_model *m = &t->model;
+    ml_optim_segment *segs = malloc(sizeof *segs * (size_t)m->n_params);
+    if (!segs) return ml_fail(ML_ERR_NOMEM, "out of memory");
+    int ns = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        size_t lo = m->params[i].offset, hi = lo + m->params[i].numel;
+        if (lo < t->shard_lo) lo = t->shard_lo;
+        if (hi > t->shard_hi) hi = t->shard_hi;
+        if (lo < hi) segs[ns++] = (ml_optim_segment){lo - t->shard_lo, hi - lo, m->params[i].weight_decay};
+    }
+    ml_status s = ml_optim_create(&t->opt, cfg, segs, ns, t->shard_hi - t->shard_lo, NULL);
+    free(segs);
+    return s;
+}
+
+/* Resuming on another number of ranks: the global batch (ranks x grad-accum micro-batches) must stay
+ * the checkpoint's; an unchanged --grad-accum is recomputed for the new number of ranks. */
+static ml_status resume_rule(trainer *t, ml_train_args *a) {
+    int ranks0 = 1, accum0 = a->grad_accum;
+    cJSON *o = t->st.args_json ? cJSON_Parse(t->st.args_json) : NULL;
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "ranks"), *g = cJSON_GetObjectItemCaseSensitive(o, "grad_accum");
+    if (cJSON_IsNumber(r)) ranks0 = (int)r->valuedouble;
+    if (cJSON_IsNumber(g)) accum0 = (int)g->valuedouble;
+    cJSON_Delete(o);
+    const int64_t global0 = (int64_t)ranks0 * accum0, global = (int64_t)t->ranks * a->grad_accum;
+    if (global == global0) return ML_OK;
+    if (a->grad_accum == accum0 && global0 % t->ranks == 0) {
+        a->grad_accum = (int)(global0 / t->ranks);
+        if (t->rank == 0)
+            ml_log(ML_LOG_INFO, "checkpoint made by %d rank(s) x %d micro-batches: %d rank(s) x %d keep the global batch",
+                   ranks0, accum0, t->ranks, a->grad_accum);
+        return ML_OK;
+    }
+    return ml_fail(ML_ERR_ARG, "the checkpoint's step is %d rank(s) x %d micro-batches = %lld; %d rank(s) x --grad-accum %d "
+                               "= %lld: the global batch must stay the same (use --grad-accum %lld/%d)",
+                   ranks0, accum0, (long long)global0, t->ranks, a->grad_accum, (long long)global, (long long)global0,
+                   t->ranks);
+}
+
 ml_status ml_train(const ml_train_args *args) {
+    ML_TRY(ml_dist_init());
+    if (args->dist_timeout > 0) ml_dist_set_timeout(args->dist_timeout);
     /* the optimizer's own weight decay unless one was set; the run arguments store the value used */
     ml_train_args resolved = *args;
     const ml_train_args *a = &resolved;
@@ -368,6 +676,9 @@ ml_status ml_train(const ml_train_args *args) {
 
     trainer t;
     memset(&t, 0, sizeof t);
+    t.rank = ml_dist_rank();
+    t.ranks = ml_dist_size();
+    int agreed = 0; /* past the point where all ranks agree that setup worked */
     ml_status s = ML_OK;
     if (a->config_path) {
         ml_config cfg;
@@ -380,6 +691,7 @@ ml_status ml_train(const ml_train_args *args) {
         ml_rng_seed(&t.st.rng, a->seed);
     } else {
         s = ml_checkpoint_load(a->resume_ckpt, &t.model, &t.st);
+        if (s == ML_OK) s = resume_rule(&t, &resolved);
     }
     if (s != ML_OK) goto done;
     {
@@ -465,9 +777,14 @@ ml_status ml_train(const ml_train_args *args) {
         oc.eps = a->eps;
         oc.weight_decay = a->weight_decay; /* resolved above: the optimizer's default unless set */
         oc.momentum = a->momentum;
-        s = ml_optimizer_for_model(&t.opt, &t.model, &oc);
+        if (a->zero1 && t.ranks > 1) {
+            s = plan_shards(&t);
+            if (s == ML_OK) s = optimizer_for_shard(&t, &oc);
+        } else {
+            s = ml_optimizer_for_model(&t.opt, &t.model, &oc);
+        }
         if (s != ML_OK) goto done;
-        if (a->resume_ckpt) s = ml_optimizer_restore(&t.opt, &t.st, a->resume_ckpt);
+        if (a->resume_ckpt) s = optimizer_restore_from(&t.opt, &t.st, a->resume_ckpt, t.shard_lo);
         if (s != ML_OK) goto done;
         t.sched = ml_schedule_defaults(a->lr, a->steps);
         s = ml_schedule_kind_parse(a->schedule, &t.sched.kind);
@@ -487,14 +804,37 @@ ml_status ml_train(const ml_train_args *args) {
         goto done;
     }
     snprintf(t.metrics_path, sizeof t.metrics_path, "%s/metrics.jsonl", a->out_dir);
-    t.metrics = fopen(t.metrics_path, a->resume_ckpt ? "a" : "w");
-    if (!t.metrics) {
+    t.metrics = t.rank == 0 ? fopen(t.metrics_path, a->resume_ckpt ? "a" : "w") : NULL;
+    if (!t.metrics && t.rank == 0) {
         s = ml_fail(ML_ERR_IO, "cannot open %s: %s", t.metrics_path, strerror(errno));
         goto done;
     }
     s = ml_train_args_to_json(a, &t.args_json);
+    if (s == ML_OK && t.ranks > 1) { /* the number of ranks, for the resume rule */
+        cJSON *o = cJSON_Parse(t.args_json);
+        cJSON_AddNumberToObject(o, "ranks", t.ranks);
+        char *j = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!j) s = ml_fail(ML_ERR_NOMEM, "out of memory");
+        free(t.args_json);
+        t.args_json = j;
+    }
+    if (s == ML_OK && a->deterministic_reduce && a->grad_accum > 1) {
+        t.acc = malloc(t.model.grad_arena.capacity * sizeof(float));
+        if (!t.acc) s = ml_fail(ML_ERR_NOMEM, "out of memory for --deterministic-reduce's accumulation buffer");
+    }
+    if (s == ML_OK && t.ranks > 1) {
+        size_t bf = (size_t)((a->bucket_mb > 0 ? a->bucket_mb : 25.0f) * 1048576.0f / sizeof(float));
+        s = plan_buckets(&t, bf ? bf : 1, a->deterministic_reduce);
+        t.model.grad_ready = on_grad_ready;
+        t.model.grad_ready_user = &t;
+    }
     if (s != ML_OK) goto done;
-    {
+    agreed = 1;
+    s = ml_dist_agree(ML_OK, "setup");
+    if (s == ML_OK && t.ranks > 1) s = check_ranks_agree(&t, a);
+    if (s != ML_OK) goto done;
+    if (t.rank == 0) {
         char blas[256];
         ml_blas_describe(blas, sizeof blas);
         ml_log(ML_LOG_INFO, "model %s: %lld parameters, %d layers x %d (%s), batch %d x %d x accum %d, %s, %s lr %.2e, %s GEMMs",
@@ -515,6 +855,10 @@ ml_status ml_train(const ml_train_args *args) {
             ml_log(ML_LOG_INFO, "distilling from the cache %s (teacher %s, top %d): %s, tail %s, temperature %g, ce weight %g",
                    a->cache, ml_logit_cache_get_info(t.cache)->teacher_name, ml_logit_cache_get_info(t.cache)->K,
                    a->kd_loss, a->kd_tail, a->temperature, a->ce_weight);
+        if (t.ranks > 1)
+            ml_log(ML_LOG_INFO, "data parallel: %d ranks x %d micro-batch(es) per step, %d gradient buckets%s%s", t.ranks,
+                   a->grad_accum, t.n_buckets, a->deterministic_reduce ? ", deterministic reduction" : "",
+                   a->zero1 ? ", ZeRO-1 optimizer shards" : "");
     }
     ml_prof_reset();
     ml_prof_enable_from_env();
@@ -524,10 +868,27 @@ ml_status ml_train(const ml_train_args *args) {
         size_t len = 0;
         ml_prof_table(table, sizeof table, &len, t.prof_wall, t.prof_steps);
         if (len > 0 && len < sizeof table) table[len - 1] = 0; /* the last newline: the sink ends the line */
-        ml_log(ML_LOG_INFO, "profile (ML_PROFILE, %lld steps, data loading included in 'other')\n%s", (long long)t.prof_steps,
-               table);
+        if (t.rank == 0)
+            ml_log(ML_LOG_INFO, "profile (ML_PROFILE, %lld steps, data loading included in 'other')\n%s",
+                   (long long)t.prof_steps, table);
+    }
+    if (s == ML_OK && t.ranks > 1) { /* memory per rank: optimizer state and peak resident size */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double mem[2] = {(double)ml_optim_state_floats(&t.opt.cfg, t.opt.num_floats) * 4.0 / 1048576.0,
+                         (double)ru.ru_maxrss / 1024.0};
+        double *all = malloc(sizeof mem * (size_t)t.ranks);
+        if (all && ml_dist_allgather(mem, all, sizeof mem, "memory report") == ML_OK && t.rank == 0) {
+            char line[1024];
+            size_t k = (size_t)snprintf(line, sizeof line, "memory per rank (optimizer state / peak RSS, MiB):");
+            for (int r = 0; r < t.ranks && k < sizeof line; r++)
+                k += (size_t)snprintf(line + k, sizeof line - k, " %d: %.0f / %.0f", r, all[2 * r], all[2 * r + 1]);
+            ml_log(ML_LOG_INFO, "%s", line);
+        }
+        free(all);
     }
 done:
+    if (!agreed && t.ranks > 1) s = ml_dist_agree(s, "setup"); /* the other ranks wait for this rank's verdict */
     if (t.metrics && fclose(t.metrics) != 0 && s == ML_OK)
         s = ml_fail(ML_ERR_IO, "writing %s failed: %s", t.metrics_path, strerror(errno));
     free(t.tokens);
@@ -543,5 +904,7 @@ done:
     ml_model_free(&t.model);
     if (t.has_teacher) ml_model_free(&t.teacher);
     ml_logit_cache_close(t.cache);
+    ml_dist_reducer_free(t.reducer);
+    free(t.buckets), free(t.bucket_level), free(t.bucket_started), free(t.acc), free(t.part_cnt), free(t.part_off);
     return s;
 }

@@ -74,6 +74,13 @@ typedef struct {
     char kd_tail[8];      /* with a cache: renorm | bucket (distill/kd_loss.h) */
     char kd_loss[8];      /* a registered loss (distill/kd_loss.h): fkl | rkl | jsd */
     float temperature, kd_beta, ce_weight;
+    /* data parallelism over MPI ranks (common/dist.h; `mpirun -np N mobilellm train ...`): each rank runs
+     * --grad-accum micro-batches per step, rank r the r-th group of the step's N x grad-accum; gradients are
+     * summed over ranks in buckets started during backward */
+    int deterministic_reduce; /* sum micro-batch gradients in a fixed order (bit-identical to one process) */
+    float bucket_mb;          /* all-reduce bucket size, MiB of gradients */
+    int zero1;                /* ZeRO-1: each rank keeps the optimizer state of its shard of the parameters */
+    float dist_timeout;       /* seconds a rank waits for the others before failing */
     /* not options: where reports go */
     ml_train_callbacks callbacks;
 } ml_train_args;

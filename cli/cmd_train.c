@@ -7,10 +7,13 @@
 #include "model/checkpoint.h"
 #include "train/trainer.h"
 
-/* `train` and `distill` share everything but the teacher options. */
-int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
+/* `train` and `distill` share everything but the teacher options; `qat` (cli/cmd_qat.c) is `distill` with its own
+ * defaults and usage (preset, usage: NULL for train and distill). */
+int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, const ml_train_args *preset,
+                        const char *usage) {
     ml_train_args a;
-    ml_train_args_defaults(&a);
+    if (preset) a = *preset;
+    else ml_train_args_defaults(&a);
     const char *optim = "adamw", *schedule = "cosine", *precision = "fp32", *kd_loss = "fkl", *kd_tail = "renorm";
     ml_str_list data = {0}, sources = {0};
     int64_t seed = (int64_t)a.seed;
@@ -63,7 +66,7 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]) - (distill ? 0 : 7);
     int rc = ml_args_parse(cmd,
-                           distill ? "(--teacher CKPT|HF_DIR | --cache CACHE.h5 [--tail renorm|bucket]) (--init CKPT | --config CFG | --resume CKPT) (--data SHARD... | --source SPEC...) "
+                           usage ? usage : distill ? "(--teacher CKPT|HF_DIR | --cache CACHE.h5 [--tail renorm|bucket]) (--init CKPT | --config CFG | --resume CKPT) (--data SHARD... | --source SPEC...) "
                                      "--out DIR [--loss fkl|rkl|jsd] [--temperature T] [--ce-weight W] [train options]"
                                    : "(--config CFG | --init CKPT | --resume CKPT) (--data SHARD... | --source SHARD[,SHARD...]:WEIGHT[:DOMAIN]...) --out DIR [options]",
                            opts, n_opts, argc, argv);
@@ -147,7 +150,7 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     snprintf(a.precision, sizeof a.precision, "%s", precision);
     snprintf(a.kd_loss, sizeof a.kd_loss, "%s", kd_loss);
     snprintf(a.kd_tail, sizeof a.kd_tail, "%s", kd_tail);
-    if (distill && !a.teacher && !a.cache) {
+    if (distill && !a.teacher && !a.cache && !a.qat) {
         fprintf(stderr, "mobilellm distill: missing --teacher or --cache (see --help)\n");
         ml_str_list_release(&data);
         free(stored_strings);
@@ -163,6 +166,10 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     if (s == ML_ERR_INTERRUPTED) return 130;
     if (s != ML_OK) return ml_cli_fail(cmd);
     return 0;
+}
+
+int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
+    return ml_train_cli_preset(cmd, argc, argv, distill, NULL, NULL);
 }
 
 int ml_cmd_train(int argc, char **argv) { return ml_train_cli("train", argc, argv, 0); }

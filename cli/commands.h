@@ -3,6 +3,8 @@
 #ifndef ML_CLI_COMMANDS_H
 #define ML_CLI_COMMANDS_H
 
+#include "train/trainer.h"
+
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -14,5 +16,8 @@ extern const int ml_num_commands;
 
 /* `train` and `distill` share one implementation (cli/cmd_train.c). */
 int ml_train_cli(const char *cmd, int argc, char **argv, int distill);
+/* The same with other defaults and usage line (`qat`, cli/cmd_qat.c). */
+int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, const ml_train_args *preset,
+                        const char *usage);
 
 #endif

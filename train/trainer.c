@@ -25,6 +25,7 @@
 #include "optim/clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "quant/quant.h"
 
 void ml_train_args_defaults(ml_train_args *a) {
     memset(a, 0, sizeof *a);
@@ -94,6 +95,7 @@ ml_status ml_train_args_to_json(const ml_train_args *a, char **json) {
         cJSON_AddNumberToObject(o, "temperature", a->temperature);
         cJSON_AddNumberToObject(o, "kd_beta", a->kd_beta);
         cJSON_AddNumberToObject(o, "ce_weight", a->ce_weight);
+        if (a->teacher_latent) cJSON_AddBoolToObject(o, "teacher_latent", 1);
     }
     *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -142,6 +144,8 @@ ml_status ml_train_args_from_json(ml_train_args *a, const char *json, const char
     if (cJSON_IsBool(bo) && !kept("doc_positions", keep, n_keep)) a->doc_positions = cJSON_IsTrue(bo);
     bo = cJSON_GetObjectItemCaseSensitive(o, "doc_mask");
     if (cJSON_IsBool(bo) && !kept("doc_mask", keep, n_keep)) a->doc_mask = cJSON_IsTrue(bo);
+    bo = cJSON_GetObjectItemCaseSensitive(o, "teacher_latent");
+    if (cJSON_IsBool(bo) && !kept("teacher_latent", keep, n_keep)) a->teacher_latent = cJSON_IsTrue(bo);
     bo = cJSON_GetObjectItemCaseSensitive(o, "recompute");
     if (cJSON_IsBool(bo) && !kept("recompute", keep, n_keep)) a->recompute = cJSON_IsTrue(bo);
     STR("optim", optim);
@@ -471,7 +475,13 @@ static ml_status restore_optimizer(trainer *t) {
     return ML_OK;
 }
 
-ml_status ml_train(const ml_train_args *a) {
+ml_status ml_train(const ml_train_args *args) {
+    ml_train_args resolved = *args;
+    const ml_train_args *a = &resolved;
+    if (args->qat && args->self_distill && !args->teacher && !args->cache && args->init_ckpt) {
+        resolved.teacher = args->init_ckpt; /* QAT self-distillation: the full-precision --init model teaches */
+        resolved.teacher_latent = 1;
+    }
     int sources = !!a->config_path + !!a->init_ckpt + !!a->resume_ckpt;
     if (sources != 1) return ml_fail(ML_ERR_ARG, "give exactly one of --config, --init, --resume");
     if (a->n_data < 1 && a->n_sources < 1) return ml_fail(ML_ERR_ARG, "no training data (--data SHARD... or --source SPEC...)");
@@ -482,6 +492,10 @@ ml_status ml_train(const ml_train_args *a) {
     if (!a->out_dir) return ml_fail(ML_ERR_ARG, "missing --out DIR");
     if (a->batch < 1 || a->seq < 1 || a->grad_accum < 1 || a->steps < 1)
         return ml_fail(ML_ERR_ARG, "--batch, --seq, --grad-accum and --steps must be positive");
+    if (a->quant_scheme) { /* a bad recipe is refused before anything is created */
+        ml_quant_recipe r;
+        ML_TRY(ml_quant_recipe_parse(&r, a->quant_scheme, a->quant_embedding, a->quant_act));
+    }
     if (mkdir(a->out_dir, 0755) != 0 && errno != EEXIST)
         return ml_fail(ML_ERR_IO, "cannot create output directory %s: %s", a->out_dir, strerror(errno));
 
@@ -500,6 +514,12 @@ ml_status ml_train(const ml_train_args *a) {
     } else {
         s = ml_checkpoint_load(a->resume_ckpt, &t.model, &t.st);
     }
+    if (s != ML_OK) goto done;
+    /* quantization-aware training: install the recipe (learned scales join the parameters before the optimizer) */
+    s = ml_quant_prepare(&t.model, a->quant_scheme, a->quant_embedding, a->quant_act,
+                         a->init_ckpt ? a->init_ckpt : a->resume_ckpt ? a->resume_ckpt : "the model");
+    if (s == ML_OK && a->qat && !t.model.quant[0])
+        s = ml_fail(ML_ERR_ARG, "%s is not quantized: give --scheme", a->init_ckpt ? a->init_ckpt : "the model");
     if (s != ML_OK) goto done;
     {
         ml_precision prec;
@@ -525,7 +545,7 @@ ml_status ml_train(const ml_train_args *a) {
         if (s == ML_OK && a->cache) s = ml_kd_tail_parse(a->kd_tail, &t.tail);
         if (s == ML_OK && a->cache) s = ml_logit_cache_open(&t.cache, a->cache);
         if (s != ML_OK || a->cache) goto teacher_done;
-        s = ml_model_load_any(a->teacher, &t.teacher);
+        s = a->teacher_latent ? ml_checkpoint_load(a->teacher, &t.teacher, NULL) : ml_model_load_any(a->teacher, &t.teacher);
         if (s != ML_OK) goto done;
         t.has_teacher = 1;
         t.teacher.recompute = 1; /* forward only: one set of block buffers shared by all blocks */
@@ -627,9 +647,12 @@ ml_status ml_train(const ml_train_args *a) {
         for (int i = 0; t.mix && i < ml_mixture_num_sources(t.mix); i++)
             printf("source %d: %s, weight %.3f\n", i, ml_mixture_domain(t.mix, i), ml_mixture_weight(t.mix, i));
         if (t.mix && a->shuffle_rows) printf("shuffle buffer: %d rows\n", a->shuffle_rows);
+        if (t.model.quant[0])
+            printf("quantization-aware training: %s, %d learned scale tensors\n", t.model.quant,
+                   ml_quant_num_scales(&t.model));
         if (t.has_teacher)
-            printf("distilling from %s (%lld parameters): %s, temperature %g, ce weight %g\n", a->teacher,
-                   (long long)ml_config_num_params(&t.teacher.cfg), a->kd_loss, a->temperature, a->ce_weight);
+            printf("distilling from %s%s (%lld parameters): %s, temperature %g, ce weight %g\n", a->teacher,
+                   a->teacher_latent ? " (full precision: self-distillation)" : "", (long long)ml_config_num_params(&t.teacher.cfg), a->kd_loss, a->temperature, a->ce_weight);
         if (t.cache)
             printf("distilling from the cache %s (teacher %s, top %d): %s, tail %s, temperature %g, ce weight %g\n",
                    a->cache, ml_logit_cache_get_info(t.cache)->teacher_name, ml_logit_cache_get_info(t.cache)->K,

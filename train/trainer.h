@@ -52,6 +52,14 @@ typedef struct {
     char kd_tail[8];      /* with a cache: renorm | bucket (distill/kd_loss.h) */
     char kd_loss[8];      /* fkl | rkl | jsd */
     float temperature, kd_beta, ce_weight;
+    int teacher_latent; /* load the teacher checkpoint's latent (full-precision) weights, without its quantization:
+                           QAT self-distillation from the --init model */
+    /* quantization-aware training (quant/quant.h): the recipe to install on the student. NULL scheme: none, unless
+     * the --init / --resume checkpoint is quantized already (then its recipe; a different one is refused). */
+    const char *quant_scheme, *quant_embedding, *quant_act;
+    int qat;          /* a QAT run: a recipe is required (from quant_scheme or the checkpoint) */
+    int self_distill; /* with qat, no --teacher and no --cache: the --init checkpoint's full-precision weights are an
+                         online teacher on the same batches (stored as teacher + teacher_latent for resume) */
 } ml_train_args;
 
 /* MobileLLM defaults (AdamW 0.9/0.95/1e-8, wd 0.1, cosine to 0.1x, clip 1.0). */

@@ -215,7 +215,8 @@ int ml_quant_num_scales(const ml_model *m) {
     for (int i = 0; i < m->n_params; i++) {
         const char *nm = m->params[i].name;
         size_t l = strlen(nm);
-        k += m->params[i].kind == ML_P_AUX && l > 22 && !strcmp(nm + l - 22, "_fake_quantizer.scale");
+        const size_t sl = strlen("_fake_quantizer.scale");
+        k += m->params[i].kind == ML_P_AUX && l > sl && !strcmp(nm + l - sl, "_fake_quantizer.scale");
     }
     return k;
 }
@@ -245,8 +246,8 @@ ml_status ml_quant_install(ml_model *m, const ml_quant_recipe *r) {
         if ((size_t)cols > maxcols) maxcols = (size_t)cols;
         const int blk = block_of(g, cols);
         if (cols % blk)
-            return ml_fail(ML_ERR_ARG, "%s: %s blocks of %d do not divide the rows of %s (%lld columns)",
-                           ml_qweight_name(g, a, sizeof a), g->kind == ML_QW_INT4_GROUP ? "group" : "GGUF", blk,
+            return ml_fail(ML_ERR_ARG, "%s: %s of %d do not divide the rows of %s (%lld columns)",
+                           ml_qweight_name(g, a, sizeof a), g->kind == ML_QW_INT4_GROUP ? "groups" : "GGUF blocks", blk,
                            p->name, (long long)cols);
         if (r->act == ML_QA_Q8_0 && cols % ML_QK)
             return ml_fail(ML_ERR_ARG, "--act q8_0: blocks of 32 do not divide the inputs of %s (%lld)", p->name,

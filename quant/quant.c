@@ -269,7 +269,10 @@ ml_status ml_quant_install(ml_model *m, const ml_quant_recipe *r) {
     }
     q->n_scale_of = n0;
     ml_status s = ML_OK;
-    /* learned scales: loaded with the checkpoint, or added now and initialised from the weights */
+    /* learned scales: loaded with the checkpoint, or added now (in name order, the order a checkpoint's are
+     * registered in when loaded, so a resumed run has the same parameter layout) and initialised from the weights */
+    int *todo = malloc(sizeof(int) * (size_t)n0), n_todo = 0;
+    if (!todo) s = ml_fail(ML_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n0 && s == ML_OK; i++) {
         q->scale_of[i] = -1;
         const ml_param *p = &m->params[i];
@@ -277,21 +280,31 @@ ml_status ml_quant_install(ml_model *m, const ml_quant_recipe *r) {
         char nm[96];
         scale_name(nm, sizeof nm, p->name);
         const ml_param *sp = ml_model_find_param(m, nm);
-        if (sp) {
-            if (sp->ndim != 1 || sp->shape[0] != p->shape[0]) {
-                s = ml_fail(ML_ERR_FORMAT, "%s has %lld values for %lld rows", nm, (long long)sp->shape[0],
-                            (long long)p->shape[0]);
-                break;
-            }
-            q->scale_of[i] = (int)(sp - m->params);
+        if (!sp) {
+            todo[n_todo++] = i;
             continue;
         }
+        if (sp->ndim != 1 || sp->shape[0] != p->shape[0])
+            s = ml_fail(ML_ERR_FORMAT, "%s has %lld values for %lld rows", nm, (long long)sp->shape[0],
+                        (long long)p->shape[0]);
+        q->scale_of[i] = (int)(sp - m->params);
+    }
+    for (int a1 = 1; a1 < n_todo; a1++) /* insertion sort by name (a parameter's scale sorts as the parameter) */
+        for (int b1 = a1; b1 > 0 && strcmp(m->params[todo[b1 - 1]].name, m->params[todo[b1]].name) > 0; b1--) {
+            int t = todo[b1];
+            todo[b1] = todo[b1 - 1];
+            todo[b1 - 1] = t;
+        }
+    for (int k = 0; k < n_todo && s == ML_OK; k++) {
+        const int i = todo[k];
+        char nm[96];
+        scale_name(nm, sizeof nm, m->params[i].name);
         int idx;
-        int64_t shape[1] = {p->shape[0]};
+        int64_t shape[1] = {m->params[i].shape[0]};
         s = ml_model_add_aux_param(m, nm, 1, shape, 0, &idx);
         if (s != ML_OK) break;
         q->scale_of[i] = idx;
-        p = &m->params[i]; /* the table moved */
+        const ml_param *p = &m->params[i]; /* the table moved */
         float *sc = ml_param_data(m, &m->params[idx]);
         const float *w = ml_param_data(m, p);
         for (int64_t row = 0; row < p->shape[0]; row++) {
@@ -302,6 +315,7 @@ ml_status ml_quant_install(ml_model *m, const ml_quant_recipe *r) {
             sc[row] = v < 1e-9f ? 1e-9f : v; /* torchao: clamp(eps) at choice, clamp(1e-9) for range learning */
         }
     }
+    free(todo);
     if (s != ML_OK) {
         qstate_free(q);
         return s;

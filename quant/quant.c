@@ -351,6 +351,10 @@ ml_status ml_quant_prepare(ml_model *m, const char *scheme, const char *embeddin
     if (m->quant[0]) {
         ml_quant_recipe have;
         ML_TRY(ml_quant_recipe_from_string(&have, m->quant));
+        if (scheme && have.act != want.act) { /* same grids, another activation rounding: allowed */
+            have.act = want.act;
+            if (ml_quant_recipe_equal(&have, &want)) return ml_quant_install(m, &want);
+        }
         if (scheme && !ml_quant_recipe_equal(&have, &want)) {
             char w[128];
             ml_quant_recipe_format(&want, w, sizeof w);

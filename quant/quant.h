@@ -79,8 +79,9 @@ int ml_quant_recipe_equal(const ml_quant_recipe *a, const ml_quant_recipe *b);
 ml_status ml_quant_install(ml_model *m, const ml_quant_recipe *r);
 /* Install the recipe stored in m->quant (a loaded checkpoint); no-op when there is none. */
 ml_status ml_quant_install_stored(ml_model *m);
-/* For a run or a PTQ: the stored recipe if the model has one (a different requested one is refused: "<where> is
- * already quantized with ..."), else the requested one (scheme NULL: nothing). */
+/* For a run or a PTQ: the stored recipe if the model has one (one with other grids is refused: "<where> is already
+ * quantized with ..."; another --act alone is taken: it changes how the model computes, not its weights), else the
+ * requested one (scheme NULL: nothing). */
 ml_status ml_quant_prepare(ml_model *m, const char *scheme, const char *embedding, const char *act, const char *where);
 /* Number of learned-scale tensors of m (auxiliary parameters named *_fake_quantizer.scale). */
 int ml_quant_num_scales(const ml_model *m);

@@ -21,11 +21,11 @@ main() {
 SCALE=${1:-default}
 case "$SCALE" in
 tiny) : "${QAT_STEPS:=4}" "${QAT_EVAL_BATCHES:=2}" "${QAT_TEXT_MB:=0.3}" ;;
-default) : "${QAT_STEPS:=80}" "${QAT_EVAL_BATCHES:=12}" "${QAT_TEXT_MB:=2}" ;;
+default) : "${QAT_STEPS:=40}" "${QAT_EVAL_BATCHES:=8}" "${QAT_TEXT_MB:=1}" ;;
 *) echo "usage: $0 [tiny|default]" >&2; exit 2 ;;
 esac
 B=${QAT_BATCH:-4}
-T=${QAT_SEQ:-256}
+T=${QAT_SEQ:-128}
 LR=${QAT_LR:-1e-4}
 OUT=${QAT_OUT:-runs/qat-$SCALE}
 SHARED=${ML_SHARED:-../shared}

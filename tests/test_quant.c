@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/checkpoint.h"
 #include "model/linear.h"
@@ -272,6 +273,25 @@ static void test_model_act_q8_0(void **state) { run_model("tiny-pro", "q4_0", "q
 static void test_model_act_q8_0_shared(void **state) { run_model("tiny-v1", "q8_0", "none", "q8_0"); }
 static void test_model_act_int8_token_r1(void **state) { run_model("tiny-r1", "q8_0", "none", "int8-token"); }
 
+/* The fake quantizers' Q4_0 / Q8_0 values are the dequantized blocks formats/gguf.c writes, bit for bit. */
+static void test_same_as_gguf_blocks(void **state) {
+    enum { n = 4096 };
+    static float x[n], y[n], z[n];
+    uint8_t blk[n / 32 * 34];
+    ml_rng r;
+    ml_rng_seed(&r, 3);
+    for (int i = 0; i < n; i++) x[i] = (float)(ml_rng_normal(&r) * (i % 97 == 0 ? 0.5 : 0.02));
+    for (int i = 0; i < 64; i++) x[i] = (float)(i % 5) * 0.25f - 0.5f; /* ties and repeated extremes */
+    ml_fq_q4_0(y, NULL, x, n);
+    ml_quantize_row_q4_0(blk, x, n);
+    ml_dequantize_row_q4_0(z, blk, n);
+    assert_memory_equal(y, z, sizeof y);
+    ml_fq_q8_0(y, x, n);
+    ml_quantize_row_q8_0(blk, x, n);
+    ml_dequantize_row_q8_0(z, blk, n);
+    assert_memory_equal(y, z, sizeof y);
+}
+
 static void test_recipes_and_bad_input(void **state) {
     ml_quant_recipe r, r2;
     char buf[128];
@@ -365,6 +385,7 @@ int main(void) {
         cmocka_unit_test(test_model_act_q8_0),
         cmocka_unit_test(test_model_act_q8_0_shared),
         cmocka_unit_test(test_model_act_int8_token_r1),
+        cmocka_unit_test(test_same_as_gguf_blocks),
         cmocka_unit_test(test_recipes_and_bad_input),
         cmocka_unit_test(test_checkpoint_round_trip),
     };

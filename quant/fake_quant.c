@@ -105,6 +105,7 @@ void ml_fq_scaled(float *y, uint8_t *keep, const float *x, int64_t n, float s, i
 double ml_fq_scaled_grad(float *gx, const float *gy, const float *x, int64_t n, float s, int bits) {
     const float lo = qminf(bits), hi = qmaxf(bits), inv = 1.0f / s;
     double ds = 0;
+#pragma omp simd reduction(+ : ds)
     for (int64_t j = 0; j < n; j++) {
         const float v = x[j] * inv, q = rintf(v);
         const int in = q >= lo && q <= hi;

@@ -25,6 +25,7 @@
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/checkpoint.h"
+#include "model/decoder.h"
 #include "model/linear.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -368,6 +369,38 @@ static void test_checkpoint_round_trip(void **state) {
     ml_model_free(&b);
 }
 
+/* The KV-cached decoder (sample, passkey) computes with the same transforms: its logits, fed in chunks of 5,
+ * equal the training forward's (activation rounding is per token, so the chunking cannot change it). */
+static void test_decoder_with_transforms(void **state) {
+    enum { T = 20 };
+    ml_config cfg;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/configs/tiny-v1.json", ML_SOURCE_DIR);
+    assert_int_equal(ml_config_load(&cfg, path), ML_OK);
+    ml_model m;
+    assert_int_equal(ml_model_create(&m, &cfg), ML_OK);
+    ml_model_init_weights(&m, 9);
+    assert_int_equal(ml_quant_prepare(&m, "int4-g32", "q8_0", "int8-token", "m"), ML_OK);
+    assert_int_equal(ml_model_reserve(&m, 1, T, T), ML_OK);
+    int32_t tok[T];
+    for (int i = 0; i < T; i++) tok[i] = (i * 53 + 11) % cfg.vocab_size;
+    ml_batch b = {.tokens = tok, .B = 1, .T = T};
+    const size_t NV = (size_t)T * cfg.vocab_size;
+    float *full = malloc(NV * sizeof(float)), *dec = malloc(NV * sizeof(float));
+    assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+    assert_int_equal(ml_model_logits(&m, &b, full), ML_OK);
+    ml_decoder d;
+    assert_int_equal(ml_decoder_create(&d, &m, T, 5), ML_OK);
+    for (int i = 0; i < T; i += 5) assert_int_equal(ml_decoder_feed(&d, tok + i, 5, 0, dec + (size_t)i * cfg.vocab_size), ML_OK);
+    double worst = 0;
+    for (size_t i = 0; i < NV; i++) worst = fmax(worst, fabs(full[i] - dec[i]));
+    print_message("decoder vs training forward with int4-g32 / q8_0 embedding / int8-token: max |diff| %.2e\n", worst);
+    assert_true(worst < 1e-4);
+    ml_decoder_free(&d);
+    free(full), free(dec);
+    ml_model_free(&m);
+}
+
 int main(void) {
     if (getenv("QRECIPE")) { /* debugging: one model run, "PRESET SCHEME EMBEDDING ACT" */
         char pr[64], sc[64], em[64], ac[64];
@@ -388,6 +421,7 @@ int main(void) {
         cmocka_unit_test(test_same_as_gguf_blocks),
         cmocka_unit_test(test_recipes_and_bad_input),
         cmocka_unit_test(test_checkpoint_round_trip),
+        cmocka_unit_test(test_decoder_with_transforms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

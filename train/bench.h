@@ -21,6 +21,8 @@ typedef struct {
      * forward of a full-precision copy on the same batch (self-distillation's teacher), reported apart */
     const char *quant_scheme, *quant_embedding, *quant_act;
     int teacher;
+    int paired; /* with a scheme: also a full-precision copy, its steps alternating with the QAT steps in this one
+                   process (both see the same machine load), reported as ms_per_step_fp */
 } ml_bench_args;
 
 typedef struct {
@@ -28,6 +30,7 @@ typedef struct {
     double ms_forward, ms_head, ms_backward, ms_update; /* per step */
     double ms_refresh; /* part of ms_forward: the weight transforms' forward (fake quantization), once per step */
     double ms_teacher; /* not in ms_per_step: a full-precision teacher's forward on the batch (with `teacher`) */
+    double ms_per_step_fp; /* with `paired`: the full-precision step, timed alternately with the QAT step */
     double flops_per_token;
     double wall_seconds; /* of the timed steps, all together (the profile's denominator) */
     int64_t params;

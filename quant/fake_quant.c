@@ -54,6 +54,17 @@ void ml_fq_q4_0(float *y, uint8_t *keep, const float *x, int64_t n) {
     }
 }
 
+/* Straight-through gradient of Q4_0: g zeroed where min(15, .) clipped (no values computed). */
+void ml_fq_q4_0_mask(float *g, const float *x, int64_t n) {
+    for (int64_t b = 0; b < n; b += ML_QK) {
+        float amax;
+        const float max = first_extreme(x + b, ML_QK, &amax);
+        const float d = max / -8, id = d != 0.0f ? 1.0f / d : 0.0f;
+#pragma omp simd
+        for (int j = 0; j < ML_QK; j++) g[b + j] = x[b + j] * id + 8.5f < 16.0f ? g[b + j] : 0.0f;
+    }
+}
+
 /* roundf (half away from zero), written so that it vectorizes: v - trunc(v) is exact */
 static inline float round_away(float v) {
     const float r = rintf(v); /* half to even; a tie goes away from zero instead (v +- 0.5 is exact then) */
@@ -89,6 +100,20 @@ void ml_fq_sym(float *y, uint8_t *keep, const float *x, int64_t n, int group, in
             const float q = rintf(x[g + j] * inv);
             if (keep) keep[g + j] = q >= lo && q <= hi;
             y[g + j] = clampf(q, lo, hi) * s;
+        }
+    }
+}
+
+void ml_fq_sym_mask(float *g, const float *x, int64_t n, int group, int bits) {
+    const float lo = qminf(bits), hi = qmaxf(bits), half = (hi - lo) / 2.0f;
+    for (int64_t g0 = 0; g0 < n; g0 += group) {
+        float s = max_abs(x + g0, group) / half;
+        if (s < FLT_MIN) s = FLT_MIN;
+        const float inv = 1.0f / s;
+#pragma omp simd
+        for (int j = 0; j < group; j++) {
+            const float q = rintf(x[g0 + j] * inv);
+            g[g0 + j] = q >= lo && q <= hi ? g[g0 + j] : 0.0f;
         }
     }
 }

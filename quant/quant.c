@@ -173,13 +173,9 @@ static void w_backward(void *ctx, const ml_param *p, float *grad, const float *w
             sgrad[r] += (float)ml_fq_scaled_grad(gr, gr, x, cols, s, 4);
             continue;
         }
-        uint8_t *keep;
-        float *y = thread_row(q, &keep);
-        if (g->kind == ML_QW_Q4_0) ml_fq_q4_0(y, keep, x, cols);
-        else ml_fq_sym(y, keep, x, cols, g->kind == ML_QW_INT4_GROUP ? g->group : (int)cols,
-                       g->kind == ML_QW_INT4_GROUP ? 4 : 8);
-        for (int64_t j = 0; j < cols; j++)
-            if (!keep[j]) gr[j] = 0.0f;
+        if (g->kind == ML_QW_Q4_0) ml_fq_q4_0_mask(gr, x, cols);
+        else ml_fq_sym_mask(gr, x, cols, g->kind == ML_QW_INT4_GROUP ? g->group : (int)cols,
+                            g->kind == ML_QW_INT4_GROUP ? 4 : 8);
     }
 }
 

@@ -90,6 +90,9 @@ int ml_quant_num_scales(const ml_model *m);
  * keep (optional, n bytes): 1 where the gradient passes, 0 where the grid clipped. */
 void ml_fq_q4_0(float *y, uint8_t *keep, const float *x, int64_t n);        /* n % 32 == 0 */
 void ml_fq_q8_0(float *y, const float *x, int64_t n);                       /* n % 32 == 0 */
+/* the straight-through gradient alone: g zeroed where the grid clips x (the same rule as keep above) */
+void ml_fq_q4_0_mask(float *g, const float *x, int64_t n);
+void ml_fq_sym_mask(float *g, const float *x, int64_t n, int group, int bits);
 void ml_fq_sym(float *y, uint8_t *keep, const float *x, int64_t n, int group, int bits); /* torchao symmetric */
 /* learned scale s for the whole row: y = clamp(round(x/s))*s; with gy, also gx = keep*gy and returns d/ds. */
 void ml_fq_scaled(float *y, uint8_t *keep, const float *x, int64_t n, float s, int bits);

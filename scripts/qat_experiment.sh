@@ -12,7 +12,8 @@
 #
 #   scripts/qat_experiment.sh [tiny|default]      # tiny: a minute or two, to check the pipeline
 #
-# Sizes from the environment: QAT_STEPS, QAT_BATCH, QAT_SEQ, QAT_LR, QAT_EVAL_BATCHES, QAT_TEXT_MB.
+# Sizes from the environment: QAT_STEPS, QAT_BATCH, QAT_SEQ, QAT_LR, QAT_EVAL_BATCHES, QAT_TEXT_MB; QAT_ARMS picks
+# the QAT arms (default all four).
 # Outputs under runs/qat-SCALE (git-ignored): results.json, results.md. Run it under `nice` on a shared machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,13 +70,19 @@ arm() { # arm NAME QAT-OPTIONS...
     fi
     cp "$last" "$OUT/$name.h5"
 }
-arm qat-ce --scheme int4-g32 --no-self-distill
-arm qat-sd --scheme int4-g32
-arm qat-lsq --scheme int4-channel-lsq
-arm qat-q4_0 --scheme q4_0
+QAT_ARMS=${QAT_ARMS:-qat-ce qat-sd qat-lsq qat-q4_0}   # a subset runs (and is evaluated) alone
+for a in $QAT_ARMS; do
+    case $a in
+    qat-ce) arm qat-ce --scheme int4-g32 --no-self-distill ;;
+    qat-sd) arm qat-sd --scheme int4-g32 ;;
+    qat-lsq) arm qat-lsq --scheme int4-channel-lsq ;;
+    qat-q4_0) arm qat-q4_0 --scheme q4_0 ;;
+    *) echo "unknown arm $a" >&2; exit 2 ;;
+    esac
+done
 
 # held-out loss per domain
-ARMS="fp ptq-q4_0 ptq-int4 qat-ce qat-sd qat-lsq qat-q4_0"
+ARMS="fp ptq-q4_0 ptq-int4 $QAT_ARMS"
 : >"$OUT/eval.tsv"
 for a in $ARMS; do
     for d in $DOMAINS; do

@@ -81,6 +81,14 @@ static void check_weight_grid(ml_safetensors *st, const char *grid) {
         else ml_fq_sym(y + i * C, keep + i * C, xi, C, atoi(grid + 6), 4);
     }
     for (int i = 0; i < R * C; i++) g[i] = keep[i] ? gw[i] : 0.0f;
+    static float g2[R * C]; /* the transforms' mask-only path gives the same gradient */
+    memcpy(g2, gw, sizeof g2);
+    for (int i = 0; i < R; i++) {
+        if (!strcmp(grid, "q4_0")) ml_fq_q4_0_mask(g2 + i * C, w + i * C, C);
+        else if (!strcmp(grid, "int8")) ml_fq_sym_mask(g2 + i * C, w + i * C, C, C, 8);
+        else if (strcmp(grid, "q8_0")) ml_fq_sym_mask(g2 + i * C, w + i * C, C, atoi(grid + 6), 4);
+    }
+    assert_memory_equal(g, g2, sizeof g2);
     char name[64];
     snprintf(name, sizeof name, "%s.y", grid);
     expect_same(st, name, y, R * C);

@@ -21,6 +21,11 @@ int ml_cmd_bench(int argc, char **argv) {
         {"recompute", ML_OPT_FLAG, &a.recompute, "activation recomputation: keep only block inputs", 0, 0},
         {"out", ML_OPT_STR, &out, "also write the result (with the profile) as JSON to this file", 0, 0},
         {"json", ML_OPT_FLAG, &json, "print one JSON line only", 0, 0},
+        {"scheme", ML_OPT_STR, &a.quant_scheme, "time a QAT step: fake-quantized weights (quant/quant.h schemes)", 0, 0},
+        {"embedding", ML_OPT_STR, &a.quant_embedding, "with --scheme: the embedding's grid", 0, 0},
+        {"act", ML_OPT_STR, &a.quant_act, "with --scheme: activation rounding (q8_0 | int8-token)", 0, 0},
+        {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load)", 0, 0},
+        {"teacher", ML_OPT_FLAG, &a.teacher, "also time a full-precision teacher's forward on the batch (reported apart)", 0, 0},
         {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs (default fp32)", 0, 0},
         {"gemm", ML_OPT_FLAG, &gemm, "instead: sgemm vs the bf16 GEMM on MobileLLM-125M's shapes (no --config)", 0, 0},
         {"tokens", ML_OPT_INT, &tokens, "with --gemm: rows (tokens) of each product (default 1024)", 0, 0},
@@ -83,6 +88,12 @@ int ml_cmd_bench(int argc, char **argv) {
         printf("step         %.1f ms (forward %.1f, head+loss %.1f, backward %.1f, update %.1f)\n", r.ms_per_step,
                r.ms_forward, r.ms_head, r.ms_backward, r.ms_update);
         printf("throughput   %.1f tokens/s, %.1f GFLOP/s\n", r.tokens_per_s, r.gflops);
+        if (a.quant_scheme)
+            printf("quantized    %s: fake quantization of the weights %.1f ms of the forward\n", a.quant_scheme, r.ms_refresh);
+        if (a.teacher) printf("teacher      full-precision forward %.1f ms (not in the step)\n", r.ms_teacher);
+        if (a.paired && a.quant_scheme)
+            printf("paired       full-precision step %.1f ms, QAT step %.1f ms: %.3fx\n", r.ms_per_step_fp, r.ms_per_step,
+                   r.ms_per_step / r.ms_per_step_fp);
         printf("sgemm probe  %.1f GFLOP/s  ->  MFU %.1f%%\n", r.sgemm_gflops, 100 * r.mfu);
         printf("memory       minimum %.1f MiB = parameters %.1f + gradients %.1f + AdamW moments %.1f + saved "
                "activations %.1f (scratch %.1f more)\n",

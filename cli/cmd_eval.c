@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "interop/model_load.h"
 #include "common/sysinfo.h"
 #include "data/tokenizer.h"
 #include "infer/eval_loss.h"
@@ -45,7 +46,7 @@ static int eval_mc(const char *ckpt, const char *task_name, const char *tok_spec
     ml_mc_opts o = {.add_bos = bos, .progress = progress, .progress_user = &ps};
     ml_status s = ml_mc_load(&set, task, path, limit);
     if (s == ML_OK) s = ml_tokenizer_open(&tok, tok_spec);
-    if (s == ML_OK) s = ml_checkpoint_load(ckpt, &m, NULL);
+    if (s == ML_OK) s = ml_model_load_any(ckpt, &m);
     if (s == ML_OK) s = ml_mc_evaluate(&m, tok, &set, &o, &res);
     if (s == ML_OK && json) s = ml_mc_write_json(json, &set, &res);
     if (s == ML_OK)
@@ -97,7 +98,7 @@ int ml_cmd_eval(int argc, char **argv) {
     }
     if (ml_expand_data_args("eval", &data) != 0) return 1;
     ml_model m;
-    if (ml_checkpoint_load(ckpt, &m, NULL) != ML_OK) {
+    if (ml_model_load_any(ckpt, &m) != ML_OK) {
         ml_str_list_release(&data);
         return ml_cli_fail("eval");
     }

@@ -3,6 +3,7 @@
 
 #include "cli/args.h"
 #include "model/checkpoint.h"
+#include "quant/quant.h"
 
 int ml_cmd_info(int argc, char **argv) {
     int tensors = 0;
@@ -32,6 +33,8 @@ int ml_cmd_info(int argc, char **argv) {
     printf("rope         theta %g, %s pairs%s\n", c->rope_theta,
            c->rope_pairing == ML_ROPE_HALF_SPLIT ? "half-split" : "adjacent", c->use_qk_norm ? ", QK-norm" : "");
     if (sliding) printf("attention    %d sliding-window layers (window %d), %d global\n", sliding, c->sliding_window, c->num_layers - sliding);
+    if (m.quant[0])
+        printf("quantized    %s (latent fp32 weights stored; %d learned scale tensors)\n", m.quant, ml_quant_num_scales(&m));
     printf("training     step %lld, %lld tokens seen, optimizer %s\n", (long long)st.step, (long long)st.tokens_seen,
            st.optimizer[0] ? st.optimizer : "none stored");
     if (tensors)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "cli/args.h"
+#include "interop/model_load.h"
 #include "formats/npy.h"
 #include "model/checkpoint.h"
 
@@ -49,7 +50,7 @@ int ml_cmd_logits(int argc, char **argv) {
     int T;
     if (parse_ids(tokens, &ids, &T)) return 2;
     ml_model m;
-    if (ml_checkpoint_load(ckpt, &m, NULL) != ML_OK) {
+    if (ml_model_load_any(ckpt, &m) != ML_OK) {
         free(ids);
         return ml_cli_fail("logits");
     }

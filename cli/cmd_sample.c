@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "interop/model_load.h"
 #include "data/tokenizer.h"
 #include "infer/sample.h"
 #include "model/checkpoint.h"
@@ -44,7 +45,7 @@ int ml_cmd_sample(int argc, char **argv) {
     memset(&ts, 0, sizeof ts);
     ml_gen_stats st;
     ml_status s = ml_tokenizer_open(&tok, tok_spec);
-    if (s == ML_OK) s = ml_checkpoint_load(ckpt, &m, NULL);
+    if (s == ML_OK) s = ml_model_load_any(ckpt, &m);
     if (s == ML_OK && ml_tokenizer_vocab_size(tok) > (uint32_t)m.cfg.vocab_size)
         s = ml_fail(ML_ERR_CONFIG, "tokenizer %s has %u tokens, more than the model's %d", tok_spec,
                     ml_tokenizer_vocab_size(tok), m.cfg.vocab_size);

@@ -14,10 +14,13 @@ static void print_step(const ml_train_step_report *r, void *user) {
 }
 
 /* `train` and `distill` share everything but the teacher options; both come from the table in
- * train/train_options.c (flags, defaults, help, what resume keeps). */
-int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
+ * train/train_options.c (flags, defaults, help, what resume keeps). `qat` (cli/cmd_qat.c) is `distill`
+ * with its own defaults and usage (preset, usage: NULL for train and distill). */
+int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, const ml_train_args *preset,
+                        const char *usage) {
     ml_train_args a;
-    ml_train_args_defaults(&a);
+    if (preset) a = *preset;
+    else ml_train_args_defaults(&a);
     int n_rows;
     const ml_train_opt *rows = ml_train_options(&n_rows);
     const int command = distill ? ML_CMD_DISTILL | ML_CMD_TRAIN : ML_CMD_TRAIN;
@@ -52,7 +55,7 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     args[argc] = NULL;
     argv = args;
     int rc = ml_args_parse(cmd,
-                           distill ? "(--teacher CKPT|HF_DIR | --cache CACHE.h5 [--tail renorm|bucket]) (--init CKPT | --config CFG | --resume CKPT) (--data SHARD... | --source SPEC...) "
+                           usage ? usage : distill ? "(--teacher CKPT|HF_DIR | --cache CACHE.h5 [--tail renorm|bucket]) (--init CKPT | --config CFG | --resume CKPT) (--data SHARD... | --source SPEC...) "
                                      "--out DIR [--loss fkl|rkl|jsd] [--temperature T] [--ce-weight W] [train options]"
                                    : "(--config CFG | --init CKPT | --resume CKPT) (--data SHARD... | --source SHARD[,SHARD...]:WEIGHT[:DOMAIN]...) --out DIR [options]",
                            opts, n_opts, argc, argv);
@@ -114,7 +117,7 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
         for (int i = 0; i < lists[k].count; i++) items[i] = lists[k].items[i];
         *(int *)((char *)&a + r->count_offset) = lists[k].count;
     }
-    if (!code && distill && !a.teacher && !a.cache) {
+    if (!code && distill && !a.teacher && !a.cache && !a.qat) {
         fprintf(stderr, "mobilellm distill: missing --teacher or --cache (see --help)\n");
         code = 2;
     }
@@ -127,6 +130,10 @@ int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
     free(stored_strings);
     free(args);
     return code;
+}
+
+int ml_train_cli(const char *cmd, int argc, char **argv, int distill) {
+    return ml_train_cli_preset(cmd, argc, argv, distill, NULL, NULL);
 }
 
 int ml_cmd_train(int argc, char **argv) { return ml_train_cli("train", argc, argv, 0); }

@@ -6,6 +6,8 @@ ML_DECLARE(init)
 ML_DECLARE(info)
 ML_DECLARE(train)
 ML_DECLARE(distill)
+ML_DECLARE(qat)
+ML_DECLARE(quantize)
 ML_DECLARE(teacher_logits)
 ML_DECLARE(eval)
 ML_DECLARE(logits)
@@ -27,6 +29,8 @@ const ml_command ml_commands[] = {
     {"info", ml_cmd_info, "describe a checkpoint"},
     {"train", ml_cmd_train, "train (or resume) on token shards"},
     {"distill", ml_cmd_distill, "train from a teacher's logits (forward/reverse KL, JSD)"},
+    {"qat", ml_cmd_qat, "quantization-aware fine-tuning (q4_0, q8_0, int4 groups, learned scales) with self-distillation"},
+    {"quantize", ml_cmd_quantize, "post-training quantization: a checkpoint that computes with quantized weights"},
     {"teacher-logits", ml_cmd_teacher_logits, "a teacher's top-K log-probabilities over the training batches (HDF5)"},
     {"eval", ml_cmd_eval, "mean loss and perplexity of a checkpoint on token shards"},
     {"logits", ml_cmd_logits, "logits of a token sequence as a NumPy file"},

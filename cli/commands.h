@@ -4,6 +4,7 @@
 #define ML_CLI_COMMANDS_H
 
 #include "common/log.h"
+#include "train/trainer.h"
 
 typedef struct {
     const char *name;
@@ -24,5 +25,8 @@ void ml_cli_progress_rewrite(const ml_progress_report *r, void *user);
 
 /* `train` and `distill` share one implementation (cli/cmd_train.c). */
 int ml_train_cli(const char *cmd, int argc, char **argv, int distill);
+/* The same with other defaults and usage line (`qat`, cli/cmd_qat.c). */
+int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, const ml_train_args *preset,
+                        const char *usage);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "common/atomic_file.h"
 #include "data/tokenizer_bytes.h"
+#include "quant/quant.h"
 
 ml_status ml_gguf_check_expressible(const ml_config *c) {
     if (c->use_qk_norm)
@@ -300,9 +301,39 @@ static ml_status add_vector(ml_gguf_writer *w, const char *name, int64_t n, cons
     return ml_gguf_add_tensor(w, name, ML_GGML_F32, 1, &n, data, NULL);
 }
 
+/* Per-tensor types and sources of a quantized model: lin / emb types, and whether to write the used (dequantized)
+ * weights instead of the latent ones. */
+typedef struct {
+    ml_ggml_type lin, emb;
+    int lin_used, emb_used;
+} qtypes;
+
+static ml_status quant_types(const ml_model *m, const ml_gguf_export_opts *o, qtypes *q) {
+    *q = (qtypes){o->type, o->type, 0, 0};
+    if (!m->quant[0]) return ML_OK;
+    ml_quant_recipe r;
+    ML_TRY(ml_quant_recipe_from_string(&r, m->quant));
+    const int lin_block = r.linear.kind == ML_QW_Q4_0 || r.linear.kind == ML_QW_Q8_0;
+    const ml_ggml_type want = r.linear.kind == ML_QW_Q4_0 ? ML_GGML_Q4_0 : r.linear.kind == ML_QW_Q8_0 ? ML_GGML_Q8_0 : ML_GGML_F32;
+    if (o->type_given && (lin_block ? o->type != want : (o->type == ML_GGML_Q4_0 || o->type == ML_GGML_Q8_0)))
+        return ml_fail(ML_ERR_ARG, "the model is quantized (%s): --type %s would re-quantize it; %s", m->quant,
+                       ml_ggml_type_name(o->type),
+                       lin_block ? "leave --type out (or give the scheme's own type)"
+                                 : "its int4 grid has no GGUF twin: export the dequantized weights with --type f32 or f16");
+    q->lin = lin_block ? want : (o->type_given ? o->type : ML_GGML_F32);
+    q->lin_used = !lin_block;
+    q->emb = r.embedding.kind == ML_QW_Q4_0 ? ML_GGML_Q4_0 : r.embedding.kind == ML_QW_Q8_0 ? ML_GGML_Q8_0 : ML_GGML_F32;
+    q->emb_used = r.embedding.kind != ML_QW_NONE && q->emb == ML_GGML_F32;
+    return ML_OK;
+}
+
 static ml_status build(ml_gguf_writer *w, const ml_model *m, const ml_gguf_export_opts *o, int64_t *qo, int64_t *ko) {
     const ml_config *c = &m->cfg;
-    const ml_ggml_type t = o->type;
+    qtypes qt;
+    ML_TRY(quant_types(m, o, &qt));
+    const ml_ggml_type t = qt.lin;
+    const ml_tensors *lw = qt.lin_used ? &m->u : &m->w; /* matrices: latent, or dequantized for int4 grids */
+    const float *embed = qt.emb_used ? m->u.embed : m->w.embed;
     const int C = c->hidden_size, F = c->intermediate_size, H = c->num_heads, KV = c->num_kv_heads, D = c->head_dim;
     const int n_applied = ml_config_applied_layers(c);
 
@@ -328,24 +359,24 @@ static ml_status build(ml_gguf_writer *w, const ml_model *m, const ml_gguf_expor
     else
         ML_TRY(ml_gguf_add_tokenizer_bytes(w, c->vocab_size, c->bos_token_id, c->eos_token_id, c->pad_token_id));
 
-    ML_TRY(add_matrix(w, "token_embd.weight", t, C, c->vocab_size, m->w.embed, NULL));
+    ML_TRY(add_matrix(w, "token_embd.weight", m->quant[0] ? qt.emb : t, C, c->vocab_size, embed, NULL));
     for (int a = 0; a < n_applied; a++) {
         const int l = a / c->layer_repeat; /* block l runs layer_repeat times in a row */
         char name[64];
 #define NAME(s) (snprintf(name, sizeof name, "blk.%d.%s", a, s), name)
         ML_TRY(add_vector(w, NAME("attn_norm.weight"), C, m->w.layer[l].attn_norm));
-        ML_TRY(add_matrix(w, NAME("attn_q.weight"), t, C, (int64_t)H * D, m->w.layer[l].wq, qo));
-        ML_TRY(add_matrix(w, NAME("attn_k.weight"), t, C, (int64_t)KV * D, m->w.layer[l].wk, ko));
-        ML_TRY(add_matrix(w, NAME("attn_v.weight"), t, C, (int64_t)KV * D, m->w.layer[l].wv, NULL));
-        ML_TRY(add_matrix(w, NAME("attn_output.weight"), t, (int64_t)H * D, C, m->w.layer[l].wo, NULL));
+        ML_TRY(add_matrix(w, NAME("attn_q.weight"), t, C, (int64_t)H * D, lw->layer[l].wq, qo));
+        ML_TRY(add_matrix(w, NAME("attn_k.weight"), t, C, (int64_t)KV * D, lw->layer[l].wk, ko));
+        ML_TRY(add_matrix(w, NAME("attn_v.weight"), t, C, (int64_t)KV * D, lw->layer[l].wv, NULL));
+        ML_TRY(add_matrix(w, NAME("attn_output.weight"), t, (int64_t)H * D, C, lw->layer[l].wo, NULL));
         ML_TRY(add_vector(w, NAME("ffn_norm.weight"), C, m->w.layer[l].mlp_norm));
-        ML_TRY(add_matrix(w, NAME("ffn_gate.weight"), t, C, F, m->w.layer[l].wgate, NULL));
-        ML_TRY(add_matrix(w, NAME("ffn_up.weight"), t, C, F, m->w.layer[l].wup, NULL));
-        ML_TRY(add_matrix(w, NAME("ffn_down.weight"), t, F, C, m->w.layer[l].wdown, NULL));
+        ML_TRY(add_matrix(w, NAME("ffn_gate.weight"), t, C, F, lw->layer[l].wgate, NULL));
+        ML_TRY(add_matrix(w, NAME("ffn_up.weight"), t, C, F, lw->layer[l].wup, NULL));
+        ML_TRY(add_matrix(w, NAME("ffn_down.weight"), t, F, C, lw->layer[l].wdown, NULL));
 #undef NAME
     }
     ML_TRY(add_vector(w, "output_norm.weight", C, m->w.final_norm));
-    if (!c->tie_word_embeddings) ML_TRY(add_matrix(w, "output.weight", t, C, c->vocab_size, m->w.lm_head, NULL));
+    if (!c->tie_word_embeddings) ML_TRY(add_matrix(w, "output.weight", t, C, c->vocab_size, lw->lm_head, NULL));
     return ML_OK;
 }
 

@@ -7,6 +7,12 @@
  * block repeated as many times as it runs (block_count = applied layers). Norms are always F32;
  * a matrix whose row length is not a multiple of 32 stays F16 in a Q8_0/Q4_0 file.
  *
+ * A quantized model (quant/quant.h, m->quant): its q4_0 / q8_0 matrices are written as exactly those GGUF blocks
+ * of the latent weights (the blocks the fake quantizer computed with), its other tensors as F32 (an unquantized
+ * embedding its latent weights, an int8 / int4 embedding or int4-* matrices their dequantized values, so llama.cpp
+ * computes with what the model computes with; refresh the model's weights first). type_given with another
+ * quantized type is refused (re-quantizing would change the model); int4-* schemes also allow f32 / f16.
+ *
  * Refused (ML_ERR_UNSUPPORTED, with the reason): QK-norm, NoPE layers and sliding-window layers,
  * which arch `llama` cannot express (the file would load and compute something else). */
 #ifndef ML_GGUF_EXPORT_H
@@ -17,6 +23,7 @@
 
 typedef struct {
     ml_ggml_type type;         /* F32, F16, Q8_0 or Q4_0 for the matrices */
+    int type_given;            /* the caller chose `type`: a quantized model refuses one that disagrees with it */
     const char *tokenizer;     /* SentencePiece .model path, or NULL / "bytes" for the byte vocabulary */
     const char *name;          /* general.name (NULL: the config's name) */
 } ml_gguf_export_opts;

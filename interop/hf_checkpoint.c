@@ -54,7 +54,9 @@ ml_status ml_hf_export(const ml_model *m, const char *dir, ml_st_dtype dtype, ui
     int k = 0;
     for (int i = 0; s == ML_OK && i < m->n_params; i++) {
         const ml_param *p = &m->params[i];
-        const float *data = ml_param_data(m, p);
+        if (p->kind == ML_P_AUX) continue; /* learned quantization scales etc.: not a transformers tensor */
+        /* what the network computes with: the transformed (dequantized) copy when a transform is installed */
+        const float *data = m->transforms && m->transforms[i] ? m->used_arena.base + p->offset : ml_param_data(m, p);
         int64_t shape[2] = {p->shape[0], p->shape[1]};
         if (p->layer < 0) {
             s = ml_safetensors_writer_add_f32(w, p->name, dtype, p->ndim, shape, data);

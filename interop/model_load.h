@@ -1,6 +1,8 @@
 /* Loading a model for use (weights only) from whatever the user points at: a native checkpoint
  * (.h5) or a Hugging Face directory (config.json + safetensors). It sits above both formats'
- * bridges, so the model layer knows neither. */
+ * bridges, so the model layer knows neither. A quantized checkpoint (quant/quant.h) comes with its
+ * weight and activation transforms installed: logits, evaluation, sampling, pass-key and teachers
+ * compute with the quantized weights. (ml_checkpoint_load alone gives the latent weights.) */
 #ifndef ML_INTEROP_MODEL_LOAD_H
 #define ML_INTEROP_MODEL_LOAD_H
 

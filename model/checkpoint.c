@@ -40,6 +40,7 @@ static ml_status write_all(ml_h5 *f, const ml_model *m, const ml_train_state *st
     if (s == ML_OK) s = ml_h5_set_attr_str(f, "/", "model_name", m->cfg.name);
     if (s == ML_OK) s = ml_h5_set_attr_i64(f, "/", "layer_repeat", m->cfg.layer_repeat);
     if (s == ML_OK && m->source_dtype[0]) s = ml_h5_set_attr_str(f, "/", "source_dtype", m->source_dtype);
+    if (s == ML_OK && m->quant[0]) s = ml_h5_set_attr_str(f, "/", "quant", m->quant);
     if (s == ML_OK) s = write_tensors(f, m, "params", m->param_arena.base);
     if (s != ML_OK || !st) return s;
     ML_TRY(ml_h5_set_attr_i64(f, "/", "step", st->step));
@@ -201,6 +202,29 @@ static ml_status read_optim_state(ml_h5 *f, const char *path, const ml_model *m,
     return ML_OK;
 }
 
+/* Tensors under /params that the network does not have are auxiliary parameters (model.h, ML_P_AUX:
+ * e.g. learned quantization scales); they are registered before the weights are read. */
+static ml_status add_aux_params(ml_h5 *f, ml_model *m) {
+    char **names = NULL;
+    size_t n = 0;
+    ML_TRY(ml_h5_list_datasets(f, "params", &names, &n));
+    ml_status s = ML_OK;
+    for (size_t i = 0; i < n && s == ML_OK; i++) {
+        if (ml_model_find_param(m, names[i])) continue;
+        char path[256];
+        snprintf(path, sizeof path, "params/%s", names[i]);
+        int nd;
+        int64_t shape[ML_H5_MAX_DIMS];
+        ml_h5_dtype dt;
+        s = ml_h5_dataset_info(f, path, &nd, shape, &dt);
+        if (s == ML_OK && (nd < 1 || nd > 2 || dt != ML_H5_F32))
+            s = ml_fail(ML_ERR_FORMAT, "%s is not a float32 tensor of 1 or 2 dimensions", path);
+        if (s == ML_OK) s = ml_model_add_aux_param(m, names[i], nd, shape, 0, NULL);
+    }
+    ml_h5_free_names(names, n);
+    return s;
+}
+
 static ml_status load_all(ml_h5 *f, const char *path, ml_model *m, ml_train_state *st) {
     ml_config cfg;
     ML_TRY(read_config(f, path, &cfg));
@@ -211,6 +235,13 @@ static ml_status load_all(ml_h5 *f, const char *path, ml_model *m, ml_train_stat
         snprintf(m->source_dtype, sizeof m->source_dtype, "%s", dt);
         free(dt);
     }
+    if (ml_h5_has_attr(f, "/", "quant")) {
+        char *q = NULL;
+        ML_TRY(ml_h5_get_attr_str(f, "/", "quant", &q));
+        snprintf(m->quant, sizeof m->quant, "%s", q);
+        free(q);
+    }
+    ML_TRY(add_aux_params(f, m));
     ML_TRY(read_tensors(f, m, "params", m->param_arena.base));
     if (!st) return ML_OK;
     memset(st, 0, sizeof *st);

@@ -14,6 +14,7 @@ ml_status ml_decoder_create(ml_decoder *d, ml_model *m, int max_len, int max_chu
     if (max_chunk < 1) return ml_fail(ML_ERR_ARG, "decoder: chunk of %d tokens must be positive", max_chunk);
     if (max_chunk > max_len) max_chunk = max_len;
     ML_TRY(ml_model_refresh_weights(m));
+    ML_TRY(ml_model_act_scratch_reserve(m, (size_t)max_chunk)); /* activation transforms, if any */
     d->m = m;
     d->max_chunk = max_chunk;
     ML_TRY(ml_kv_cache_create(&d->kv, c, max_len, max_chunk));

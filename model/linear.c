@@ -29,8 +29,30 @@ static linear lookup(const ml_model *m, ml_param_kind kind, int l) {
     }
 }
 
+/* Index of the matrix `kind` of block `layer` in the parameter table (the embedding for a tied head). */
+static int param_index(const ml_model *m, ml_param_kind kind, int layer) {
+    if (kind == ML_P_LM_HEAD && m->cfg.tie_word_embeddings) kind = ML_P_EMBED;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].kind == kind && m->params[i].layer == layer) return i;
+    return -1;
+}
+
+static const ml_act_transform *act_of(const ml_model *m, ml_param_kind kind, int layer, const ml_param **p) {
+    if (!m->act_transforms) return NULL;
+    const int i = param_index(m, kind, layer);
+    if (i < 0 || !m->act_transforms[i]) return NULL;
+    *p = &m->params[i];
+    return m->act_transforms[i];
+}
+
 void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *y, const float *x, int N) {
     const linear L = lookup(m, kind, layer);
+    const ml_param *p = NULL;
+    const ml_act_transform *at = act_of(m, kind, layer, &p);
+    if (at && (size_t)N <= m->act_scratch_rows) {
+        at->forward(at->ctx, p, m->act_scratch, x, N, L.in);
+        x = m->act_scratch;
+    }
     if (m->precision == ML_PRECISION_BF16)
         ml_matmul_forward_bf16(y, x, L.w, N, L.in, L.out);
     else
@@ -40,6 +62,28 @@ void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
                         int accumulate_dx) {
     const linear L = lookup(m, kind, layer);
+    const ml_param *p = NULL;
+    const ml_act_transform *at = act_of(m, kind, layer, &p);
+    if (at && (size_t)N <= m->act_scratch_rows) {
+        /* dW from the transformed input; dx = mask(dy W), added when accumulating */
+        float *xq = m->act_scratch, *tmp = m->act_scratch + m->act_scratch_rows * (size_t)m->act_scratch_cols;
+        at->forward(at->ctx, p, xq, x, N, L.in);
+        float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
+        const int acc = d == dx ? accumulate_dx : 0;
+        if (m->precision == ML_PRECISION_BF16)
+            ml_matmul_backward_bf16(d, L.g, dy, xq, L.w, N, L.in, L.out, acc);
+        else
+            ml_matmul_backward(d, L.g, dy, xq, L.w, N, L.in, L.out, acc);
+        if (dx && at->backward) {
+            at->backward(at->ctx, p, d, x, N, L.in);
+            if (d != dx) {
+                const size_t n = (size_t)N * L.in;
+#pragma omp parallel for schedule(static)
+                for (size_t i = 0; i < n; i++) dx[i] += d[i];
+            }
+        }
+        return;
+    }
     if (m->precision == ML_PRECISION_BF16)
         ml_matmul_backward_bf16(dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
     else
@@ -59,7 +103,7 @@ void ml_embed_backward(ml_model *m, const float *dout, const int32_t *tokens, in
 static int is_matrix(const ml_param *p) { return p->ndim == 2; }
 
 /* Point every used tensor at its latent weight, or at its slot in the used arena when transformed. */
-static void bind_used(ml_model *m) {
+void ml_model_rebind_used(ml_model *m) {
     ml_tensors *u = &m->u;
     *u = m->w;
     for (int i = 0; i < m->n_params; i++) {
@@ -98,7 +142,7 @@ ml_status ml_model_set_transform(ml_model *m, const ml_param *p, const ml_weight
         ML_TRY(ml_arena_commit(&m->used_arena, "transformed weights"));
     }
     m->transforms[i] = t;
-    bind_used(m);
+    ml_model_rebind_used(m);
     m->weights_stale = 1;
     return ML_OK;
 }
@@ -128,4 +172,52 @@ void ml_model_grads_to_latent(ml_model *m) {
         const ml_param *p = &m->params[i];
         t->backward(t->ctx, p, ml_param_grad(m, p), ml_param_data(m, p));
     }
+}
+
+/* ---------------------------------------------------------------- activation transforms */
+
+/* Widest input of any product (the scratch row length). */
+static size_t max_in(const ml_model *m) {
+    const ml_config *c = &m->cfg;
+    size_t w = (size_t)c->hidden_size;
+    if ((size_t)c->intermediate_size > w) w = (size_t)c->intermediate_size;
+    if ((size_t)c->num_heads * c->head_dim > w) w = (size_t)c->num_heads * c->head_dim;
+    return w;
+}
+
+ml_status ml_model_act_scratch_reserve(ml_model *m, size_t rows) {
+    if (!m->act_transforms || rows <= m->act_scratch_rows) return ML_OK;
+    const size_t cols = max_in(m);
+    float *s = ml_aligned_calloc(2 * rows * cols * sizeof(float)); /* transformed input + gradient */
+    if (!s) return ml_fail(ML_ERR_NOMEM, "out of memory for the activation-transform scratch");
+    free(m->act_scratch);
+    m->act_scratch = s;
+    m->act_scratch_rows = rows;
+    m->act_scratch_cols = cols;
+    return ML_OK;
+}
+
+ml_status ml_model_set_act_transform(ml_model *m, const ml_param *p, const ml_act_transform *t) {
+    const int i = (int)(p - m->params);
+    if (i < 0 || i >= m->n_params) return ml_fail(ML_ERR_ARG, "activation transform: not a parameter of this model");
+    if (t && !is_matrix(p))
+        return ml_fail(ML_ERR_ARG, "activation transform '%s' on %s: only matrices have products", t->name, p->name);
+    if (!m->act_transforms) {
+        if (!t) return ML_OK;
+        m->act_transforms = calloc((size_t)m->n_params, sizeof *m->act_transforms);
+        if (!m->act_transforms) return ml_fail(ML_ERR_NOMEM, "out of memory for the activation-transform table");
+    }
+    m->act_transforms[i] = t;
+    if (m->B > 0) { /* already reserved: size the scratch for the reserved batch and the head chunks */
+        size_t rows = (size_t)m->B * m->T;
+        if ((size_t)m->head_chunk > rows) rows = (size_t)m->head_chunk;
+        ML_TRY(ml_model_act_scratch_reserve(m, rows));
+    }
+    return ML_OK;
+}
+
+void ml_model_set_transform_owner(ml_model *m, void *owner, void (*free_fn)(void *owner)) {
+    if (m->transform_owner_free && m->transform_owner != owner) m->transform_owner_free(m->transform_owner);
+    m->transform_owner = owner;
+    m->transform_owner_free = free_fn;
 }

@@ -24,9 +24,32 @@ struct ml_weight_transform {
     void *ctx;
 };
 
+/* An activation transform (fake quantization of a linear layer's input, e.g. the dynamic int8 of
+ * ExecuTorch's 8da4w or llama.cpp's Q8_0 rounding of activations before a quantized product) maps the
+ * input x[N, in] of a product with matrix p to the xq the product computes with. Forward and backward
+ * both recompute xq from the saved x (nothing extra is kept): dW += dy^T xq, and the input gradient
+ * dy W goes through `backward`, which zeroes it where the grid clipped x (NULL: straight through). */
+struct ml_act_transform {
+    const char *name;
+    void (*forward)(void *ctx, const ml_param *p, float *xq, const float *x, int N, int in);
+    void (*backward)(void *ctx, const ml_param *p, float *dx, const float *x, int N, int in);
+    void *ctx;
+};
+
 /* Install (or, with t = NULL, remove) the transform of one parameter matrix (the embedding included;
  * not norms). Allocates the used copy on first use; marks the weights changed. */
 ml_status ml_model_set_transform(ml_model *m, const ml_param *p, const ml_weight_transform *t);
+/* Install (or remove) the activation transform of the products with parameter matrix p (not the
+ * embedding lookup). Scratch for the transformed inputs is sized by ml_model_reserve and
+ * ml_model_act_scratch_reserve (the decoder calls it), never inside a step. */
+ml_status ml_model_set_act_transform(ml_model *m, const ml_param *p, const ml_act_transform *t);
+/* Make the activation scratch hold at least `rows` rows (no-op without activation transforms). */
+ml_status ml_model_act_scratch_reserve(ml_model *m, size_t rows);
+/* Hand the transforms' state to the model: free_fn(owner) runs in ml_model_free (replacing a previous owner,
+ * which is released first). */
+void ml_model_set_transform_owner(ml_model *m, void *owner, void (*free_fn)(void *owner));
+/* Re-point the used tensors after the parameter arena moved (ml_model_add_aux_param). */
+void ml_model_rebind_used(ml_model *m);
 /* The weights changed (optimizer step, load): the used copies are refreshed before the next forward. */
 static inline void ml_model_weights_changed(ml_model *m) { m->weights_stale = 1; }
 /* Refresh the used copies now if the weights changed (the forward passes call it). */

@@ -81,6 +81,7 @@ static void bind_tensors(const ml_model *m, ml_tensors *t, float *base) {
         case ML_P_WGATE: t->layer[p->layer].wgate = x; break;
         case ML_P_WUP: t->layer[p->layer].wup = x; break;
         case ML_P_WDOWN: t->layer[p->layer].wdown = x; break;
+        case ML_P_AUX: break; /* read through the parameter table by its owner */
         }
     }
     if (!t->lm_head) t->lm_head = t->embed; /* tied */
@@ -138,6 +139,9 @@ ml_status ml_model_param_table(const ml_config *cfg, ml_param **params, int *n_p
 }
 
 void ml_model_free(ml_model *m) {
+    if (m->transform_owner_free) m->transform_owner_free(m->transform_owner);
+    free(m->act_transforms);
+    free(m->act_scratch);
     ml_arena_free(&m->param_arena);
     ml_arena_free(&m->grad_arena);
     ml_arena_free(&m->act_arena);
@@ -152,6 +156,62 @@ const ml_param *ml_model_find_param(const ml_model *m, const char *name) {
     for (int i = 0; i < m->n_params; i++)
         if (!strcmp(m->params[i].name, name)) return &m->params[i];
     return NULL;
+}
+
+ml_status ml_model_add_aux_param(ml_model *m, const char *name, int ndim, const int64_t *shape, int weight_decay,
+                                 int *index) {
+    if (ndim < 1 || ndim > 2 || shape[0] < 1 || (ndim == 2 && shape[1] < 1))
+        return ml_fail(ML_ERR_ARG, "auxiliary parameter %s: bad shape", name);
+    if (ml_model_find_param(m, name)) return ml_fail(ML_ERR_ARG, "auxiliary parameter %s exists already", name);
+    ml_param *np = realloc(m->params, sizeof *np * (size_t)(m->n_params + 1));
+    if (!np) return ml_fail(ML_ERR_NOMEM, "out of memory for the parameter table");
+    m->params = np;
+    ml_param *p = &m->params[m->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->kind = ML_P_AUX;
+    p->layer = -1;
+    p->ndim = ndim;
+    p->shape[0] = shape[0];
+    p->shape[1] = ndim == 2 ? shape[1] : 0;
+    p->numel = (size_t)shape[0] * (size_t)(ndim == 2 ? shape[1] : 1);
+    p->weight_decay = weight_decay;
+    /* grow both arenas: same offsets, old contents kept */
+    ml_arena pa = {0}, ga = {0};
+    pa.used = m->param_arena.used;
+    p->offset = ml_arena_reserve(&pa, p->numel);
+    ga.used = pa.used;
+    ml_status s = ml_arena_commit(&pa, "parameters");
+    if (s == ML_OK) s = ml_arena_commit(&ga, "gradients");
+    if (s != ML_OK) {
+        ml_arena_free(&pa);
+        return s;
+    }
+    memcpy(pa.base, m->param_arena.base, m->param_arena.capacity * sizeof(float));
+    memcpy(ga.base, m->grad_arena.base, m->grad_arena.capacity * sizeof(float));
+    ml_arena_free(&m->param_arena);
+    ml_arena_free(&m->grad_arena);
+    m->param_arena = pa;
+    m->grad_arena = ga;
+    if (m->transforms) {
+        const ml_weight_transform **t = realloc(m->transforms, sizeof *t * (size_t)(m->n_params + 1));
+        if (!t) return ml_fail(ML_ERR_NOMEM, "out of memory for the weight-transform table");
+        t[m->n_params] = NULL;
+        m->transforms = t;
+    }
+    if (m->act_transforms) {
+        const ml_act_transform **t = realloc(m->act_transforms, sizeof *t * (size_t)(m->n_params + 1));
+        if (!t) return ml_fail(ML_ERR_NOMEM, "out of memory for the activation-transform table");
+        t[m->n_params] = NULL;
+        m->act_transforms = t;
+    }
+    m->n_params++;
+    m->num_floats += p->numel;
+    if (index) *index = m->n_params - 1;
+    bind_tensors(m, &m->w, m->param_arena.base);
+    bind_tensors(m, &m->g, m->grad_arena.base);
+    ml_model_rebind_used(m);
+    return ML_OK;
 }
 
 /* One RNG stream per tensor (seeded from seed and the tensor's index), so tensors initialise in
@@ -317,7 +377,8 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     m->B = B;
     m->T = T;
     m->act_saved_floats = saved_end;
-    return ML_OK;
+    /* activation transforms (model/linear.h): inputs of up to B*T rows (the head's chunks are fewer) */
+    return ml_model_act_scratch_reserve(m, (size_t)B * T > (size_t)chunk ? (size_t)B * T : (size_t)chunk);
 }
 
 /* ---------------------------------------------------------------- forward */

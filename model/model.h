@@ -26,6 +26,9 @@ typedef enum {
     ML_P_WDOWN,       /* ... down_proj [C, F] */
     ML_P_FINAL_NORM,  /* model.norm.weight [C] */
     ML_P_LM_HEAD,     /* lm_head.weight [V, C], only when not tied */
+    ML_P_AUX,         /* a trainable tensor the network does not read directly: it belongs to a weight transform
+                         (e.g. quant/'s learned quantization scales, "<matrix>_fake_quantizer.scale"); trained,
+                         clipped, optimized and checkpointed like any parameter (ml_model_add_aux_param) */
 } ml_param_kind;
 
 typedef struct {
@@ -80,6 +83,7 @@ ml_status ml_precision_parse(const char *name, ml_precision *p);
 const char *ml_precision_name(ml_precision p);
 
 typedef struct ml_weight_transform ml_weight_transform; /* model/linear.h */
+typedef struct ml_act_transform ml_act_transform;       /* model/linear.h */
 
 typedef struct {
     ml_config cfg;
@@ -97,6 +101,17 @@ typedef struct {
     ml_arena used_arena;
     const ml_weight_transform **transforms; /* [n_params] or NULL when none is set */
     int weights_stale;                      /* the used copies need refreshing before the next forward */
+    /* Activation transforms (model/linear.h): the input of a product with matrix i goes through
+     * act_transforms[i] first. act_scratch holds the transformed input (and the masked input gradient). */
+    const ml_act_transform **act_transforms; /* [n_params] or NULL */
+    float *act_scratch;
+    size_t act_scratch_rows, act_scratch_cols;
+    /* Owner of the transforms' state (quant/ sets it): released by ml_model_free. */
+    void *transform_owner;
+    void (*transform_owner_free)(void *owner);
+    /* The quantization recipe (quant/quant.h, e.g. "scheme=q4_0 embedding=none act=none"), "" = none. The model
+     * only carries it: the checkpoint stores it (attribute `quant`) and loading for use installs it. */
+    char quant[128];
 
     /* activations, sized for B*T tokens by ml_model_reserve */
     int recompute; /* set before ml_model_reserve: keep only each block's input, and let backward re-run the
@@ -140,6 +155,11 @@ void ml_model_init_weights(ml_model *m, uint64_t seed);
 ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos);
 
 const ml_param *ml_model_find_param(const ml_model *m, const char *name);
+/* Append an auxiliary trainable tensor (kind ML_P_AUX, zero-filled, gradient zero) after the network's
+ * tensors; the parameter and gradient arenas grow (pointers into them change: call before creating an
+ * optimizer or reserving a decoder). *index receives its position in the parameter table. */
+ml_status ml_model_add_aux_param(ml_model *m, const char *name, int ndim, const int64_t *shape, int weight_decay,
+                                 int *index);
 static inline float *ml_param_data(const ml_model *m, const ml_param *p) { return m->param_arena.base + p->offset; }
 static inline float *ml_param_grad(const ml_model *m, const ml_param *p) { return m->grad_arena.base + p->offset; }
 

@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "model/ops/gemm_bf16.h"
 #include "optim/optimizer.h"
+#include "quant/quant.h"
 #include "train/trainer.h"
 
 double ml_sgemm_probe(int n, int reps) {
@@ -103,13 +104,44 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
     }
     ml_model_init_weights(&m, a->seed);
     m.recompute = a->recompute;
-    ml_status s = ml_model_reserve(&m, a->B, a->T, a->T);
+    ml_model teacher;
+    memset(&teacher, 0, sizeof teacher);
+    ml_status s = ML_OK;
+    if (a->teacher) { /* the full-precision copy, forward only (as the trainer keeps it) */
+        s = ml_model_create(&teacher, cfg);
+        if (s == ML_OK) {
+            memcpy(teacher.param_arena.base, m.param_arena.base, m.param_arena.capacity * sizeof(float));
+            teacher.recompute = 1;
+            s = ml_model_reserve(&teacher, a->B, a->T, a->T);
+        }
+    }
+    ml_model fpm; /* paired: the same weights, no recipe */
+    ml_optimizer fpo;
+    memset(&fpm, 0, sizeof fpm);
+    memset(&fpo, 0, sizeof fpo);
+    const int paired = a->paired && a->quant_scheme;
+    if (s == ML_OK && paired) {
+        s = ml_model_create(&fpm, cfg);
+        if (s == ML_OK) {
+            memcpy(fpm.param_arena.base, m.param_arena.base, m.param_arena.capacity * sizeof(float));
+            fpm.recompute = a->recompute;
+            fpm.precision = m.precision;
+            s = ml_model_reserve(&fpm, a->B, a->T, a->T);
+        }
+        ml_optim_config foc = ml_optim_defaults(ML_OPTIM_ADAMW);
+        if (s == ML_OK) s = ml_optimizer_for_model(&fpo, &fpm, &foc);
+    }
+    if (s == ML_OK && a->quant_scheme) s = ml_quant_prepare(&m, a->quant_scheme, a->quant_embedding, a->quant_act, cfg->name);
+    if (s == ML_OK) s = ml_model_reserve(&m, a->B, a->T, a->T);
     ml_optimizer opt;
     ml_optim_config oc = ml_optim_defaults(ML_OPTIM_ADAMW);
     memset(&opt, 0, sizeof opt);
     if (s == ML_OK) s = ml_optimizer_for_model(&opt, &m, &oc);
     if (s != ML_OK) {
         ml_model_free(&m);
+        if (a->teacher) ml_model_free(&teacher);
+        ml_optim_free(&fpo);
+        ml_model_free(&fpm);
         return s;
     }
     const size_t N = (size_t)a->B * a->T;
@@ -121,17 +153,39 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         tgt[i] = (int32_t)ml_rng_below(&rng, cfg->vocab_size);
     }
     ml_batch b = {.tokens = tok, .targets = tgt, .B = a->B, .T = a->T};
-    double t_fwd = 0, t_head = 0, t_bwd = 0, t_upd = 0;
+    double t_fwd = 0, t_head = 0, t_bwd = 0, t_upd = 0, t_ref = 0, t_teach = 0, t_fp = 0;
     const int prof_was = ml_prof_enabled();
     for (int step = 0; step < a->warmup + a->steps && s == ML_OK; step++) {
         if (step == a->warmup && a->profile) { /* profile the timed steps only */
             ml_prof_reset();
             ml_prof_enable(1);
         }
+        if (paired) { /* the full-precision step first, then the QAT step: same load for both */
+            double f0 = ml_now_seconds(), fl;
+            int64_t fn;
+            ml_model_zero_grad(&fpm);
+            s = ml_model_forward(&fpm, &b);
+            if (s == ML_OK) s = ml_model_head_loss(&fpm, &b, 1.0f / (float)N, &fl, &fn);
+            if (s == ML_OK) s = ml_model_backward(&fpm, &b);
+            if (s == ML_OK) s = ml_optim_step(&fpo, fpm.param_arena.base, fpm.grad_arena.base, 1e-4f);
+            ml_model_weights_changed(&fpm);
+            if (step >= a->warmup) t_fp += ml_now_seconds() - f0;
+            if (s != ML_OK) break;
+        }
         double t0 = ml_now_seconds();
         ml_model_zero_grad(&m);
-        s = ml_model_forward(&m, &b);
+        double tr = ml_now_seconds();
+        s = ml_model_refresh_weights(&m);
+        tr = ml_now_seconds() - tr;
+        if (s == ML_OK) s = ml_model_forward(&m, &b);
         double t1 = ml_now_seconds();
+        if (s == ML_OK && a->teacher) {
+            s = ml_model_forward(&teacher, &b);
+            double tt = ml_now_seconds() - t1;
+            if (step >= a->warmup) t_teach += tt;
+            t1 = ml_now_seconds();
+            t0 += tt; /* not part of the step's figure */
+        }
         double loss;
         int64_t n;
         if (s == ML_OK) s = ml_model_head_loss(&m, &b, 1.0f / (float)N, &loss, &n);
@@ -143,7 +197,7 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         ml_model_weights_changed(&m);
         double t4 = ml_now_seconds();
         if (step >= a->warmup) {
-            t_fwd += t1 - t0, t_head += t2 - t1, t_bwd += t3 - t2, t_upd += t4 - t3;
+            t_fwd += t1 - t0, t_head += t2 - t1, t_bwd += t3 - t2, t_upd += t4 - t3, t_ref += tr;
         }
     }
     if (a->profile) ml_prof_enable(prof_was);
@@ -156,6 +210,9 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         r->ms_head = 1e3 * t_head / a->steps;
         r->ms_backward = 1e3 * t_bwd / a->steps;
         r->ms_update = 1e3 * t_upd / a->steps;
+        r->ms_refresh = 1e3 * t_ref / a->steps;
+        r->ms_teacher = 1e3 * t_teach / a->steps;
+        r->ms_per_step_fp = 1e3 * t_fp / a->steps;
         r->tokens_per_s = (double)N * a->steps / total;
         r->flops_per_token = ml_config_train_flops_per_token(cfg, a->T);
         r->gflops = r->flops_per_token * r->tokens_per_s / 1e9;
@@ -176,6 +233,11 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
     free(tok), free(tgt);
     ml_optim_free(&opt);
     ml_model_free(&m);
+    if (a->teacher) ml_model_free(&teacher);
+    if (paired) {
+        ml_optim_free(&fpo);
+        ml_model_free(&fpm);
+    }
     return s;
 }
 
@@ -185,12 +247,15 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
     int k = snprintf(
         buf, n,
         "{\"impl\":\"mobilellm.c\",\"model\":\"%s\",\"params\":%lld,\"batch\":%d,\"seq\":%d,\"threads\":%d,"
-        "\"recompute\":%s,\"precision\":\"%s\",\"steps\":%d,\"ms_per_step\":%.2f,\"ms_forward\":%.2f,\"ms_head\":%.2f,\"ms_backward\":%.2f,"
+        "\"recompute\":%s,\"precision\":\"%s\",\"quant\":\"%s%s%s%s%s\",\"ms_refresh\":%.2f,\"ms_teacher\":%.2f,\"ms_per_step_fp\":%.2f,\"steps\":%d,\"ms_per_step\":%.2f,\"ms_forward\":%.2f,\"ms_head\":%.2f,\"ms_backward\":%.2f,"
         "\"ms_update\":%.2f,\"tokens_per_s\":%.2f,\"flops_per_token\":%.6g,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
         "\"mfu\":%.4f,\"peak_rss_mib\":%.1f,\"param_mib\":%.1f,\"grad_mib\":%.1f,\"moment_mib\":%.1f,"
         "\"act_saved_mib\":%.1f,\"act_scratch_mib\":%.1f,\"min_mib\":%.1f,\"mem_ratio\":%.3f,"
         "\"blas_kernel\":\"%s\"",
-        cfg->name, (long long)r->params, a->B, a->T, r->threads, a->recompute ? "true" : "false", a->bf16 ? "bf16" : "fp32", a->steps, r->ms_per_step, r->ms_forward, r->ms_head,
+        cfg->name, (long long)r->params, a->B, a->T, r->threads, a->recompute ? "true" : "false", a->bf16 ? "bf16" : "fp32",
+        a->quant_scheme ? a->quant_scheme : "none", a->quant_embedding ? " embedding=" : "",
+        a->quant_embedding ? a->quant_embedding : "", a->quant_act ? " act=" : "", a->quant_act ? a->quant_act : "",
+        r->ms_refresh, r->ms_teacher, r->ms_per_step_fp, a->steps, r->ms_per_step, r->ms_forward, r->ms_head,
         r->ms_backward, r->ms_update, r->tokens_per_s, r->flops_per_token, r->gflops, r->sgemm_gflops, r->mfu,
         (double)r->peak_rss / MiB, (double)r->param_bytes / MiB, (double)r->grad_bytes / MiB,
         (double)r->moment_bytes / MiB, (double)r->act_saved_bytes / MiB, (double)r->act_scratch_bytes / MiB,

@@ -17,11 +17,20 @@ typedef struct {
     int profile; /* 1: time every kernel over the timed steps (common/prof.h) */
     int recompute; /* activation recomputation (ml_model.recompute) */
     int bf16; /* --precision bf16: the model's GEMMs on bf16 inputs (model/ops/gemm_bf16.h) */
+    /* QAT step (quant/quant.h): the recipe on the model (scheme NULL: full precision); teacher: also time the
+     * forward of a full-precision copy on the same batch (self-distillation's teacher), reported apart */
+    const char *quant_scheme, *quant_embedding, *quant_act;
+    int teacher;
+    int paired; /* with a scheme: also a full-precision copy, its steps alternating with the QAT steps in this one
+                   process (both see the same machine load), reported as ms_per_step_fp */
 } ml_bench_args;
 
 typedef struct {
     double ms_per_step, tokens_per_s, gflops, sgemm_gflops, mfu;
     double ms_forward, ms_head, ms_backward, ms_update; /* per step */
+    double ms_refresh; /* part of ms_forward: the weight transforms' forward (fake quantization), once per step */
+    double ms_teacher; /* not in ms_per_step: a full-precision teacher's forward on the batch (with `teacher`) */
+    double ms_per_step_fp; /* with `paired`: the full-precision step, timed alternately with the QAT step */
     double flops_per_token;
     double wall_seconds; /* of the timed steps, all together (the profile's denominator) */
     int64_t params;

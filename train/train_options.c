@@ -118,6 +118,9 @@ static const ml_train_opt table[] = {
     /* distillation */
     {"teacher", NULL, ML_TOPT_STR, SCALAR(teacher), NULL, NULL, "teacher checkpoint or HF directory (same tokenizer)",
      "teacher", ML_RESUME_RESTORE, ML_STORE_SET, 2, ML_CMD_DISTILL, 0},
+    {"teacher-latent", NULL, ML_TOPT_FLAG, SCALAR(teacher_latent), NULL, NULL,
+     "load a quantized teacher checkpoint's full-precision (latent) weights, without its quantization (qat's "
+     "self-distillation sets it)", "teacher_latent", ML_RESUME_RESTORE, ML_STORE_KD, 2, ML_CMD_DISTILL, 0},
     {"cache", NULL, ML_TOPT_STR, SCALAR(cache), NULL, NULL,
      "or a teacher-logit cache of this data, B and T (teacher-logits)", "cache", ML_RESUME_RESTORE, ML_STORE_SET, 2,
      ML_CMD_DISTILL, 0},

@@ -30,6 +30,7 @@
 #include "optim/clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "quant/quant.h"
 
 ml_status ml_optimizer_for_model(ml_optimizer *o, const ml_model *m, const ml_optim_config *cfg) {
     ml_optim_segment *segs = malloc(sizeof *segs * (size_t)m->n_params);
@@ -651,6 +652,10 @@ ml_status ml_train(const ml_train_args *args) {
     /* the optimizer's own weight decay unless one was set; the run arguments store the value used */
     ml_train_args resolved = *args;
     const ml_train_args *a = &resolved;
+    if (args->qat && args->self_distill && !args->teacher && !args->cache && args->init_ckpt) {
+        resolved.teacher = args->init_ckpt; /* QAT self-distillation: the full-precision --init model teaches */
+        resolved.teacher_latent = 1;
+    }
     if (isnan(resolved.weight_decay)) {
         ml_optim_kind kind;
         ml_status s = ml_optim_kind_parse(resolved.optim, &kind);
@@ -667,6 +672,10 @@ ml_status ml_train(const ml_train_args *args) {
     if (!a->out_dir) return ml_fail(ML_ERR_ARG, "missing --out DIR");
     if (a->batch < 1 || a->seq < 1 || a->grad_accum < 1 || a->steps < 1)
         return ml_fail(ML_ERR_ARG, "--batch, --seq, --grad-accum and --steps must be positive");
+    if (a->quant_scheme) { /* a bad recipe is refused before anything is created */
+        ml_quant_recipe r;
+        ML_TRY(ml_quant_recipe_parse(&r, a->quant_scheme, a->quant_embedding, a->quant_act));
+    }
     if (mkdir(a->out_dir, 0755) != 0 && errno != EEXIST)
         return ml_fail(ML_ERR_IO, "cannot create output directory %s: %s", a->out_dir, strerror(errno));
     /* a writer killed while saving (kill -9, power loss) left ckpt_*.h5.tmp.PID behind */
@@ -694,6 +703,12 @@ ml_status ml_train(const ml_train_args *args) {
         if (s == ML_OK) s = resume_rule(&t, &resolved);
     }
     if (s != ML_OK) goto done;
+    /* quantization-aware training: install the recipe (learned scales join the parameters before the optimizer) */
+    s = ml_quant_prepare(&t.model, a->quant_scheme, a->quant_embedding, a->quant_act,
+                         a->init_ckpt ? a->init_ckpt : a->resume_ckpt ? a->resume_ckpt : "the model");
+    if (s == ML_OK && a->qat && !t.model.quant[0])
+        s = ml_fail(ML_ERR_ARG, "%s is not quantized: give --scheme", a->init_ckpt ? a->init_ckpt : "the model");
+    if (s != ML_OK) goto done;
     {
         ml_precision prec;
         s = ml_precision_parse(a->precision, &prec);
@@ -718,7 +733,7 @@ ml_status ml_train(const ml_train_args *args) {
         if (s == ML_OK && a->cache) s = ml_kd_tail_parse(a->kd_tail, &t.tail);
         if (s == ML_OK && a->cache) s = ml_logit_cache_open(&t.cache, a->cache);
         if (s != ML_OK || a->cache) goto teacher_done;
-        s = ml_model_load_any(a->teacher, &t.teacher);
+        s = a->teacher_latent ? ml_checkpoint_load(a->teacher, &t.teacher, NULL) : ml_model_load_any(a->teacher, &t.teacher);
         if (s != ML_OK) goto done;
         t.has_teacher = 1;
         t.teacher.recompute = 1; /* forward only: one set of block buffers shared by all blocks */
@@ -848,8 +863,12 @@ ml_status ml_train(const ml_train_args *args) {
         for (int i = 0; t.mix && i < ml_mixture_num_sources(t.mix); i++)
             ml_log(ML_LOG_INFO, "source %d: %s, weight %.3f", i, ml_mixture_domain(t.mix, i), ml_mixture_weight(t.mix, i));
         if (t.mix && a->shuffle_rows) ml_log(ML_LOG_INFO, "shuffle buffer: %d rows", a->shuffle_rows);
+        if (t.model.quant[0])
+            ml_log(ML_LOG_INFO, "quantization-aware training: %s, %d learned scale tensors", t.model.quant,
+                   ml_quant_num_scales(&t.model));
         if (t.has_teacher)
-            ml_log(ML_LOG_INFO, "distilling from %s (%lld parameters): %s, temperature %g, ce weight %g", a->teacher,
+            ml_log(ML_LOG_INFO, "distilling from %s%s (%lld parameters): %s, temperature %g, ce weight %g", a->teacher,
+                   a->teacher_latent ? " (full precision: self-distillation)" : "",
                    (long long)ml_config_num_params(&t.teacher.cfg), a->kd_loss, a->temperature, a->ce_weight);
         if (t.cache)
             ml_log(ML_LOG_INFO, "distilling from the cache %s (teacher %s, top %d): %s, tail %s, temperature %g, ce weight %g",

@@ -74,6 +74,14 @@ typedef struct {
     char kd_tail[8];      /* with a cache: renorm | bucket (distill/kd_loss.h) */
     char kd_loss[8];      /* a registered loss (distill/kd_loss.h): fkl | rkl | jsd */
     float temperature, kd_beta, ce_weight;
+    int teacher_latent; /* load the teacher checkpoint's latent (full-precision) weights, without its quantization:
+                           QAT self-distillation from the --init model */
+    /* quantization-aware training (quant/quant.h): the recipe to install on the student. NULL scheme: none, unless
+     * the --init / --resume checkpoint is quantized already (then its recipe; a different one is refused). */
+    const char *quant_scheme, *quant_embedding, *quant_act;
+    int qat;          /* a QAT run: a recipe is required (from quant_scheme or the checkpoint) */
+    int self_distill; /* with qat, no --teacher and no --cache: the --init checkpoint's full-precision weights are an
+                         online teacher on the same batches (stored as teacher + teacher_latent for resume) */
     /* data parallelism over MPI ranks (common/dist.h; `mpirun -np N mobilellm train ...`): each rank runs
      * --grad-accum micro-batches per step, rank r the r-th group of the step's N x grad-accum; gradients are
      * summed over ranks in buckets started during backward */

@@ -47,6 +47,59 @@ from mobilellm_torch import (MobileLLM, MobileLLMConfig, RefInputError, cross_en
                              load_weights, read_safetensors, weight_decay_groups, write_safetensors)
 
 
+def fake_quantize(model, cfg, recipe):
+    """Fake quantization as quant/ applies it (quant_ref.py's quantizers): the recipe "scheme=S embedding=E
+    act=A" on every weight matrix (the embedding with E, once for both uses when tied; the rest with S), and A on
+    the input of every product whose matrix is quantized (forward pre-hooks; the tied head's input is the final
+    norm's output). int4-channel-lsq gets a learned per-row scale, initialised as quant/ does; returns them."""
+    from quant_ref import F32_MIN, act_grid, scaled, weight_grid
+    kv = dict(item.split("=") for item in recipe.split())
+    scheme, emb, act = kv["scheme"], kv.get("embedding", "none"), kv.get("act", "none")
+    fa = act_grid(act)
+    scales = {}
+
+    class Grid(torch.nn.Module):
+        def __init__(self, f):
+            super().__init__()
+            self.f = f
+
+        def forward(self, w):
+            return self.f(w)
+
+    class Learned(torch.nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            s0 = torch.clamp(torch.clamp(w.detach().abs().amax(dim=1) / 7.5, min=F32_MIN), min=1e-9)
+            self.scale = torch.nn.Parameter(s0)
+
+        def forward(self, w):
+            return scaled(w, torch.clamp(self.scale, min=1e-9))
+
+    named = dict(model.named_modules())
+    for mname, module in named.items():
+        w = getattr(module, "weight", None)
+        if not (isinstance(w, torch.nn.Parameter) and w.dim() == 2):
+            continue
+        is_embed = mname.endswith("embed_tokens")
+        grid = emb if is_embed else scheme
+        if grid == "none":
+            continue
+        if grid == "int4-channel-lsq":
+            learned = Learned(w)
+            torch.nn.utils.parametrize.register_parametrization(module, "weight", learned)
+            scales[mname + ".weight_fake_quantizer.scale"] = learned.scale
+        else:
+            torch.nn.utils.parametrize.register_parametrization(module, "weight", Grid(weight_grid(grid)))
+        if fa is None:
+            continue
+        if is_embed or mname == "lm_head":  # the head (F.linear on head_weight()): its input is the final norm's
+            if not is_embed or cfg.tie_word_embeddings:
+                model.model.norm.register_forward_hook(lambda mod, inp, out: fa(out))
+        else:
+            module.register_forward_pre_hook(lambda mod, inp: (fa(inp[0]),))
+    return scales
+
+
 def read_batch(path: str, vocab_size: int):
     """tokens, targets, pos, doc as int64 tensors (pos/doc None when absent), validated."""
     tensors, _ = read_safetensors(path, to_float32=False)
@@ -111,6 +164,11 @@ def run(args) -> str:
             w = getattr(module, "weight", None)
             if isinstance(w, torch.nn.Parameter) and w.dim() == 2:
                 torch.nn.utils.parametrize.register_parametrization(module, "weight", SoftClamp())
+    lsq_scales = {}
+    if args.fake_quant is not None:
+        if args.steps != 0:
+            raise RefInputError("--fake-quant needs --steps 0")
+        lsq_scales = fake_quantize(model, cfg, args.fake_quant)
     opt = torch.optim.AdamW(weight_decay_groups(model, args.weight_decay), lr=args.lr,
                             betas=(args.beta1, args.beta2), eps=args.eps, foreach=False)
 
@@ -128,6 +186,8 @@ def run(args) -> str:
            "loss": np.array([loss.item()], dtype=np.float32)}
     for n in names:  # the latent parameters, under their original names
         out["grad." + n] = params[n].grad.detach().numpy().copy()
+    for n, sp in lsq_scales.items():  # learned quantization scales (auxiliary parameters)
+        out["grad." + n] = sp.grad.detach().numpy().copy()
     losses = []
     for step in range(args.steps):
         if step > 0:
@@ -158,6 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eps", type=float, default=1e-8)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--soft-clamp", type=float, default=None)
+    ap.add_argument("--fake-quant", default=None)
     args = ap.parse_args(argv)
     try:
         print(run(args))

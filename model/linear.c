@@ -40,6 +40,7 @@ void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
                         int accumulate_dx) {
     const linear L = lookup(m, kind, layer);
+    if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, x, NULL, N);
     if (m->precision == ML_PRECISION_BF16)
         ml_matmul_backward_bf16(dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
     else
@@ -51,6 +52,7 @@ void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int 
 }
 
 void ml_embed_backward(ml_model *m, const float *dout, const int32_t *tokens, int N) {
+    if (m->observer) m->observer(m->observer_ctx, m, ML_P_EMBED, -1, dout, NULL, tokens, N);
     ml_embedding_backward(m->g.embed, dout, tokens, N, m->cfg.hidden_size);
 }
 

@@ -71,7 +71,7 @@ int ml_cmd_mix(int argc, char **argv) {
         {"checkpoints", ML_OPT_INT, &T, "T evenly spaced proxy checkpoints scored (default 4)", 0, 0},
         {"samples", ML_OPT_INT, &samples, "windows scored per domain (default 64)", 0, 0},
         {"target-batches", ML_OPT_INT, &tb, "batches of each target for its gradient and loss (default 4)", 0, 0},
-        {"tensors", ML_OPT_STR, &a->tensors, "scored matrices: embed, head, last:K, block:I, all or names (default embed,last:1)", 0, 0},
+        {"tensors", ML_OPT_STR, &a->tensors, "scored matrices: embed, head, last:K, block:I, all or names (default embed,head,last:1)", 0, 0},
         {"floor", ML_OPT_FLOAT, &floor_, "least weight of a domain (default 0.01)", 0, 0},
         {"temperature", ML_OPT_FLOAT, &temp, "weights ~ utility^(1/temperature) (default 1)", 0, 0},
         {"runs", ML_OPT_INT, &runs, "simulate: K runs (default 12)", 0, 0},

@@ -28,7 +28,7 @@ void ml_mix_args_defaults(ml_mix_args *a) {
     snprintf(a->method, sizeof a->method, "influence");
     a->batch = 8, a->seq = 128, a->lr = 2e-3f, a->warmup = 10;
     a->steps = 200, a->n_checkpoints = 4, a->samples = 64, a->target_batches = 4;
-    a->tensors = "embed,last:1";
+    a->tensors = "embed,head,last:1";
     a->floor = 0.01, a->temperature = 1.0;
     a->runs = 12, a->sim_steps = 60, a->alpha = 1.0, a->heldout = 3;
     a->seed = 1;

@@ -56,7 +56,7 @@ typedef struct {
     int n_checkpoints;   /* T: evenly spaced proxy checkpoints scored */
     int samples;         /* scored windows per domain */
     int target_batches;  /* batches of each target for its mean gradient and its loss */
-    const char *tensors; /* selection (mix/influence.h); default "embed,last:1" */
+    const char *tensors; /* selection (mix/influence.h); default "embed,head,last:1" */
     double floor, temperature;
     int runs;            /* simulate: K */
     int64_t sim_steps;

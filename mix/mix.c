@@ -318,7 +318,15 @@ static ml_status train_run(mixctx *x, const char *name, const double *w, int64_t
     cJSON_AddNumberToObject(o, "seconds", res->seconds);
     s = write_json_atomic(rpath, o);
     cJSON_Delete(o);
-    return s;
+    ML_TRY(s);
+    /* the losses as the file holds them (JSON keeps ~15 digits), so a rerun that reads them back fits the same */
+    if (ml_read_file(rpath, &text, &size) != ML_OK) return ml_fail(ML_ERR_IO, "cannot read back %s", rpath);
+    o = cJSON_Parse(text);
+    free(text);
+    jl = cJSON_GetObjectItemCaseSensitive(o, "target_loss");
+    for (int c = 0; c < x->C && cJSON_GetArraySize(jl) == x->C; c++) res->loss[c] = cJSON_GetArrayItem(jl, c)->valuedouble;
+    cJSON_Delete(o);
+    return ML_OK;
 }
 
 static cJSON *weights_obj(const mixctx *x, const double *w) {

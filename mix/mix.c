@@ -790,6 +790,8 @@ static ml_status method_simulate(mixctx *x, cJSON *out, double *w) {
     double yk[256], pk[256];
     cJSON *fits = reg ? cJSON_AddObjectToObject(reg, "fit") : NULL;
     double pred_all[256][ML_MIX_MAX_DOMAINS];
+    for (int k = 0; k < 256; k++)
+        for (int c = 0; c < ML_MIX_MAX_DOMAINS; c++) pred_all[k][c] = NAN;
     for (int c = 0; c < C && s == ML_OK; c++) {
         double b[ML_MIX_MAX_DOMAINS + 1], y[256];
         for (int k = 0; k < K; k++) y[k] = L[k * C + c];

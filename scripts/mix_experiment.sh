@@ -19,8 +19,9 @@ T=${MIX_SEQ:-64}
 PROXY_STEPS=${MIX_PROXY_STEPS:-150}
 CKPTS=${MIX_CKPTS:-3}
 SAMPLES=${MIX_SAMPLES:-24}
-RUNS=${MIX_RUNS:-12}
-SIM_STEPS=${MIX_SIM_STEPS:-40}
+RUNS=${MIX_RUNS:-16}
+SIM_STEPS=${MIX_SIM_STEPS:-60}
+HELDOUT=${MIX_HELDOUT:-4}
 LOO_STEPS=${MIX_LOO_STEPS:-60}
 STUDENT_STEPS=${MIX_STUDENT_STEPS:-200}
 CFG=configs/mix-student.json
@@ -54,7 +55,7 @@ COMMON=(--config "$CFG" --batch "$B" --seq "$T" --seed 1 --target-batches 8)
 [ -f "$O/influence/mixture.json" ] || timed mix_influence $M mix --method influence --source "${SRC[@]}" --target "${TGT[@]}" \
     "${COMMON[@]}" --steps "$PROXY_STEPS" --checkpoints "$CKPTS" --samples "$SAMPLES" --out "$O/influence"
 [ -f "$O/simulate/mixture.json" ] || timed mix_simulate $M mix --method simulate --source "${SRC[@]}" --target "${TGT[@]}" \
-    "${COMMON[@]}" --runs "$RUNS" --sim-steps "$SIM_STEPS" --heldout 3 --out "$O/simulate" \
+    "${COMMON[@]}" --runs "$RUNS" --sim-steps "$SIM_STEPS" --heldout "$HELDOUT" --out "$O/simulate" \
     $( [ "${MIX_LOO:-1}" = 1 ] && echo --loo --steps "$LOO_STEPS" )
 # uniform and natural mixtures, as hand-written mixture.json files
 "$PY" - "$O" $DOMS <<'PYEOF'

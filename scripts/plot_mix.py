@@ -2,6 +2,8 @@
 """Table and SVG of the mixing experiment (scripts/mix_experiment.sh), standard library only.
 
     plot_mix.py RUN_DIR OUT.svg > results.md
+    plot_mix.py --mixture OUT_DIR/mixture.json OUT.svg    (one `mobilellm mix` output: weights, and the
+        influence utilities or, for simulate, each run's measured against predicted target loss)
 
 Reads RUN_DIR/ARM/mixture.json (weights) and RUN_DIR/student_ARM/eval.jsonl (held-out loss per domain and
 on the target mix) for ARM in uniform, natural, influence, simulate; writes RUN_DIR/results.json, the SVG
@@ -12,6 +14,56 @@ import json
 import os
 import sys
 
+
+
+def write(path, parts):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(parts + ["</svg>"]) + "\n")
+    os.replace(tmp, path)
+
+
+def plot_one(path, out):
+    m = json.load(open(path))
+    doms = [d["name"] for d in m["domains"]]
+    w = [d["weight"] for d in m["domains"]]
+    p = ['<svg xmlns="http://www.w3.org/2000/svg" width="900" height="360" font-family="sans-serif" font-size="12">',
+         '<rect width="900" height="360" fill="white"/>',
+         f'<text x="20" y="22" font-size="14">{m.get("method", "")} mixture weights</text>']
+    bw = 380 / len(doms)
+    for i, (d, v) in enumerate(zip(doms, w)):
+        h = v / max(w) * 260
+        p.append(f'<rect x="{30 + i * bw:.1f}" y="{300 - h:.1f}" width="{bw - 6:.1f}" height="{h:.1f}" fill="#4e79a7"/>'
+                 f'<text x="{30 + i * bw + bw / 2 - 3:.1f}" y="{296 - h:.1f}" text-anchor="middle">{v:.3f}</text>'
+                 f'<text x="{30 + i * bw + bw / 2 - 3:.1f}" y="316" text-anchor="middle">{d}</text>')
+    runs = [r for r in m.get("runs", []) if r.get("predicted_loss")]
+    tg = m["targets"][0]["name"]
+    if runs:  # simulate: measured vs predicted loss of the first target
+        pts = [(r["target_loss"][tg], r["predicted_loss"][tg], r.get("heldout")) for r in runs
+               if r["predicted_loss"].get(tg) is not None]
+        lo = min(min(a, b) for a, b, _ in pts); hi = max(max(a, b) for a, b, _ in pts)
+        sc = lambda v: (v - lo) / ((hi - lo) or 1) * 260
+        p.append(f'<text x="470" y="22" font-size="14">runs: measured vs predicted loss on {tg} (red: held out)</text>'
+                 f'<line x1="480" y1="300" x2="740" y2="40" stroke="#ccc"/>')
+        for a, b, h in pts:
+            p.append(f'<circle cx="{480 + sc(a):.1f}" cy="{300 - sc(b):.1f}" r="4" fill="{"#e15759" if h else "#4e79a7"}"/>')
+        p.append(f'<text x="480" y="320">measured {lo:.3f} .. {hi:.3f}</text>')
+    elif "influence" in m:
+        u = [m["influence"]["utility"][d] for d in doms]
+        mx = max(abs(x) for x in u) or 1
+        p.append('<text x="470" y="22" font-size="14">utility per domain (Eq. 6)</text>'
+                 '<line x1="470" y1="170" x2="880" y2="170" stroke="#999"/>')
+        for i, (d, v) in enumerate(zip(doms, u)):
+            h = v / mx * 120
+            p.append(f'<rect x="{475 + i * 400 / len(doms):.1f}" y="{170 - max(h, 0):.1f}" width="{400 / len(doms) - 6:.1f}" '
+                     f'height="{abs(h):.1f}" fill="{"#59a14f" if v > 0 else "#e15759"}"/>'
+                     f'<text x="{475 + (i + 0.5) * 400 / len(doms) - 3:.1f}" y="316" text-anchor="middle">{d}</text>')
+    write(out, p)
+
+
+if sys.argv[1] == "--mixture":
+    plot_one(sys.argv[2], sys.argv[3])
+    sys.exit(0)
 run, out = sys.argv[1], sys.argv[2]
 ARMS = ["uniform", "natural", "influence", "simulate"]
 COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]

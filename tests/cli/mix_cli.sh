@@ -33,6 +33,17 @@ for a, b in (("ck1", "ck2"), ("px1", "px2")):
     assert A["influence"]["cost"]["ratio_to_train_pass"] > 0
 PYEOF
 
+# 1b. --filter: positive-influence windows of every domain as new shards, recorded in mixture.json
+ok "$M" mix "${S[@]}" --ckpts "$W/init.h5" --filter --filter-windows 12 --out "$W/flt" >/dev/null 2>&1
+$PY - "$W/flt" <<'PYEOF' || fail "filter output"
+import json, os, sys
+m = json.load(open(os.path.join(sys.argv[1], "mixture.json")))
+assert len(m["filter"]) == 3 and all(0 < f["kept"] <= f["windows"] == 12 for f in m["filter"]), m["filter"]
+assert all(os.path.exists(os.path.join(sys.argv[1], f["shard"])) for f in m["filter"])
+PYEOF
+"$M" data info "$W/flt/filtered/code.shard" 2>&1 | grep -q "code" || fail "filtered shard lacks its domain"
+"$PY" "$SRC/scripts/plot_mix.py" --mixture "$W/ck1/mixture.json" "$W/ck1.svg" || fail "plot of a mixture.json"
+
 # 2. simulate: finished runs are kept on a rerun, which writes the same weights
 ok "$M" mix "${S[@]}" --method simulate --config "$CFG" --runs 5 --sim-steps 2 --heldout 1 --out "$W/sim" >/dev/null 2>&1
 cp "$W/sim/mixture.json" "$W/sim1.json"

@@ -31,18 +31,24 @@ static int parse_set(const char *what, const char *spec, int weighted, ml_mix_se
         }
         set->weight = w, *colon = 0;
     }
-    const char *items[ML_MIX_MAX_SHARDS];
+    const char *items[ML_MIX_MAX_SHARDS + 1];
     int n = 0;
     for (char *sv = NULL, *t = strtok_r(list, ",", &sv); t && n < ML_MIX_MAX_SHARDS; t = strtok_r(NULL, ",", &sv)) items[n++] = t;
-    *keep = (ml_str_list){.items = malloc(sizeof(char *) * (n ? n : 1)), .count = n};
-    if (!keep->items) return free(list), 1;
-    for (int i = 0; i < n; i++) keep->items[i] = items[i];
-    if (ml_expand_data_args("mix", keep) != 0) return free(list), 1;
-    if (keep->count > ML_MIX_MAX_SHARDS) return free(list), fprintf(stderr, "mobilellm mix: %s '%s': too many shards\n", what, set->name), 2;
-    for (int i = 0; i < keep->count; i++) set->shards[i] = strdup(keep->items[i]);
-    set->n_shards = keep->count;
+    *keep = (ml_str_list){.items = items, .count = n};
+    int rc = ml_expand_data_args("mix", keep) != 0 ? 1 : 0;
+    if (!rc && keep->count > ML_MIX_MAX_SHARDS) {
+        fprintf(stderr, "mobilellm mix: %s '%s': too many shards\n", what, set->name);
+        rc = 2;
+    }
+    for (int i = 0; !rc && i < keep->count; i++) set->shards[set->n_shards++] = strdup(keep->items[i]);
+    ml_str_list_release(keep);
     free(list);
-    return 0;
+    return rc;
+}
+
+static void free_set(ml_mix_set *set) {
+    for (int i = 0; i < set->n_shards; i++) free((char *)set->shards[i]);
+    set->n_shards = 0;
 }
 
 int ml_cmd_mix(int argc, char **argv) {
@@ -110,8 +116,8 @@ int ml_cmd_mix(int argc, char **argv) {
         a->progress = (ml_progress){.report = ml_cli_progress_tty};
         code = ml_mix(a) == ML_OK ? 0 : ml_cli_fail("mix");
     }
-    for (int i = 0; i < nkeep; i++) ml_str_list_release(&keep[i]);
-    for (int i = 0; i < nkeep; i++) free(keep[i].items);
+    for (int i = 0; i < a->n_domains; i++) free_set(&a->domains[i]);
+    for (int i = 0; i < a->n_targets; i++) free_set(&a->targets[i]);
     free(a);
     return code;
 }

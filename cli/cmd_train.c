@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "mix/mixture_file.h"
 #include "model/checkpoint.h"
 #include "train/train_options.h"
 #include "train/trainer.h"
@@ -11,6 +12,13 @@
 static void print_step(const ml_train_step_report *r, void *user) {
     const ml_train_args *a = user;
     if (!a->quiet) printf("%s\n", r->line);
+}
+
+/* whether --source was given on this command line */
+static int given_sources(const ml_train_opt *rows, int n_rows, const int *given) {
+    for (int i = 0; i < n_rows; i++)
+        if (!strcmp(rows[i].flag, "source")) return given[i];
+    return 0;
 }
 
 /* `train` and `distill` share everything but the teacher options; both come from the table in
@@ -117,6 +125,26 @@ int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, con
         for (int i = 0; i < lists[k].count; i++) items[i] = lists[k].items[i];
         *(int *)((char *)&a + r->count_offset) = lists[k].count;
     }
+    char **mix_specs = NULL;
+    int n_mix = 0;
+    if (!code && a.mixture && a.n_data == 0 && (a.n_sources == 0 || !a.resume_ckpt || given_sources(rows, n_rows, given))) {
+        /* --mixture FILE: its domains become the sources (on resume, unless the checkpoint's are kept) */
+        if (a.n_sources > 0 && !a.resume_ckpt) {
+            fprintf(stderr, "mobilellm %s: give --mixture or --source, not both\n", cmd);
+            code = 2;
+        } else if (ml_mixture_file_specs(a.mixture, &mix_specs, &n_mix) != ML_OK) {
+            code = ml_cli_fail(cmd);
+        } else if (n_mix > (int)(sizeof a.sources / sizeof a.sources[0])) {
+            fprintf(stderr, "mobilellm %s: %s has more than %zu domains\n", cmd, a.mixture, sizeof a.sources / sizeof a.sources[0]);
+            code = 2;
+        } else {
+            for (int i = 0; i < n_mix; i++) a.sources[i] = mix_specs[i];
+            a.n_sources = n_mix;
+        }
+    } else if (!code && a.mixture && a.n_data > 0 && !a.resume_ckpt) {
+        fprintf(stderr, "mobilellm %s: give --mixture or --data, not both\n", cmd);
+        code = 2;
+    }
     if (!code && distill && !a.teacher && !a.cache && !a.qat) {
         fprintf(stderr, "mobilellm distill: missing --teacher or --cache (see --help)\n");
         code = 2;
@@ -127,6 +155,7 @@ int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, con
         code = s == ML_ERR_INTERRUPTED ? 130 : s != ML_OK ? ml_cli_fail(cmd) : 0;
     }
     if (data) ml_str_list_release(data);
+    ml_mixture_specs_free(mix_specs, n_mix);
     free(stored_strings);
     free(args);
     return code;

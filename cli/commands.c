@@ -22,6 +22,7 @@ ML_DECLARE(import)
 ML_DECLARE(merge)
 ML_DECLARE(bench)
 ML_DECLARE(version)
+ML_DECLARE(mix)
 #undef ML_DECLARE
 
 const ml_command ml_commands[] = {
@@ -44,6 +45,7 @@ const ml_command ml_commands[] = {
     {"import", ml_cmd_import, "Hugging Face directory -> checkpoint"},
     {"merge", ml_cmd_merge, "merge checkpoints by a mergekit-style recipe, or search its weights on held-out shards"},
     {"bench", ml_cmd_bench, "time a training step: tokens/s, GFLOP/s, MFU, peak memory"},
+    {"mix", ml_cmd_mix, "domain weights from influence or simulated runs (mixture.json for train --mixture)"},
     {"version", ml_cmd_version, "print the version and the BLAS kernel in use"},
 };
 const int ml_num_commands = sizeof ml_commands / sizeof ml_commands[0];

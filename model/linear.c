@@ -68,6 +68,7 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         /* dW from the transformed input; dx = mask(dy W), added when accumulating */
         float *xq = m->act_scratch, *tmp = m->act_scratch + m->act_scratch_rows * (size_t)m->act_scratch_cols;
         at->forward(at->ctx, p, xq, x, N, L.in);
+        if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, xq, NULL, N); /* the input dW sees */
         float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
         const int acc = d == dx ? accumulate_dx : 0;
         if (m->precision == ML_PRECISION_BF16)
@@ -84,6 +85,7 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         }
         return;
     }
+    if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, x, NULL, N);
     if (m->precision == ML_PRECISION_BF16)
         ml_matmul_backward_bf16(dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
     else
@@ -95,6 +97,7 @@ void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int 
 }
 
 void ml_embed_backward(ml_model *m, const float *dout, const int32_t *tokens, int N) {
+    if (m->observer) m->observer(m->observer_ctx, m, ML_P_EMBED, -1, dout, NULL, tokens, N);
     ml_embedding_backward(m->g.embed, dout, tokens, N, m->cfg.hidden_size);
 }
 

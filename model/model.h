@@ -84,8 +84,17 @@ const char *ml_precision_name(ml_precision p);
 
 typedef struct ml_weight_transform ml_weight_transform; /* model/linear.h */
 typedef struct ml_act_transform ml_act_transform;       /* model/linear.h */
+struct ml_model;
 
-typedef struct {
+/* An observer of the backward products (per-sample gradient statistics, mix/influence.h): called by
+ * ml_linear_backward with the matrix `kind` of block `layer`, its output gradient dy [N, out] and input
+ * x [N, in] (for the LM head: one chunk of rows, x pointing into ln_f), and by ml_embed_backward with
+ * kind ML_P_EMBED, dy = the embedding output's gradient [N, C], x = NULL and the tokens. Before the
+ * product; it must not change the model. */
+typedef void (*ml_backward_observer)(void *ctx, const struct ml_model *m, ml_param_kind kind, int layer, const float *dy,
+                                     const float *x, const int32_t *tokens, int N);
+
+typedef struct ml_model {
     ml_config cfg;
     ml_precision precision; /* fp32 unless ml_model_set_precision says otherwise */
     char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
@@ -112,6 +121,8 @@ typedef struct {
     /* The quantization recipe (quant/quant.h, e.g. "scheme=q4_0 embedding=none act=none"), "" = none. The model
      * only carries it: the checkpoint stores it (attribute `quant`) and loading for use installs it. */
     char quant[128];
+    ml_backward_observer observer;          /* NULL: none (see ml_backward_observer) */
+    void *observer_ctx;
 
     /* activations, sized for B*T tokens by ml_model_reserve */
     int recompute; /* set before ml_model_reserve: keep only each block's input, and let backward re-run the

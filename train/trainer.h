@@ -45,6 +45,7 @@ typedef struct {
     const char *sources[ML_MAX_SOURCES];
     int n_sources;
     int shuffle_rows; /* mixture shuffle buffer rows (0 = off) */
+    const char *mixture; /* a mixture.json (mix/mixture_file.h): the CLI turns it into sources; stored for the record */
     const char *val; /* held-out shard (optional) */
     int batch, seq;
     int64_t steps; /* total steps of the run: the schedule's horizon (resume continues up to this) */

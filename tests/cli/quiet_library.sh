@@ -13,7 +13,7 @@ declare -A WRITERS=(
     [hf_tokenizer.c.o]="tokenizer files" [npy.c.o]="npy files" [gguf.c.o]="GGUF files"
     [safetensors.c.o]="safetensors files" [shard.c.o]="token shards" [ingest.c.o]="shard manifest"
     [bpe_train.c.o]="tokenizer.json" [merge.c.o]="merged safetensors and recipe files"
-    [search.c.o]="the search trial table"
+    [search.c.o]="the search trial table" [mix.c.o]="mixture.json and filtered shards"
 )
 PRINTERS='^(printf|vprintf|puts|putchar|perror|psignal|psiginfo|stdout|stderr|_IO_2_1_stdout_|_IO_2_1_stderr_|__printf_chk|__vprintf_chk|warn|warnx|err|errx|error|error_at_line|vwarn|vwarnx)$'
 WRITES='^(fprintf|vfprintf|fputs|fputc|putc|fwrite|__fprintf_chk|__vfprintf_chk|fputs_unlocked|fwrite_unlocked|dprintf|vdprintf)$'

@@ -30,6 +30,27 @@ static ml_status write_tensors(ml_h5 *f, const ml_model *m, const char *group, c
     return ML_OK;
 }
 
+/* The auxiliary parameters (ML_P_AUX, e.g. learned quantization scales) are listed by name in the root
+ * attribute aux_params, so loading finds them without iterating a group's links: libhdf5 1.10 frees
+ * uninitialised memory when it iterates the dense link storage of some crafted files (found by
+ * tests/fuzz/fuzz_checkpoint.c), and a named lookup does not take that path. */
+static ml_status write_aux_names(ml_h5 *f, const ml_model *m) {
+    size_t len = 1;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].kind == ML_P_AUX) len += strlen(m->params[i].name) + 1;
+    if (len == 1) return ML_OK;
+    char *list = calloc(len, 1);
+    if (!list) return ml_fail(ML_ERR_NOMEM, "out of memory for the auxiliary parameter list");
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].kind == ML_P_AUX) {
+            if (list[0]) strcat(list, ",");
+            strcat(list, m->params[i].name);
+        }
+    ml_status s = ml_h5_set_attr_str(f, "/", "aux_params", list);
+    free(list);
+    return s;
+}
+
 static ml_status write_all(ml_h5 *f, const ml_model *m, const ml_train_state *st) {
     char *config_json = NULL;
     ML_TRY(ml_config_to_json(&m->cfg, &config_json));
@@ -41,6 +62,7 @@ static ml_status write_all(ml_h5 *f, const ml_model *m, const ml_train_state *st
     if (s == ML_OK) s = ml_h5_set_attr_i64(f, "/", "layer_repeat", m->cfg.layer_repeat);
     if (s == ML_OK && m->source_dtype[0]) s = ml_h5_set_attr_str(f, "/", "source_dtype", m->source_dtype);
     if (s == ML_OK && m->quant[0]) s = ml_h5_set_attr_str(f, "/", "quant", m->quant);
+    if (s == ML_OK) s = write_aux_names(f, m);
     if (s == ML_OK) s = write_tensors(f, m, "params", m->param_arena.base);
     if (s != ML_OK || !st) return s;
     ML_TRY(ml_h5_set_attr_i64(f, "/", "step", st->step));
@@ -202,26 +224,37 @@ static ml_status read_optim_state(ml_h5 *f, const char *path, const ml_model *m,
     return ML_OK;
 }
 
-/* Tensors under /params that the network does not have are auxiliary parameters (model.h, ML_P_AUX:
- * e.g. learned quantization scales); they are registered before the weights are read. */
+/* The auxiliary parameters the checkpoint lists (write_aux_names) are registered before the weights are read. */
 static ml_status add_aux_params(ml_h5 *f, ml_model *m) {
-    char **names = NULL;
-    size_t n = 0;
-    ML_TRY(ml_h5_list_datasets(f, "params", &names, &n));
+    if (!ml_h5_has_attr(f, "/", "aux_params")) return ML_OK;
+    char *list = NULL;
+    ML_TRY(ml_h5_get_attr_str(f, "/", "aux_params", &list));
     ml_status s = ML_OK;
-    for (size_t i = 0; i < n && s == ML_OK; i++) {
-        if (ml_model_find_param(m, names[i])) continue;
-        char path[256];
-        snprintf(path, sizeof path, "params/%s", names[i]);
+    for (char *p = list, *e; s == ML_OK && *p; p = *e ? e + 1 : e) {
+        e = strchr(p, ',');
+        if (!e) e = p + strlen(p);
+        char name[sizeof m->params[0].name], path[256];
+        const size_t n = (size_t)(e - p);
+        if (n == 0 || n >= sizeof name) {
+            s = ml_fail(ML_ERR_FORMAT, "aux_params lists an empty or too long name");
+            break;
+        }
+        memcpy(name, p, n);
+        name[n] = 0;
+        if (ml_model_find_param(m, name)) {
+            s = ml_fail(ML_ERR_FORMAT, "aux_params lists %s, which is a parameter of the network", name);
+            break;
+        }
+        snprintf(path, sizeof path, "params/%s", name);
         int nd;
         int64_t shape[ML_H5_MAX_DIMS];
         ml_h5_dtype dt;
         s = ml_h5_dataset_info(f, path, &nd, shape, &dt);
         if (s == ML_OK && (nd < 1 || nd > 2 || dt != ML_H5_F32))
             s = ml_fail(ML_ERR_FORMAT, "%s is not a float32 tensor of 1 or 2 dimensions", path);
-        if (s == ML_OK) s = ml_model_add_aux_param(m, names[i], nd, shape, 0, NULL);
+        if (s == ML_OK) s = ml_model_add_aux_param(m, name, nd, shape, 0, NULL);
     }
-    ml_h5_free_names(names, n);
+    free(list);
     return s;
 }
 

@@ -147,6 +147,15 @@ static cJSON *string_pattern(const char *type_key, const char *s) {
     return p;
 }
 
+/* {"type": "Replace", "pattern": {"String": from}, "content": to}: a normalizer or decoder step */
+static cJSON *replace_step(const char *from, const char *to) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "type", "Replace");
+    cJSON_AddItemToObject(r, "pattern", string_pattern("String", from));
+    cJSON_AddStringToObject(r, "content", to);
+    return r;
+}
+
 static cJSON *spm_normalizer(int dummy_prefix, int escape_ws) {
     cJSON *seq = cJSON_CreateArray();
     if (dummy_prefix) {
@@ -155,13 +164,7 @@ static cJSON *spm_normalizer(int dummy_prefix, int escape_ws) {
         cJSON_AddStringToObject(p, "prepend", "\xE2\x96\x81");
         cJSON_AddItemToArray(seq, p);
     }
-    if (escape_ws) {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "type", "Replace");
-        cJSON_AddItemToObject(r, "pattern", string_pattern("String", " "));
-        cJSON_AddStringToObject(r, "content", "\xE2\x96\x81");
-        cJSON_AddItemToArray(seq, r);
-    }
+    if (escape_ws) cJSON_AddItemToArray(seq, replace_step(" ", "\xE2\x96\x81"));
     cJSON *n = cJSON_CreateObject();
     cJSON_AddStringToObject(n, "type", "Sequence");
     cJSON_AddItemToObject(n, "normalizers", seq);
@@ -170,13 +173,7 @@ static cJSON *spm_normalizer(int dummy_prefix, int escape_ws) {
 
 static cJSON *spm_decoder(int dummy_prefix, int escape_ws) {
     cJSON *seq = cJSON_CreateArray();
-    if (escape_ws) {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "type", "Replace");
-        cJSON_AddItemToObject(r, "pattern", string_pattern("String", "\xE2\x96\x81"));
-        cJSON_AddStringToObject(r, "content", " ");
-        cJSON_AddItemToArray(seq, r);
-    }
+    if (escape_ws) cJSON_AddItemToArray(seq, replace_step("\xE2\x96\x81", " "));
     cJSON *bf = cJSON_CreateObject();
     cJSON_AddStringToObject(bf, "type", "ByteFallback");
     cJSON_AddItemToArray(seq, bf);

@@ -112,19 +112,8 @@ void ml_model_rebind_used(ml_model *m) {
     for (int i = 0; i < m->n_params; i++) {
         const ml_param *p = &m->params[i];
         if (!m->transforms || !m->transforms[i]) continue;
-        float *x = m->used_arena.base + p->offset;
-        switch (p->kind) {
-        case ML_P_EMBED: u->embed = x; break;
-        case ML_P_LM_HEAD: u->lm_head = x; break;
-        case ML_P_WQ: u->layer[p->layer].wq = x; break;
-        case ML_P_WK: u->layer[p->layer].wk = x; break;
-        case ML_P_WV: u->layer[p->layer].wv = x; break;
-        case ML_P_WO: u->layer[p->layer].wo = x; break;
-        case ML_P_WGATE: u->layer[p->layer].wgate = x; break;
-        case ML_P_WUP: u->layer[p->layer].wup = x; break;
-        case ML_P_WDOWN: u->layer[p->layer].wdown = x; break;
-        default: break;
-        }
+        float **slot = ml_tensors_slot(u, p);
+        if (slot) *slot = m->used_arena.base + p->offset;
     }
     if (m->cfg.tie_word_embeddings) u->lm_head = u->embed; /* one table: transformed once, used twice */
 }

@@ -63,26 +63,30 @@ static void build_table(ml_model *m, int *count) {
     if (!c->tie_word_embeddings) add_param(m, count, ML_P_LM_HEAD, -1, "lm_head.weight", c->vocab_size, C, 1);
 }
 
+float **ml_tensors_slot(ml_tensors *t, const ml_param *p) {
+    switch (p->kind) {
+    case ML_P_EMBED: return &t->embed;
+    case ML_P_FINAL_NORM: return &t->final_norm;
+    case ML_P_LM_HEAD: return &t->lm_head;
+    case ML_P_ATTN_NORM: return &t->layer[p->layer].attn_norm;
+    case ML_P_WQ: return &t->layer[p->layer].wq;
+    case ML_P_WK: return &t->layer[p->layer].wk;
+    case ML_P_WV: return &t->layer[p->layer].wv;
+    case ML_P_WO: return &t->layer[p->layer].wo;
+    case ML_P_MLP_NORM: return &t->layer[p->layer].mlp_norm;
+    case ML_P_WGATE: return &t->layer[p->layer].wgate;
+    case ML_P_WUP: return &t->layer[p->layer].wup;
+    case ML_P_WDOWN: return &t->layer[p->layer].wdown;
+    case ML_P_AUX: return NULL; /* read through the parameter table by its owner */
+    }
+    return NULL;
+}
+
 static void bind_tensors(const ml_model *m, ml_tensors *t, float *base) {
     memset(t, 0, sizeof *t);
     for (int i = 0; i < m->n_params; i++) {
-        const ml_param *p = &m->params[i];
-        float *x = base + p->offset;
-        switch (p->kind) {
-        case ML_P_EMBED: t->embed = x; break;
-        case ML_P_FINAL_NORM: t->final_norm = x; break;
-        case ML_P_LM_HEAD: t->lm_head = x; break;
-        case ML_P_ATTN_NORM: t->layer[p->layer].attn_norm = x; break;
-        case ML_P_WQ: t->layer[p->layer].wq = x; break;
-        case ML_P_WK: t->layer[p->layer].wk = x; break;
-        case ML_P_WV: t->layer[p->layer].wv = x; break;
-        case ML_P_WO: t->layer[p->layer].wo = x; break;
-        case ML_P_MLP_NORM: t->layer[p->layer].mlp_norm = x; break;
-        case ML_P_WGATE: t->layer[p->layer].wgate = x; break;
-        case ML_P_WUP: t->layer[p->layer].wup = x; break;
-        case ML_P_WDOWN: t->layer[p->layer].wdown = x; break;
-        case ML_P_AUX: break; /* read through the parameter table by its owner */
-        }
+        float **slot = ml_tensors_slot(t, &m->params[i]);
+        if (slot) *slot = base + m->params[i].offset;
     }
     if (!t->lm_head) t->lm_head = t->embed; /* tied */
 }

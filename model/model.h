@@ -166,6 +166,8 @@ void ml_model_init_weights(ml_model *m, uint64_t seed);
 ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos);
 
 const ml_param *ml_model_find_param(const ml_model *m, const char *name);
+/* Where parameter p's pointer lives in a tensor set (NULL for auxiliary parameters). */
+float **ml_tensors_slot(ml_tensors *t, const ml_param *p);
 /* Append an auxiliary trainable tensor (kind ML_P_AUX, zero-filled, gradient zero) after the network's
  * tensors; the parameter and gradient arenas grow (pointers into them change: call before creating an
  * optimizer or reserving a decoder). *index receives its position in the parameter table. */

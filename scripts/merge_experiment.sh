@@ -19,7 +19,9 @@ OUT=${OUT:-$ROOT/runs/merge_exp}
 BASE_STEPS=${BASE_STEPS:-400}
 SPEC_STEPS=${SPEC_STEPS:-100}
 TRIALS=${TRIALS:-12}
-MC_LIMIT=${MC_LIMIT:-500}
+MC_LIMIT=${MC_LIMIT:-300}
+# the MC window in bytes: some PIQA solutions are longer than the model's 512 positions (RoPE runs any length)
+MC_MAX_LEN=${MC_MAX_LEN:-2048}
 MC_TASKS=(${MC_TASKS:-hellaswag piqa arc_easy arc_challenge})
 JOBS=${JOBS:-2}
 B=8
@@ -82,9 +84,9 @@ train_to "$OUT/base.h5" "$OUT/run_base" --config "$OUT/model.json" --source \
 # 3. specialists: annealed from the base on one domain, LR decayed linearly to zero
 for d in "${DOMAINS[@]}"; do
     [ -e "$OUT/spec_$d.h5" ] && continue
-    log "specialist $d: $SPEC_STEPS steps from the base, lr 1e-3 -> 0"
     spawn train_to "$OUT/spec_$d.h5" "$OUT/run_spec_$d" --init "$OUT/base.h5" --data "$OUT/shards/$d-train.shard" \
         --steps "$SPEC_STEPS" --lr 1e-3 --schedule linear --min-lr-ratio 0 --warmup 0 --seed 2
+    log "specialist $d: $SPEC_STEPS steps from the base, lr 1e-3 -> 0 (started)"
 done
 wait_all
 
@@ -127,12 +129,13 @@ done
 wait_all
 
 # 6. zero-shot multiple choice: the first MC_LIMIT items of each task (eval --json writes atomically)
-log "zero-shot MC: ${MC_TASKS[*]}, $MC_LIMIT items each"
+log "zero-shot MC: ${MC_TASKS[*]}, $MC_LIMIT items each, window $MC_MAX_LEN"
 for ((i = 0; i < ${#MODELS[@]}; i += 2)); do
     mkdir -p "$OUT/mc/${MODELS[i]}"
     for t in "${MC_TASKS[@]}"; do
         j="$OUT/mc/${MODELS[i]}/$t"
-        [ -e "$j.json" ] || spawn $RUN "$M" eval --ckpt "${MODELS[i + 1]}" --task "$t" --limit "$MC_LIMIT" --json "$j.json" \
+        [ -e "$j.json" ] || spawn $RUN "$M" eval --ckpt "${MODELS[i + 1]}" --task "$t" --limit "$MC_LIMIT" --max-len "$MC_MAX_LEN" \
+            --json "$j.json" \
             >"$j.log" 2>&1
     done
 done

@@ -32,7 +32,7 @@ static void progress(void *user, int done, int total, long long tokens) {
 }
 
 static int eval_mc(const char *ckpt, const char *task_name, const char *tok_spec, const char *dir, int limit,
-                   int bos, const char *json) {
+                   int bos, int max_len, const char *json) {
     ml_mc_task task;
     if (ml_mc_task_parse(task_name, &task) != ML_OK) return ml_cli_fail("eval");
     char path[4096];
@@ -43,7 +43,7 @@ static int eval_mc(const char *ckpt, const char *task_name, const char *tok_spec
     ml_mc_set set = {0};
     ml_mc_result res = {0};
     progress_state ps = {ml_now_seconds(), 0};
-    ml_mc_opts o = {.add_bos = bos, .progress = progress, .progress_user = &ps};
+    ml_mc_opts o = {.add_bos = bos, .max_len = max_len, .progress = progress, .progress_user = &ps};
     ml_status s = ml_mc_load(&set, task, path, limit);
     if (s == ML_OK) s = ml_tokenizer_open(&tok, tok_spec);
     if (s == ML_OK) s = ml_model_load_any(ckpt, &m);
@@ -62,7 +62,7 @@ static int eval_mc(const char *ckpt, const char *task_name, const char *tok_spec
 int ml_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *task = NULL, *tok = "bytes", *dir = ML_SOURCE_DIR "/../shared/data/eval", *json = NULL;
     ml_str_list data = {0};
-    int B = 4, T = 256, max_batches = 0, limit = 0, bos = 0;
+    int B = 4, T = 256, max_batches = 0, limit = 0, bos = 0, max_len = 0;
     ml_opt opts[] = {
         {"ckpt", ML_OPT_STR, &ckpt, "checkpoint (.h5)", 1, 0},
         {"data", ML_OPT_STR_LIST, &data, "token shards to score (loss and perplexity)", 0, 0},
@@ -75,11 +75,13 @@ int ml_cmd_eval(int argc, char **argv) {
         {"limit", ML_OPT_INT, &limit, "score only the first N items of --task (default: all)", 0, 0},
         {"bos", ML_OPT_FLAG, &bos, "begin every --task context with BOS (the harness does not)", 0, 0},
         {"json", ML_OPT_STR, &json, "also write the --task results with per-item scores to this file", 0, 0},
+        {"max-len", ML_OPT_INT, &max_len,
+         "--task window in tokens (default: the config's max_position_embeddings); longer inputs lose their start", 0, 0},
     };
     int rc = ml_args_parse("eval",
                            "--ckpt CKPT (--data SHARD... [--batch B] [--seq T] | --task TASK [--tokenizer bytes|PATH] "
-                           "[--limit N] [--json FILE])",
-                           opts, 11, argc, argv);
+                           "[--limit N] [--max-len N] [--json FILE])",
+                           opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     if ((task != NULL) == (data.count > 0)) {
         fprintf(stderr, "mobilellm eval: give either --data SHARD... or --task TASK\n");
@@ -90,7 +92,11 @@ int ml_cmd_eval(int argc, char **argv) {
             fprintf(stderr, "mobilellm eval: --limit %d must be >= 0\n", limit);
             return 2;
         }
-        return eval_mc(ckpt, task, tok, dir, limit, bos, json);
+        if (max_len < 0) {
+            fprintf(stderr, "mobilellm eval: --max-len %d must be >= 0\n", max_len);
+            return 2;
+        }
+        return eval_mc(ckpt, task, tok, dir, limit, bos, max_len, json);
     }
     if (B < 1 || T < 1 || max_batches < 0) {
         fprintf(stderr, "mobilellm eval: --batch and --seq must be positive\n");

@@ -74,9 +74,8 @@ ml_status ml_mixture_file_specs(const char *path, char ***specs, int *n) {
         }
         sum += w->valuedouble;
         if (w->valuedouble == 0) continue; /* left out */
-        size_t len = 64 + strlen(name->valuestring);
+        size_t len = 64 + strlen(name->valuestring) + (size_t)ns * (PATH_MAX + 1);
         const cJSON *e;
-        cJSON_ArrayForEach(e, sh) len += (cJSON_IsString(e) ? strlen(e->valuestring) : 0) + strlen(dir) + 2;
         char *spec = malloc(len);
         if (!spec) {
             s = ml_fail(ML_ERR_NOMEM, "out of memory reading %s", path);
@@ -90,8 +89,17 @@ ml_status ml_mixture_file_specs(const char *path, char ***specs, int *n) {
                             name->valuestring, j);
                 break;
             }
+            /* resolved now, so the run's stored sources do not depend on the mixture file's folder (a resume
+             * reads them, not the file) and a missing shard is reported against the file that names it */
+            char joined[PATH_MAX], real[PATH_MAX];
             const char *p = e->valuestring;
-            at += (size_t)snprintf(spec + at, len - at, "%s%s%s", j ? "," : "", p[0] == '/' ? "" : dir, p);
+            snprintf(joined, sizeof joined, "%s%s", p[0] == '/' ? "" : dir, p);
+            if (!realpath(joined, real)) {
+                s = ml_fail(ML_ERR_IO, "%s: domain '%s': cannot open shard %s: %s", path, name->valuestring, joined,
+                            strerror(errno));
+                break;
+            }
+            at += (size_t)snprintf(spec + at, len - at, "%s%s", j ? "," : "", real);
             j++;
         }
         if (s != ML_OK) {

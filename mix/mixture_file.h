@@ -2,7 +2,8 @@
  *   {"format": "mobilellm-mixture", "version": 1, "method": ..., "domains": [{"name": N, "weight": W,
  *    "shards": [paths relative to the file's folder, or absolute], ...}, ...], ...}
  * Weights need not be normalised; each must be finite and >= 0 and their sum > 0. A domain of weight 0
- * is left out. Errors are one line naming the file. */
+ * is left out. Shard paths come back resolved (absolute, no symlinks): a shard that does not exist is an
+ * error here. Errors are one line naming the file. */
 #ifndef ML_MIX_MIXTURE_FILE_H
 #define ML_MIX_MIXTURE_FILE_H
 

@@ -5,14 +5,24 @@
     plot_mix.py --mixture OUT_DIR/mixture.json OUT.svg    (one `mobilellm mix` output: weights, and the
         influence utilities or, for simulate, each run's measured against predicted target loss)
 
-Reads RUN_DIR/ARM/mixture.json (weights) and RUN_DIR/student_ARM/eval.jsonl (held-out loss per domain and
-on the target mix) for ARM in uniform, natural, influence, simulate; writes RUN_DIR/results.json, the SVG
-(left: each arm's weights as a stacked bar; right: held-out loss per domain and arm) and a Markdown report
-on stdout (weights, losses, influence utilities and cost, the regression's held-out fit, LOO).
+Reads RUN_DIR/ARM/mixture.json (weights) and, for every seed S of the students, RUN_DIR/student_ARM_sS/eval.jsonl
+(held-out loss per domain and on the target mix) and RUN_DIR/student_ARM_sS/mc_TASK.json (zero-shot multiple
+choice) for ARM in uniform, natural, influence, simulate. Writes RUN_DIR/results.json (weights, every seed's
+losses and accuracies, their mean and standard deviation over seeds, the influence and simulate diagnostics
+and RUN_DIR/times.txt), the SVG (weights as stacked bars; held-out loss per domain and arm, mean over seeds
+with min-max bars; MC accuracy per task, mean over seeds with min-max bars, chance dashed) and a Markdown
+report on stdout (weights, losses as mean ± sd over seeds, pairwise gaps on the target against the seed
+spread, MC accuracy, influence utilities and cost, the regression's held-out fit, LOO).
 """
+import glob
 import json
+import math
 import os
+import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mc_summary import TASKS, summary  # noqa: E402
 
 
 
@@ -66,38 +76,96 @@ if sys.argv[1] == "--mixture":
     sys.exit(0)
 run, out = sys.argv[1], sys.argv[2]
 ARMS = ["uniform", "natural", "influence", "simulate"]
+ARM_COLORS = ["#999", "#f28e2b", "#59a14f", "#4e79a7"]
 COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
-mix, ev = {}, {}
+
+
+def mean_sd(xs):
+    m = sum(xs) / len(xs)
+    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
+
+
+mix, ev, mc = {}, {}, {}
 for a in ARMS:
     p = os.path.join(run, a, "mixture.json")
     if os.path.exists(p):
         mix[a] = json.load(open(p))
-    p = os.path.join(run, f"student_{a}", "eval.jsonl")
-    if os.path.exists(p):
-        ev[a] = {}
-        for line in open(p):
-            r = json.loads(line)
-            ev[a][r.get("domain", "all")] = r["loss"]
+    for sdir in sorted(glob.glob(os.path.join(run, f"student_{a}_s*"))):
+        seed = re.sub(r".*_s", "", sdir)
+        p = os.path.join(sdir, "eval.jsonl")
+        if os.path.exists(p):
+            ev.setdefault(a, {})[seed] = {(r := json.loads(line)).get("domain", "all"): r["loss"] for line in open(p)}
+        for t in TASKS:
+            p = os.path.join(sdir, f"mc_{t}.json")
+            if os.path.exists(p):
+                mc.setdefault(a, {}).setdefault(t, {})[seed] = summary(p)
 arms = [a for a in ARMS if a in mix]
 doms = [d["name"] for d in mix[arms[0]]["domains"]]
 W = {a: {d["name"]: d["weight"] for d in mix[a]["domains"]} for a in arms}
 cols = doms + ["target_mix"]
-json.dump({"weights": W, "heldout_loss": ev}, open(os.path.join(run, "results.json"), "w"), indent=1)
+ea = [a for a in arms if a in ev]
+# per arm and column: mean, sd, min, max over seeds
+stat = {a: {c: (*mean_sd(v := [ev[a][s][c] for s in ev[a] if c in ev[a][s]]), min(v), max(v))
+            for c in cols} for a in ea}
+for a in ea:
+    v = [sum(ev[a][s][d] for d in doms if d != "junk") / sum(d != "junk" for d in doms) for s in ev[a]]
+    stat[a]["real_mean"] = (*mean_sd(v), min(v), max(v))
+mtasks = [t for t in TASKS if any(t in mc.get(a, {}) for a in ea)]
+mcstat = {a: {t: (*mean_sd([x["acc"] for x in mc[a][t].values()]), min(x["acc"] for x in mc[a][t].values()),
+                  max(x["acc"] for x in mc[a][t].values()))
+              for t in mtasks if t in mc.get(a, {})} for a in ea}
+times = {}
+if os.path.exists(os.path.join(run, "times.txt")):
+    for line in open(os.path.join(run, "times.txt")):
+        k, v = line.split()
+        times[k] = float(v)
+diag = {}
+for a in ("influence", "simulate"):
+    if a in mix:
+        diag[a] = {k: mix[a][k] for k in ("settings", "influence", "regression", "loo", "runs", "seconds") if k in mix[a]}
+res = {"weights": W, "heldout_loss": ev,
+       "heldout_loss_over_seeds": {a: {c: dict(zip(("mean", "sd", "min", "max"), v)) for c, v in stat[a].items()} for a in ea},
+       "mc": {a: {t: mc[a][t] for t in mtasks if t in mc.get(a, {})} for a in ea},
+       "mc_over_seeds": {a: {t: dict(zip(("mean", "sd", "min", "max"), v)) for t, v in mcstat[a].items()} for a in ea},
+       "diagnostics": diag, "times_s": times}
+tmp = os.path.join(run, "results.json.tmp")
+json.dump(res, open(tmp, "w"), indent=1)
+os.replace(tmp, os.path.join(run, "results.json"))
 
 print("### Mixture weights\n")
 print("| arm | " + " | ".join(doms) + " |")
 print("|---|" + "---|" * len(doms))
 for a in arms:
     print(f"| {a} | " + " | ".join(f"{W[a][d]:.3f}" for d in doms) + " |")
-print("\n### Held-out loss of the student (nats per byte; lower is better)\n")
-print("| arm | " + " | ".join(cols) + " | real-domain mean |")
-print("|---|" + "---|" * (len(cols) + 1))
-for a in arms:
-    if a not in ev:
-        continue
-    real = [ev[a][d] for d in doms if d != "junk" and d in ev[a]]
-    print(f"| {a} | " + " | ".join(f"{ev[a].get(c, float('nan')):.3f}" for c in cols) +
-          f" | {sum(real) / max(len(real), 1):.3f} |")
+if ea:
+    nseeds = sorted({len(ev[a]) for a in ea})
+    print(f"\n### Held-out loss of the students (nats per byte, lower is better): mean ± sd over {'/'.join(map(str, nseeds))} seeds\n")
+    print("| arm | " + " | ".join(cols) + " | real-domain mean |")
+    print("|---|" + "---|" * (len(cols) + 1))
+    for a in ea:
+        print(f"| {a} | " + " | ".join(f"{stat[a][c][0]:.3f} ± {stat[a][c][1]:.3f}" for c in cols + ["real_mean"]) + " |")
+    print("\nTarget mix, every seed: " + "; ".join(
+        f"{a} " + ", ".join(f"{ev[a][s]['target_mix']:.3f}" for s in sorted(ev[a])) for a in ea))
+    print("\n### Gaps on the target mix against the seed spread\n")
+    print("| arms | gap of the means | pooled sd | gap / pooled sd | ranges overlap |\n|---|---|---|---|---|")
+    for i, a in enumerate(ea):
+        for b in ea[i + 1:]:
+            (ma, sa, loa, hia), (mb, sb, lob, hib) = stat[a]["target_mix"], stat[b]["target_mix"]
+            pooled = math.sqrt((sa ** 2 + sb ** 2) / 2)
+            print(f"| {a} − {b} | {ma - mb:+.3f} | {pooled:.3f} | {(ma - mb) / pooled if pooled else float('inf'):+.1f} | "
+                  f"{'yes' if loa <= hib and lob <= hia else 'no'} |")
+if mtasks:
+    first = next(iter(mc[ea[0]][mtasks[0]].values()))
+    print(f"\n### Zero-shot accuracy: mean ± sd over seeds (items per task and chance below)\n")
+    print("| arm | " + " | ".join(mtasks) + " | mean |\n|---|" + "---|" * (len(mtasks) + 1))
+    for a in ea:
+        ms = [mcstat[a][t][0] for t in mtasks if t in mcstat[a]]
+        print(f"| {a} | " + " | ".join(f"{mcstat[a][t][0]:.3f} ± {mcstat[a][t][1]:.3f}" for t in mtasks if t in mcstat[a]) +
+              f" | {sum(ms) / len(ms):.3f} |")
+    any_seed = {t: next(iter(mc[ea[0]][t].values())) for t in mtasks}
+    print("\nItems, chance and the binomial standard error of one seed's accuracy at chance: " + "; ".join(
+        f"{t} {x['n']}, {x['chance']:.3f}, ±{math.sqrt(x['chance'] * (1 - x['chance']) / (x['n'] - 1)):.3f}"
+        for t, x in any_seed.items()))
 inf = mix.get("influence", {}).get("influence")
 if inf:
     print("\n### Influence: per-domain utility (Eq. 6) and cost\n")
@@ -121,13 +189,15 @@ if loo:
     print("| left out | " + " | ".join(tg) + " |\n|---|" + "---|" * len(tg))
     for d, row in loo["delta_loss"].items():
         print(f"| {d} | " + " | ".join(f"{row[t]:+.4f}" for t in tg) + " |")
+if times:
+    print("\n### Wall time (s)\n\n" + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
 
-# ---- SVG
-Wd, H = 980, 420
+# ---- SVG: weights (top left), held-out loss (top right), MC accuracy (bottom right)
+Wd, H = 980, 780
 parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{Wd}" height="{H}" font-family="sans-serif" font-size="12">',
          f'<rect width="{Wd}" height="{H}" fill="white"/>',
          '<text x="20" y="22" font-size="14">Mixture weights</text>',
-         '<text x="400" y="22" font-size="14">Student held-out loss by domain (nats/byte)</text>']
+         '<text x="400" y="22" font-size="14">Student held-out loss by domain (nats/byte; mean, min-max over seeds)</text>']
 x0, y0, bw, bh = 90, 40, 260, 40
 for i, a in enumerate(arms):
     y = y0 + i * (bh + 14)
@@ -140,30 +210,49 @@ for i, a in enumerate(arms):
 for j, d in enumerate(doms):
     parts.append(f'<rect x="{x0 + (j % 4) * 70}" y="{y0 + 4 * (bh + 14) + 10 + (j // 4) * 18}" width="10" height="10" fill="{COLORS[j % 8]}"/>'
                  f'<text x="{x0 + (j % 4) * 70 + 14}" y="{y0 + 4 * (bh + 14) + 19 + (j // 4) * 18}">{d}</text>')
-if ev:
-    vals = [ev[a][c] for a in arms if a in ev for c in cols if c in ev[a]]
-    lo, hi = min(vals) * 0.95, max(vals) * 1.02
-    px0, py0, pw, ph = 430, 40, 520, 300
-    gw = pw / len(cols)
+
+
+def bars(groups, val, lo, hi, px0, py0, pw, ph, fmt):
+    """Grouped bars: groups = labels; val(group, arm) -> (mean, min, max) or None."""
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         yy = py0 + ph - (v - lo) / (hi - lo) * ph
         parts.append(f'<line x1="{px0}" x2="{px0 + pw}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd"/>'
-                     f'<text x="{px0 - 4}" y="{yy + 4:.1f}" text-anchor="end">{v:.2f}</text>')
-    ea = [a for a in arms if a in ev]
-    for ci, c in enumerate(cols):
+                     f'<text x="{px0 - 4}" y="{yy + 4:.1f}" text-anchor="end">{fmt(v)}</text>')
+    gw = pw / len(groups)
+    y = lambda v: py0 + ph - (v - lo) / (hi - lo) * ph
+    for ci, c in enumerate(groups):
         for ai, a in enumerate(ea):
-            v = ev[a].get(c)
-            if v is None:
+            r = val(c, a)
+            if r is None:
                 continue
+            m, vmin, vmax = r
             bx = px0 + ci * gw + 4 + ai * (gw - 8) / len(ea)
-            hh = (v - lo) / (hi - lo) * ph
-            parts.append(f'<rect x="{bx:.1f}" y="{py0 + ph - hh:.1f}" width="{(gw - 8) / len(ea) - 1:.1f}" height="{hh:.1f}" '
-                         f'fill="{["#999", "#f28e2b", "#59a14f", "#4e79a7"][ai % 4]}"><title>{a} {c} {v:.3f}</title></rect>')
+            w = (gw - 8) / len(ea) - 1
+            parts.append(f'<rect x="{bx:.1f}" y="{y(m):.1f}" width="{w:.1f}" height="{py0 + ph - y(m):.1f}" '
+                         f'fill="{ARM_COLORS[ARMS.index(a)]}"><title>{a} {c} {m:.3f} ({vmin:.3f}..{vmax:.3f})</title></rect>'
+                         f'<line x1="{bx + w / 2:.1f}" x2="{bx + w / 2:.1f}" y1="{y(vmax):.1f}" y2="{y(vmin):.1f}" stroke="black"/>')
         parts.append(f'<text x="{px0 + ci * gw + gw / 2:.1f}" y="{py0 + ph + 14}" text-anchor="middle">{c}</text>')
     for ai, a in enumerate(ea):
-        parts.append(f'<rect x="{px0 + ai * 110}" y="{py0 + ph + 30}" width="10" height="10" fill="{["#999", "#f28e2b", "#59a14f", "#4e79a7"][ai % 4]}"/>'
-                     f'<text x="{px0 + ai * 110 + 14}" y="{py0 + ph + 39}">{a}</text>')
+        parts.append(f'<rect x="{px0 + ai * 110}" y="{py0 + ph + 26}" width="10" height="10" fill="{ARM_COLORS[ARMS.index(a)]}"/>'
+                     f'<text x="{px0 + ai * 110 + 14}" y="{py0 + ph + 35}">{a}</text>')
+    return y
+
+
+if ea:
+    vals = [stat[a][c][k] for a in ea for c in cols for k in (2, 3)]
+    bars(cols, lambda c, a: (stat[a][c][0], stat[a][c][2], stat[a][c][3]) if c in stat[a] else None,
+         min(vals) * 0.95, max(vals) * 1.02, 430, 40, 520, 300, lambda v: f"{v:.2f}")
+if mtasks:
+    parts.append('<text x="400" y="432" font-size="14">Zero-shot accuracy (mean, min-max over seeds; dashed: chance)</text>')
+    hi = max(max(mcstat[a][t][3] for a in ea for t in mcstat[a]), 0.55) + 0.05
+    y = bars(mtasks, lambda t, a: (mcstat[a][t][0], mcstat[a][t][2], mcstat[a][t][3]) if t in mcstat[a] else None,
+             0.0, hi, 430, 450, 520, 260, lambda v: f"{v:.2f}")
+    gw = 520 / len(mtasks)
+    for ti, t in enumerate(mtasks):
+        ch = next(iter(mc[ea[0]][t].values()))["chance"]
+        parts.append(f'<line x1="{430 + ti * gw + 2:.1f}" x2="{430 + (ti + 1) * gw - 2:.1f}" y1="{y(ch):.1f}" y2="{y(ch):.1f}" '
+                     f'stroke="black" stroke-dasharray="4 3"/>')
 parts.append("</svg>")
 tmp = out + ".tmp"
 with open(tmp, "w") as f:

@@ -30,6 +30,12 @@ $PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['items']==2 an
 expect_fail "unknown task" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task winogrande --json "$W/x.json"
 expect_fail "missing task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task arc_easy --eval-dir "$W" --json "$W/x.json"
 expect_fail "task and data together" -- "$M" eval --ckpt "$W/m.h5" --task piqa --data "$W/m.h5"
+# --max-len sets the window: " Twist the lid." is 15 byte tokens, more than a window of 8
+expect_fail "continuation longer than --max-len" "$W/w8.json" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" \
+    --max-len 8 --json "$W/w8.json"
+grep -q "window of 8" "$W/stderr" || fail "--max-len 8 not used: $(cat "$W/stderr")"
+ok "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --max-len 16 --json "$W/w16.json" >/dev/null 2>&1
+expect_fail "negative --max-len" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --max-len -1
 mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"
 expect_fail "malformed task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/bad" --json "$W/x.json"
 finish

@@ -36,6 +36,24 @@ expect_fail "continuation longer than --max-len" "$W/w8.json" -- "$M" eval --ckp
 grep -q "window of 8" "$W/stderr" || fail "--max-len 8 not used: $(cat "$W/stderr")"
 ok "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --max-len 16 --json "$W/w16.json" >/dev/null 2>&1
 expect_fail "negative --max-len" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --max-len -1
+# SIGTERM stops a long evaluation between items: exit 130, one line, no --json file
+mkdir -p "$W/long"
+$PY -c "
+import json
+for i in range(200000): print(json.dumps({'goal': f'Goal {i}: open the jar.', 'sol1': 'Twist the lid.', 'sol2': 'Eat the lid.', 'label': i % 2}))
+" >"$W/long/piqa_valid.jsonl"
+"$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/long" --json "$W/long.json" >/dev/null 2>"$W/long.err" &
+pid=$!
+for _ in $(seq 100); do grep -q "items/s" "$W/long.err" 2>/dev/null && break; sleep 0.1; done  # scoring has begun
+kill -TERM $pid
+for _ in $(seq 300); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "eval --task ignored SIGTERM for 30 s"; }
+wait $pid
+rc=$?
+[ $rc -eq 130 ] || fail "SIGTERM during eval --task: exit $rc, expected 130"
+[ -e "$W/long.json" ] && fail "SIGTERM during eval --task left $W/long.json"
+tr '\r' '\n' <"$W/long.err" | grep -q "^mobilellm eval: interrupted after [0-9]* of 200000 items" ||
+    fail "no interruption message: $(tr '\r' '\n' <"$W/long.err" | tail -1)"
 mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"
 expect_fail "malformed task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/bad" --json "$W/x.json"
 finish

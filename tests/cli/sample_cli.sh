@@ -27,6 +27,17 @@ printf '%s\n' '{"goal": "Open a jar.", "sol1": "Twist the lid.", "sol2": "Eat th
 ok "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --json "$W/r.json" >"$W/out" 2>/dev/null
 grep -q '"items":2' "$W/out" || fail "eval --task output: $(cat "$W/out")"
 $PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['items']==2 and len(d['scores'])==2" "$W/r.json" || fail "eval --json"
+# scripts/mc_summary.py (the experiments' MC tables): accuracy from the per-item scores, sample standard error, chance
+$PY - "$SRC/scripts" "$W/r.json" <<'PYEOF' || fail "mc_summary.py"
+import json, math, sys
+sys.path.insert(0, sys.argv[1])
+from mc_summary import summary
+r = json.load(open(sys.argv[2]))
+s = summary(sys.argv[2])
+acc = sum(x["pred"] == x["label"] for x in r["scores"]) / 2
+assert s["n"] == 2 and s["chance"] == 0.5 and s["acc"] == acc == r["acc"], (s, r["acc"])
+assert math.isclose(s["acc_se"], math.sqrt(acc * (1 - acc) / 1)), s
+PYEOF
 expect_fail "unknown task" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task winogrande --json "$W/x.json"
 expect_fail "missing task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task arc_easy --eval-dir "$W" --json "$W/x.json"
 expect_fail "task and data together" -- "$M" eval --ckpt "$W/m.h5" --task piqa --data "$W/m.h5"

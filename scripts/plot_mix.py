@@ -118,7 +118,7 @@ times = {}
 if os.path.exists(os.path.join(run, "times.txt")):
     for line in open(os.path.join(run, "times.txt")):
         k, v = line.split()
-        times[k] = float(v)
+        times[k] = times.get(k, 0.0) + float(v)  # "total" once per invocation of a restarted run
 diag = {}
 for a in ("influence", "simulate"):
     if a in mix:

@@ -12,6 +12,7 @@
 
 typedef struct {
     double t0, last;
+    int open; /* a progress line is drawn and not yet ended */
 } progress_state;
 
 /* one stderr line, redrawn: bar, items, items/s, tokens/s, ETA */
@@ -27,6 +28,7 @@ static void progress(void *user, int done, int total, long long tokens) {
     bar[30] = 0;
     fprintf(stderr, "\r[%s] %d/%d  %.1f items/s  %.0f tokens/s  ETA %dm%02ds ", bar, done, total, rate,
             el > 0 ? tokens / el : 0.0, (int)eta / 60, (int)eta % 60);
+    p->open = done < total;
     if (done == total) fputc('\n', stderr);
     fflush(stderr);
 }
@@ -42,7 +44,7 @@ static int eval_mc(const char *ckpt, const char *task_name, const char *tok_spec
     ml_tokenizer *tok = NULL;
     ml_mc_set set = {0};
     ml_mc_result res = {0};
-    progress_state ps = {ml_now_seconds(), 0};
+    progress_state ps = {ml_now_seconds(), 0, 0};
     ml_mc_opts o = {.add_bos = bos, .max_len = max_len, .progress = progress, .progress_user = &ps};
     ml_status s = ml_mc_load(&set, task, path, limit);
     if (s == ML_OK) s = ml_tokenizer_open(&tok, tok_spec);
@@ -56,6 +58,8 @@ static int eval_mc(const char *ckpt, const char *task_name, const char *tok_spec
     ml_mc_free(&set);
     ml_tokenizer_free(tok);
     if (m.params) ml_model_free(&m);
+    if (s != ML_OK && ps.open) fputc('\n', stderr); /* the error goes on a line of its own */
+    if (s == ML_ERR_INTERRUPTED) return ml_cli_fail("eval"), 130;
     return s == ML_OK ? 0 : ml_cli_fail("eval");
 }
 

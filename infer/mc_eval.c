@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/atomic_file.h"
+#include "common/signals.h"
 #include "common/sysinfo.h"
 #include "model/decoder.h"
 
@@ -247,6 +248,10 @@ ml_status ml_mc_evaluate(ml_model *m, const ml_tokenizer *tok, const ml_mc_set *
         st = ml_fail(ML_ERR_NOMEM, "out of memory for logits [%d, %d]", max_len, V);
     double t0 = ml_now_seconds();
     for (int i = 0; st == ML_OK && i < s->n; i++) {
+        if (ml_stop_requested()) { /* Ctrl-C / SIGTERM: stop between items, write nothing */
+            st = ml_fail(ML_ERR_INTERRUPTED, "interrupted after %d of %d items", i, s->n);
+            break;
+        }
         const ml_mc_item *it = &s->items[i];
         ml_mc_score *sc = &r->items[i];
         sc->label = it->label;

@@ -66,6 +66,7 @@ typedef struct {
     void *progress_user;
 } ml_mc_opts;
 
+/* Stops between items with ML_ERR_INTERRUPTED once a stop is requested (common/signals.h). */
 ml_status ml_mc_evaluate(ml_model *m, const ml_tokenizer *tok, const ml_mc_set *s, const ml_mc_opts *o,
                          ml_mc_result *r);
 void ml_mc_result_free(ml_mc_result *r);

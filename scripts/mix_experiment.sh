@@ -100,7 +100,8 @@ for seed in $SEEDS; do
     for arm in uniform natural influence simulate; do spawn student "$arm" "$seed"; done
 done
 wait_all
-"$PY" scripts/plot_mix.py "$O" "$O/mix.svg" >"$O/results.md"
+# the wall time of this invocation (a restarted run records one line per invocation)
 echo "total $(( $(date +%s) - t_all ))" >>"$O/times.txt"
+"$PY" scripts/plot_mix.py "$O" "$O/mix.svg" >"$O/results.md"
 cat "$O/results.md"
 echo "plot: $O/mix.svg; results: $O/results.md, $O/results.json"

@@ -118,7 +118,7 @@ times = {}
 if os.path.exists(os.path.join(run, "times.txt")):
     for line in open(os.path.join(run, "times.txt")):
         k, v = line.split()
-        times[k] = float(v)
+        times[k] = times.get(k, 0.0) + float(v)  # "total" once per invocation of a restarted run
 diag = {}
 for a in ("influence", "simulate"):
     if a in mix:
@@ -146,14 +146,17 @@ if ea:
         print(f"| {a} | " + " | ".join(f"{stat[a][c][0]:.3f} ± {stat[a][c][1]:.3f}" for c in cols + ["real_mean"]) + " |")
     print("\nTarget mix, every seed: " + "; ".join(
         f"{a} " + ", ".join(f"{ev[a][s]['target_mix']:.3f}" for s in sorted(ev[a])) for a in ea))
-    print("\n### Gaps on the target mix against the seed spread\n")
-    print("| arms | gap of the means | pooled sd | gap / pooled sd | ranges overlap |\n|---|---|---|---|---|")
-    for i, a in enumerate(ea):
-        for b in ea[i + 1:]:
-            (ma, sa, loa, hia), (mb, sb, lob, hib) = stat[a]["target_mix"], stat[b]["target_mix"]
-            pooled = math.sqrt((sa ** 2 + sb ** 2) / 2)
-            print(f"| {a} − {b} | {ma - mb:+.3f} | {pooled:.3f} | {(ma - mb) / pooled if pooled else float('inf'):+.1f} | "
-                  f"{'yes' if loa <= hib and lob <= hia else 'no'} |")
+    for col in ("target_mix", "math"):
+        if not all(col in stat[a] for a in ea):
+            continue
+        print(f"\n### Gaps on {col} against the seed spread\n")
+        print("| arms | gap of the means | pooled sd | gap / pooled sd | seed ranges overlap |\n|---|---|---|---|---|")
+        for i, a in enumerate(ea):
+            for b in ea[i + 1:]:
+                (ma, sa, loa, hia), (mb, sb, lob, hib) = stat[a][col], stat[b][col]
+                pooled = math.sqrt((sa ** 2 + sb ** 2) / 2)
+                print(f"| {a} − {b} | {ma - mb:+.3f} | {pooled:.3f} | {(ma - mb) / pooled if pooled else float('inf'):+.1f} | "
+                      f"{'yes' if loa <= hib and lob <= hia else 'no'} |")
 if mtasks:
     first = next(iter(mc[ea[0]][mtasks[0]].values()))
     print(f"\n### Zero-shot accuracy: mean ± sd over seeds (items per task and chance below)\n")
@@ -190,7 +193,14 @@ if loo:
     for d, row in loo["delta_loss"].items():
         print(f"| {d} | " + " | ".join(f"{row[t]:+.4f}" for t in tg) + " |")
 if times:
-    print("\n### Wall time (s)\n\n" + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
+    # per phase: processes ran two at a time, so the sums of students and MC are process-seconds, not wall time
+    groups = {}
+    for k, v in times.items():
+        g = ("tokenize" if k.startswith("tok_") else "students (sum)" if k.startswith("student_") else
+             "zero-shot MC (sum)" if k.startswith("mc_") else k)
+        n, t = groups.get(g, (0, 0.0))
+        groups[g] = (n + 1, t + v)
+    print("\n### Time (s)\n\n" + ", ".join(f"{g} {t:.0f}" + (f" ({n} runs)" if n > 1 else "") for g, (n, t) in groups.items()))
 
 # ---- SVG: weights (top left), held-out loss (top right), MC accuracy (bottom right)
 Wd, H = 980, 780

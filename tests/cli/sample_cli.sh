@@ -27,6 +27,17 @@ printf '%s\n' '{"goal": "Open a jar.", "sol1": "Twist the lid.", "sol2": "Eat th
 ok "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --json "$W/r.json" >"$W/out" 2>/dev/null
 grep -q '"items":2' "$W/out" || fail "eval --task output: $(cat "$W/out")"
 $PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['items']==2 and len(d['scores'])==2" "$W/r.json" || fail "eval --json"
+# scripts/mc_summary.py (the experiments' MC tables): accuracy from the per-item scores, sample standard error, chance
+$PY - "$SRC/scripts" "$W/r.json" <<'PYEOF' || fail "mc_summary.py"
+import json, math, sys
+sys.path.insert(0, sys.argv[1])
+from mc_summary import summary
+r = json.load(open(sys.argv[2]))
+s = summary(sys.argv[2])
+acc = sum(x["pred"] == x["label"] for x in r["scores"]) / 2
+assert s["n"] == 2 and s["chance"] == 0.5 and s["acc"] == acc == r["acc"], (s, r["acc"])
+assert math.isclose(s["acc_se"], math.sqrt(acc * (1 - acc) / 1)), s
+PYEOF
 expect_fail "unknown task" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task winogrande --json "$W/x.json"
 expect_fail "missing task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task arc_easy --eval-dir "$W" --json "$W/x.json"
 expect_fail "task and data together" -- "$M" eval --ckpt "$W/m.h5" --task piqa --data "$W/m.h5"
@@ -36,6 +47,24 @@ expect_fail "continuation longer than --max-len" "$W/w8.json" -- "$M" eval --ckp
 grep -q "window of 8" "$W/stderr" || fail "--max-len 8 not used: $(cat "$W/stderr")"
 ok "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --max-len 16 --json "$W/w16.json" >/dev/null 2>&1
 expect_fail "negative --max-len" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --max-len -1
+# SIGTERM stops a long evaluation between items: exit 130, one line, no --json file
+mkdir -p "$W/long"
+$PY -c "
+import json
+for i in range(200000): print(json.dumps({'goal': f'Goal {i}: open the jar.', 'sol1': 'Twist the lid.', 'sol2': 'Eat the lid.', 'label': i % 2}))
+" >"$W/long/piqa_valid.jsonl"
+"$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/long" --json "$W/long.json" >/dev/null 2>"$W/long.err" &
+pid=$!
+for _ in $(seq 100); do grep -q "items/s" "$W/long.err" 2>/dev/null && break; sleep 0.1; done  # scoring has begun
+kill -TERM $pid
+for _ in $(seq 300); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "eval --task ignored SIGTERM for 30 s"; }
+wait $pid
+rc=$?
+[ $rc -eq 130 ] || fail "SIGTERM during eval --task: exit $rc, expected 130"
+[ -e "$W/long.json" ] && fail "SIGTERM during eval --task left $W/long.json"
+tr '\r' '\n' <"$W/long.err" | grep -q "^mobilellm eval: interrupted after [0-9]* of 200000 items" ||
+    fail "no interruption message: $(tr '\r' '\n' <"$W/long.err" | tail -1)"
 mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"
 expect_fail "malformed task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/bad" --json "$W/x.json"
 finish

@@ -9,6 +9,7 @@
 #include "infer/eval_loss.h"
 #include "infer/mc_eval.h"
 #include "model/checkpoint.h"
+#include "common/signals.h"
 
 typedef struct {
     double t0, last;
@@ -49,6 +50,7 @@ static int eval_mc(const char *ckpt, const char *task_name, const char *tok_spec
     ml_status s = ml_mc_load(&set, task, path, limit);
     if (s == ML_OK) s = ml_tokenizer_open(&tok, tok_spec);
     if (s == ML_OK) s = ml_model_load_any(ckpt, &m);
+    ml_signals_set_graceful(1); /* stops between items, writing nothing */
     if (s == ML_OK) s = ml_mc_evaluate(&m, tok, &set, &o, &res);
     if (s == ML_OK && json) s = ml_mc_write_json(json, &set, &res);
     if (s == ML_OK)

@@ -5,6 +5,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "distill/teacher_logits.h"
+#include "common/signals.h"
 
 int ml_cmd_teacher_logits(int argc, char **argv) {
     ml_teacher_logits_args a = {.B = 4, .T = 256, .K = 64};
@@ -26,6 +27,7 @@ int ml_cmd_teacher_logits(int argc, char **argv) {
     a.data = (const char *const *)data.items;
     a.n_data = data.count;
     a.progress = (ml_progress){ml_cli_progress_stdout, NULL};
+    ml_signals_set_graceful(1); /* stops between batches, writing nothing */
     ml_status s = ml_teacher_logits(&a);
     if (s == ML_ERR_INTERRUPTED) {
         ml_cli_fail("teacher-logits");

@@ -8,6 +8,7 @@
 #include "common/status.h"
 #include "data/ingest.h"
 #include "data/tokenizer.h"
+#include "common/signals.h"
 
 int ml_cmd_tokenize(int argc, char **argv) {
     const char *tokenizer = NULL, *out = NULL, *split = "file", *domain = NULL, *val_out = NULL, *field = NULL;
@@ -65,6 +66,7 @@ int ml_cmd_tokenize(int argc, char **argv) {
     ml_ingest_result r;
     if (s == ML_OK) s = ml_tokenizer_open(&tok, tokenizer);
     o.tok = tok;
+    ml_signals_set_graceful(1); /* stops between files, writing nothing */
     if (s == ML_OK) s = ml_ingest(&o, &r);
     ml_tokenizer_free(tok);
     if (s != ML_OK) return ml_cli_fail("tokenize");

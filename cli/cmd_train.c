@@ -8,6 +8,7 @@
 #include "model/checkpoint.h"
 #include "train/train_options.h"
 #include "train/trainer.h"
+#include "common/signals.h"
 
 static void print_step(const ml_train_step_report *r, void *user) {
     const ml_train_args *a = user;
@@ -151,6 +152,7 @@ int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, con
     }
     if (!code) {
         a.callbacks = (ml_train_callbacks){.step = print_step, .user = &a};
+        ml_signals_set_graceful(1); /* the trainer checkpoints and stops at the first Ctrl-C */
         s = ml_train(&a);
         code = s == ML_ERR_INTERRUPTED ? 130 : s != ML_OK ? ml_cli_fail(cmd) : 0;
     }

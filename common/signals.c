@@ -6,12 +6,12 @@
 
 void ml_atomic_cleanup_all(void); /* common/atomic_file.c */
 
-static volatile sig_atomic_t stop_count, stop_signal;
+static volatile sig_atomic_t stop_count, stop_signal, graceful;
 
 static void on_signal(int sig) {
     if (!stop_count) stop_signal = sig;
     stop_count++;
-    if (stop_count >= 2) {
+    if (stop_count >= 2 || !graceful) {
         ml_atomic_cleanup_all();
         signal(sig, SIG_DFL);
         raise(sig);
@@ -29,6 +29,8 @@ void ml_signals_install(void) {
      * its temporary), not kill the process with SIGXFSZ and leave the temporary behind. */
     signal(SIGXFSZ, SIG_IGN);
 }
+
+void ml_signals_set_graceful(int on) { graceful = on != 0; }
 
 int ml_stop_requested(void) { return stop_count > 0; }
 int ml_stop_signal(void) { return stop_signal; }

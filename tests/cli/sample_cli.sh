@@ -65,6 +65,17 @@ rc=$?
 [ -e "$W/long.json" ] && fail "SIGTERM during eval --task left $W/long.json"
 tr '\r' '\n' <"$W/long.err" | grep -q "^mobilellm eval: interrupted after [0-9]* of 200000 items" ||
     fail "no interruption message: $(tr '\r' '\n' <"$W/long.err" | tail -1)"
+# A command with no stop point of its own (passkey) ends on the first Ctrl-C instead of ignoring it
+"$M" passkey --ckpt "$W/m.h5" --lengths 256 --samples 1000000 --json "$W/pk.json" >/dev/null 2>&1 &
+pid=$!
+sleep 1
+kill -INT $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "passkey ignored the first SIGINT for 10 s"; }
+wait $pid
+rc=$?
+[ $rc -eq 130 ] || fail "SIGINT during passkey: exit $rc, expected 130 (ended by the signal)"
+[ -e "$W/pk.json" ] && fail "SIGINT during passkey left $W/pk.json"
 mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"
 expect_fail "malformed task file" "$W/x.json" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/bad" --json "$W/x.json"
 finish

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 
 typedef struct {
@@ -11,6 +10,11 @@ typedef struct {
     float *g;       /* gradient of the used weight */
     int in, out;
 } linear;
+
+/* fp32 products are sgemm's; bf16 ones go to the model's engine (AUTO: the dispatcher's choice per shape). */
+static ml_gemm_engine engine_of(const ml_model *m) {
+    return m->precision == ML_PRECISION_BF16 ? m->gemm_engine : ML_GEMM_OPENBLAS;
+}
 
 static linear lookup(const ml_model *m, ml_param_kind kind, int l) {
     const ml_config *c = &m->cfg;
@@ -53,10 +57,7 @@ void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *
         at->forward(at->ctx, p, m->act_scratch, x, N, L.in);
         x = m->act_scratch;
     }
-    if (m->precision == ML_PRECISION_BF16)
-        ml_matmul_forward_bf16(y, x, L.w, N, L.in, L.out);
-    else
-        ml_matmul_forward(y, x, L.w, N, L.in, L.out);
+    ml_matmul_forward_on(engine_of(m), y, x, L.w, N, L.in, L.out);
 }
 
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
@@ -71,10 +72,7 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, xq, NULL, N); /* the input dW sees */
         float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
         const int acc = d == dx ? accumulate_dx : 0;
-        if (m->precision == ML_PRECISION_BF16)
-            ml_matmul_backward_bf16(d, L.g, dy, xq, L.w, N, L.in, L.out, acc);
-        else
-            ml_matmul_backward(d, L.g, dy, xq, L.w, N, L.in, L.out, acc);
+        ml_matmul_backward_on(engine_of(m), d, L.g, dy, xq, L.w, N, L.in, L.out, acc);
         if (dx && at->backward) {
             at->backward(at->ctx, p, d, x, N, L.in);
             if (d != dx) {
@@ -86,10 +84,7 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         return;
     }
     if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, x, NULL, N);
-    if (m->precision == ML_PRECISION_BF16)
-        ml_matmul_backward_bf16(dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
-    else
-        ml_matmul_backward(dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
+    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
 }
 
 void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N) {

@@ -13,7 +13,7 @@
 #include "common/rng.h"
 #include "model/block.h"
 #include "model/linear.h"
-#include "model/ops/gemm_bf16.h"
+#include "model/ops/gemm.h"
 #include "model/ops/ops.h"
 
 /* ---------------------------------------------------------------- parameter table */
@@ -252,9 +252,18 @@ ml_status ml_precision_parse(const char *name, ml_precision *p) {
 const char *ml_precision_name(ml_precision p) { return p == ML_PRECISION_BF16 ? "bf16" : "fp32"; }
 
 ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
-    if (p == ML_PRECISION_BF16 && !ml_bf16_available())
-        return ml_fail(ML_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps); this one has none");
+    ml_gemm_engine e;
+    ML_TRY(ml_gemm_engine_resolve(m->gemm_request, p == ML_PRECISION_BF16, &e));
     m->precision = p;
+    m->gemm_engine = e;
+    return ML_OK;
+}
+
+ml_status ml_model_set_gemm_engine(ml_model *m, ml_gemm_engine e) {
+    ml_gemm_engine r;
+    ML_TRY(ml_gemm_engine_resolve(e, m->precision == ML_PRECISION_BF16, &r));
+    m->gemm_request = e;
+    m->gemm_engine = r;
     return ML_OK;
 }
 

@@ -10,13 +10,15 @@
 #include <stddef.h>
 
 #include "model/config.h"
+#include "model/ops/gemm.h"
 
 typedef struct {
     int B, T, steps, warmup;
     uint64_t seed;
     int profile; /* 1: time every kernel over the timed steps (common/prof.h) */
     int recompute; /* activation recomputation (ml_model.recompute) */
-    int bf16; /* --precision bf16: the model's GEMMs on bf16 inputs (model/ops/gemm_bf16.h) */
+    int bf16; /* --precision bf16: the model's GEMMs on bf16 inputs (model/ops/gemm.h) */
+    ml_gemm_engine gemm_engine; /* engine of the bf16 GEMMs (AUTO: per shape, or ML_GEMM_ENGINE) */
     /* QAT step (quant/quant.h): the recipe on the model (scheme NULL: full precision); teacher: also time the
      * forward of a full-precision copy on the same batch (self-distillation's teacher), reported apart */
     const char *quant_scheme, *quant_embedding, *quant_act;
@@ -44,17 +46,23 @@ typedef struct {
     int threads;
     int profiled;
     char blas[256];
+    /* every distinct product of the timed steps and the engine that ran it */
+    ml_gemm_stat gemm[48];
+    int n_gemm;
 } ml_bench_result;
 
 /* Sustained sgemm rate (GFLOP/s) of an n x n x n product on the current threads. */
 double ml_sgemm_probe(int n, int reps);
 
-/* One GEMM shape of the model in one of its layouts, timed with OpenBLAS sgemm and with the bf16
- * kernel, calls alternating so both see the same machine load; the best of the repetitions counts. */
+/* One GEMM shape of the model in one of its layouts, timed on every engine this machine has (model/ops/gemm.h),
+ * calls alternating so all see the same machine load; the best of the repetitions counts. gflops[e] is 0 for an
+ * engine that is absent here. */
 typedef struct {
     char name[48];
     int M, N, K, transA, transB;
-    double sgemm_gflops, bf16_gflops;
+    double gflops[ML_GEMM_NUM_ENGINES]; /* [ML_GEMM_OPENBLAS], [ML_GEMM_BF16], [ML_GEMM_ONEDNN] */
+    ml_gemm_engine chosen;              /* what the dispatcher picks for it in bf16 precision */
+    char onednn_impl[64];               /* oneDNN's kernel for it ("brg:avx512_core_amx_bf16", ...) or "-" */
 } ml_gemm_bench_row;
 
 /* MobileLLM-125M's GEMMs at `tokens` rows (576->1728 qkv-ish, 576->1536 gate/up, 1536->576 down,

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 
 typedef struct {
@@ -41,6 +42,13 @@ static int param_index(const ml_model *m, ml_param_kind kind, int layer) {
     return -1;
 }
 
+/* The bf16 copy of the matrix the products read (NULL when the model keeps none). */
+static const uint16_t *weight16(const ml_model *m, ml_param_kind kind, int l) {
+    if (!m->w16 || m->precision != ML_PRECISION_BF16) return NULL;
+    const int i = param_index(m, kind, l);
+    return i >= 0 ? m->w16 + m->params[i].offset : NULL;
+}
+
 static const ml_act_transform *act_of(const ml_model *m, ml_param_kind kind, int layer, const ml_param **p) {
     if (!m->act_transforms) return NULL;
     const int i = param_index(m, kind, layer);
@@ -57,7 +65,7 @@ void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *
         at->forward(at->ctx, p, m->act_scratch, x, N, L.in);
         x = m->act_scratch;
     }
-    ml_matmul_forward_on(engine_of(m), y, x, L.w, N, L.in, L.out);
+    ml_matmul_forward_on(engine_of(m), y, x, L.w, weight16(m, kind, layer), N, L.in, L.out);
 }
 
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
@@ -72,7 +80,7 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, xq, NULL, N); /* the input dW sees */
         float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
         const int acc = d == dx ? accumulate_dx : 0;
-        ml_matmul_backward_on(engine_of(m), d, L.g, dy, xq, L.w, N, L.in, L.out, acc);
+        ml_matmul_backward_on(engine_of(m), d, L.g, dy, xq, L.w, weight16(m, kind, layer), N, L.in, L.out, acc);
         if (dx && at->backward) {
             at->backward(at->ctx, p, d, x, N, L.in);
             if (d != dx) {
@@ -84,7 +92,7 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         return;
     }
     if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, x, NULL, N);
-    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
+    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, L.w, weight16(m, kind, layer), N, L.in, L.out, accumulate_dx);
 }
 
 void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N) {
@@ -147,6 +155,13 @@ ml_status ml_model_refresh_weights(ml_model *m) {
         }
         ML_TRY(s);
     }
+    if (m->w16) /* the bf16 copies of what the products read: used weights, the latent ones where untransformed */
+        for (int i = 0; i < m->n_params; i++) {
+            const ml_param *p = &m->params[i];
+            if (!is_matrix(p) || p->kind == ML_P_AUX || p->offset + p->numel > m->w16_numel) continue;
+            const float *src = m->transforms && m->transforms[i] ? m->used_arena.base + p->offset : ml_param_data(m, p);
+            ml_bf16_convert(m->w16 + p->offset, src, (int)p->shape[0], (int)p->shape[1], (int)p->shape[1]);
+        }
     m->weights_stale = 0;
     return ML_OK;
 }

@@ -101,6 +101,11 @@ typedef struct ml_model {
     ml_precision precision; /* fp32 unless ml_model_set_precision says otherwise */
     ml_gemm_engine gemm_request; /* as asked (ml_model_set_gemm_engine; AUTO by default) */
     ml_gemm_engine gemm_engine;  /* resolved for the precision (ML_GEMM_ENGINE applied): the bf16 products' engine */
+    /* bf16 bits of the used weight matrices at their parameter-arena offsets, for engines that multiply bf16
+     * operands (oneDNN; ml_gemm_reads_bf16_copies): refreshed with the used copies, once per change of the weights
+     * (ml_model_weights_changed), instead of converting each weight in every product. NULL when unused. */
+    uint16_t *w16;
+    size_t w16_numel;
     char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
                              export reproduces them bit for bit */
     int n_params;

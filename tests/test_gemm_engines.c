@@ -22,6 +22,8 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
+#include "model/config.h"
+#include "model/linear.h"
 #include "model/model.h"
 #include "model/ops/gemm.h"
 #include "model/ops/gemm_bf16.h"
@@ -258,6 +260,45 @@ static void test_model_engines(void **state) {
     free(g32);
 }
 
+/* oneDNN reads bf16 copies of the weights, refreshed when the weights change (once per optimizer step): after a
+ * change the model computes what a fresh model with the new weights computes. */
+static void test_weight_copies(void **state) {
+    if (!ml_gemm_engine_available(ML_GEMM_ONEDNN)) ML_SKIP("GEMM engine onednn is not available here");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/configs/tiny-v1.json", ML_SOURCE_DIR);
+    ml_config cfg;
+    assert_int_equal(ml_config_load(&cfg, path), ML_OK);
+    enum { B = 2, T = 16 };
+    int32_t tok[B * T], tgt[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 7 + 3) % cfg.vocab_size, tgt[i] = (i * 5 + 1) % cfg.vocab_size;
+    ml_batch b = {.tokens = tok, .targets = tgt, .B = B, .T = T};
+    double loss[3];
+    for (int k = 0; k < 2; k++) {
+        ml_model m;
+        assert_int_equal(ml_model_create(&m, &cfg), ML_OK);
+        ml_model_init_weights(&m, 5);
+        assert_int_equal(ml_model_reserve(&m, B, T, T), ML_OK);
+        if (k == 1) /* fresh model, already changed weights */
+            for (size_t i = 0; i < m.param_arena.used; i++) m.param_arena.base[i] *= 0.75f;
+        assert_int_equal(ml_model_set_precision(&m, ML_PRECISION_BF16), ML_OK);
+        assert_int_equal(ml_model_set_gemm_engine(&m, ML_GEMM_ONEDNN), ML_OK);
+        assert_non_null(m.w16);
+        int64_t n;
+        assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+        assert_int_equal(ml_model_head_loss(&m, &b, 0.0f, &loss[k], &n), ML_OK);
+        if (k == 0) { /* change the weights as an optimizer step would, and say so */
+            for (size_t i = 0; i < m.param_arena.used; i++) m.param_arena.base[i] *= 0.75f;
+            ml_model_weights_changed(&m);
+            assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+            assert_int_equal(ml_model_head_loss(&m, &b, 0.0f, &loss[2], &n), ML_OK);
+        }
+        ml_model_free(&m);
+    }
+    printf("loss %.9g, after the change %.9g, fresh model %.9g\n", loss[0], loss[2], loss[1]);
+    assert_true(loss[2] != loss[0]);
+    assert_true(loss[2] == loss[1]);
+}
+
 int main(void) {
     ml_rng_seed(&rng, 9);
     char cpu[160], engines[768];
@@ -267,7 +308,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openblas),   cmocka_unit_test(test_bf16),  cmocka_unit_test(test_onednn),
         cmocka_unit_test(test_repeatable), cmocka_unit_test(test_degenerate), cmocka_unit_test(test_resolve),
-        cmocka_unit_test(test_stats),      cmocka_unit_test(test_model_engines),
+        cmocka_unit_test(test_stats),      cmocka_unit_test(test_model_engines), cmocka_unit_test(test_weight_copies),
     };
     return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

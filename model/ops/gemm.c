@@ -179,8 +179,18 @@ int ml_gemm_stats(ml_gemm_stat *rows, int max) {
 
 /* ---------------------------------------------------------------- the product */
 
+int ml_gemm_reads_bf16_copies(ml_gemm_engine requested) {
+    if (requested == ML_GEMM_ONEDNN) return 1;
+    return requested == ML_GEMM_AUTO && ml_cpu_features_get()->amx_bf16 && ml_onednn_available();
+}
+
 void ml_gemm(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
              int ldb, float beta, float *C, int ldc) {
+    ml_gemm_b16(engine, ta, tb, M, N, K, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
+void ml_gemm_b16(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, const uint16_t *B16, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* C = beta C, which no engine needs to see */
         for (int i = 0; i < M; i++)
@@ -189,7 +199,7 @@ void ml_gemm(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, const f
     }
     ml_gemm_engine e = engine == ML_GEMM_AUTO ? ml_gemm_choose(1, ta, tb, M, N, K) : engine;
     const double t0 = ml_now_seconds();
-    if (e == ML_GEMM_ONEDNN && ml_onednn_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc) != 0)
+    if (e == ML_GEMM_ONEDNN && ml_onednn_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, B16, beta, C, ldc) != 0)
         e = ml_bf16_available() ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS; /* oneDNN failed (memory): same product elsewhere */
     if (e == ML_GEMM_BF16)
         ml_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);

@@ -42,6 +42,15 @@ ml_gemm_engine ml_gemm_choose(int bf16_allowed, int transA, int transB, int M, i
 void ml_gemm(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
 
+/* The same with B16, the bf16 bits of B (ml_bf16_convert, compact: ld = transB ? K : N), when the caller keeps such
+ * a copy (the model's weights, refreshed once per optimizer step): engines that multiply bf16 operands (onednn)
+ * read it instead of converting B; the others read B. B16 NULL: ml_gemm. */
+void ml_gemm_b16(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, const float *A, int lda,
+                 const float *B, int ldb, const uint16_t *B16, float beta, float *C, int ldc);
+/* 1 when products asked of `requested` (AUTO or one engine) may run on an engine that reads bf16 copies (onednn),
+ * i.e. when keeping such copies pays. */
+int ml_gemm_reads_bf16_copies(ml_gemm_engine requested);
+
 /* CPU features that matter to the engines (CPUID, and for AMX the OS's XSAVE state). */
 typedef struct {
     int avx512f, avx512_bf16, avx512_vnni, avx512_fp16, amx_tile, amx_bf16, amx_int8;

@@ -8,7 +8,6 @@
 #ifdef ML_HAVE_DNNL
 
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 
 #include <oneapi/dnnl/dnnl.h>
@@ -124,7 +123,7 @@ static void *workspace(size_t bytes) {
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                        float beta, float *C, int ldc) {
+                        const uint16_t *B16, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0 || (beta != 0.0f && beta != 1.0f)) return -1; /* the dispatcher handles these */
     const int acc = beta != 0.0f;
     product local, *p = NULL;
@@ -140,7 +139,7 @@ int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int
     }
     pthread_mutex_unlock(&lock);
     if (!p) return -1;
-    const size_t a_bytes = round64((size_t)M * K * 2), b_bytes = round64((size_t)K * N * 2);
+    const size_t a_bytes = round64((size_t)M * K * 2), b_bytes = B16 ? 0 : round64((size_t)K * N * 2);
     char *w = workspace(a_bytes + b_bytes + p->pad_bytes);
     int rc = -1;
     if (w) {
@@ -149,7 +148,9 @@ int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int
             ml_bf16_convert(a16, A, K, M, lda);
         else
             ml_bf16_convert(a16, A, M, K, lda);
-        if (tb)
+        if (B16)
+            b16 = (uint16_t *)B16; /* oneDNN reads it only */
+        else if (tb)
             ml_bf16_convert(b16, B, N, K, ldb);
         else
             ml_bf16_convert(b16, B, K, N, ldb);
@@ -204,7 +205,7 @@ void ml_onednn_impl_name(int ta, int tb, int M, int N, int K, char *buf, size_t 
 int ml_onednn_available(void) { return 0; }
 
 int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                        float beta, float *C, int ldc) {
+                        const uint16_t *B16, float beta, float *C, int ldc) {
     return -1;
 }
 

@@ -8,13 +8,15 @@
 #define ML_GEMM_ONEDNN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* 1 when the build has oneDNN and a bf16 matmul can be created on this CPU (checked once). */
 int ml_onednn_available(void);
-/* C = beta C + op(A) op(B) in bf16 (see above). Returns 0, or -1 when oneDNN could not create or run the
- * product (the caller falls back to another engine). */
+/* C = beta C + op(A) op(B) in bf16 (see above); B16 (or NULL): B already in bf16, compact (ld = transB ? K : N),
+ * read instead of converting B. Returns 0, or -1 when oneDNN could not create or run the product (the caller
+ * falls back to another engine). */
 int ml_onednn_gemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                        int ldb, float beta, float *C, int ldc);
+                        int ldb, const uint16_t *B16, float beta, float *C, int ldc);
 /* "oneDNN 2.6.3 (OpenMP), ISA avx512_core_bf16" or why it is absent. */
 void ml_onednn_describe(char *buf, size_t n);
 /* The implementation oneDNN chose for a bf16 product of this shape ("brg:avx512_core_amx_bf16", ...), or why

@@ -21,10 +21,12 @@ void ml_matmul_forward_bf16(float *y, const float *x, const float *w, int N, int
 void ml_matmul_backward_bf16(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
                              int out, int accumulate_dx);
 /* The same on a GEMM engine of model/ops/gemm.h (ML_GEMM_AUTO: the dispatcher's choice per product; the plain
- * and _bf16 forms above are openblas and bf16). */
-void ml_matmul_forward_on(ml_gemm_engine e, float *y, const float *x, const float *w, int N, int in, int out);
+ * and _bf16 forms above are openblas and bf16). w16: NULL, or the bf16 bits of w (same layout), which engines
+ * that multiply bf16 operands read instead of converting w. */
+void ml_matmul_forward_on(ml_gemm_engine e, float *y, const float *x, const float *w, const uint16_t *w16, int N,
+                          int in, int out);
 void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, const float *dy, const float *x, const float *w,
-                           int N, int in, int out, int accumulate_dx);
+                           const uint16_t *w16, int N, int in, int out, int accumulate_dx);
 
 /* ---- embedding (model/ops/embedding.c) */
 void ml_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);

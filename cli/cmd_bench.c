@@ -25,7 +25,7 @@ int ml_cmd_bench(int argc, char **argv) {
         {"scheme", ML_OPT_STR, &a.quant_scheme, "time a QAT step: fake-quantized weights (quant/quant.h schemes)", 0, 0},
         {"embedding", ML_OPT_STR, &a.quant_embedding, "with --scheme: the embedding's grid", 0, 0},
         {"act", ML_OPT_STR, &a.quant_act, "with --scheme: activation rounding (q8_0 | int8-token)", 0, 0},
-        {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load)", 0, 0},
+        {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load); with --precision bf16: fp32 steps alternating with the bf16 ones", 0, 0},
         {"teacher", ML_OPT_FLAG, &a.teacher, "also time a full-precision teacher's forward on the batch (reported apart)", 0, 0},
         {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs (default fp32)", 0, 0},
         {"gemm-engine", ML_OPT_STR, &engine, "auto | openblas | bf16 | onednn: engine of the bf16 GEMMs (default auto)", 0, 0},
@@ -103,6 +103,9 @@ int ml_cmd_bench(int argc, char **argv) {
         if (a.paired && a.quant_scheme)
             printf("paired       full-precision step %.1f ms, QAT step %.1f ms: %.3fx\n", r.ms_per_step_fp, r.ms_per_step,
                    r.ms_per_step / r.ms_per_step_fp);
+        else if (a.paired && a.bf16)
+            printf("paired       fp32 step %.1f ms, bf16 step %.1f ms: bf16 takes %.3fx the fp32 time\n", r.ms_per_step_fp,
+                   r.ms_per_step, r.ms_per_step / r.ms_per_step_fp);
         printf("sgemm probe  %.1f GFLOP/s  ->  MFU %.1f%%\n", r.sgemm_gflops, 100 * r.mfu);
         printf("memory       minimum %.1f MiB = parameters %.1f + gradients %.1f + AdamW moments %.1f + saved "
                "activations %.1f (scratch %.1f more)\n",

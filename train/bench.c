@@ -117,19 +117,21 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
             s = ml_model_reserve(&teacher, a->B, a->T, a->T);
         }
     }
-    ml_model fpm; /* paired: the same weights, no recipe */
+    ml_model fpm; /* paired: the same weights, no recipe (with a scheme) or fp32 GEMMs (bf16 without one) */
     ml_optimizer fpo;
     memset(&fpm, 0, sizeof fpm);
     memset(&fpo, 0, sizeof fpo);
-    const int paired = a->paired && a->quant_scheme;
+    const int paired = a->paired && (a->quant_scheme || a->bf16);
     if (s == ML_OK && paired) {
         s = ml_model_create(&fpm, cfg);
         if (s == ML_OK) {
             memcpy(fpm.param_arena.base, m.param_arena.base, m.param_arena.capacity * sizeof(float));
             fpm.recompute = a->recompute;
-            fpm.precision = m.precision;
-            fpm.gemm_request = m.gemm_request;
-            fpm.gemm_engine = m.gemm_engine;
+            if (a->quant_scheme) {
+                fpm.precision = m.precision;
+                fpm.gemm_request = m.gemm_request;
+                fpm.gemm_engine = m.gemm_engine;
+            }
             s = ml_model_reserve(&fpm, a->B, a->T, a->T);
         }
         ml_optim_config foc = ml_optim_defaults(ML_OPTIM_ADAMW);
@@ -165,7 +167,7 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
             ml_prof_reset();
             ml_prof_enable(1);
         }
-        if (paired) { /* the full-precision step first, then the QAT step: same load for both */
+        if (paired) { /* the full-precision (or fp32) step first, then the measured one: same load for both */
             double f0 = ml_now_seconds(), fl;
             int64_t fn;
             ml_model_zero_grad(&fpm);

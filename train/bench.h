@@ -24,7 +24,8 @@ typedef struct {
     const char *quant_scheme, *quant_embedding, *quant_act;
     int teacher;
     int paired; /* with a scheme: also a full-precision copy, its steps alternating with the QAT steps in this one
-                   process (both see the same machine load), reported as ms_per_step_fp */
+                   process (both see the same machine load), reported as ms_per_step_fp; with bf16 and no scheme the
+                   copy is an fp32 model (fp32 vs bf16 under the same load) */
 } ml_bench_args;
 
 typedef struct {

@@ -40,7 +40,7 @@ int ml_cmd_bench(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     const char *warn = ml_blas_kernel_warning();
     if (gemm) {
-        ml_gemm_bench_row rows[12];
+        ml_gemm_bench_row rows[ML_GEMM_BENCH_ROWS];
         int n = 0;
         if (tokens < 1) {
             fprintf(stderr, "mobilellm bench: --tokens must be positive\n");

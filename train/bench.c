@@ -39,14 +39,16 @@ ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows
     static const struct {
         const char *name;
         int in, out;
-    } shapes[] = {{"576->1728 (qkv-ish)", 576, 1728}, {"576->1536 (gate/up)", 576, 1536},
-                  {"1536->576 (down)", 1536, 576}, {"576->32000 (head)", 576, 32000}};
+    } shapes[] = {{"576->576 (q, o)", 576, 576},         {"576->192 (k, v)", 576, 192},
+                  {"576->1728 (qkv-ish)", 576, 1728},   {"576->1536 (gate/up)", 576, 1536},
+                  {"1536->576 (down)", 1536, 576},      {"576->32000 (head)", 576, 32000}};
+    enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
     if (tokens < 1) return ml_fail(ML_ERR_ARG, "GEMM benchmark: tokens must be positive");
     int engines[ML_GEMM_NUM_ENGINES], n_eng = 0;
     for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++)
         if (ml_gemm_engine_available((ml_gemm_engine)e)) engines[n_eng++] = e;
     *n_rows = 0;
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < NSHAPES; s++) {
         const int in = shapes[s].in, out = shapes[s].out;
         float *x = malloc(sizeof(float) * (size_t)tokens * in), *w = malloc(sizeof(float) * (size_t)out * in),
               *y = malloc(sizeof(float) * (size_t)tokens * out), *dx = malloc(sizeof(float) * (size_t)tokens * in),

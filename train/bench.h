@@ -66,8 +66,10 @@ typedef struct {
     char onednn_impl[64];               /* oneDNN's kernel for it ("brg:avx512_core_amx_bf16", ...) or "-" */
 } ml_gemm_bench_row;
 
-/* MobileLLM-125M's GEMMs at `tokens` rows (576->1728 qkv-ish, 576->1536 gate/up, 1536->576 down,
- * 576->32000 head), each as forward Y = X W^T, backward dX = dY W and dW += dY^T X. rows holds 12. */
+/* MobileLLM-125M's GEMMs at `tokens` rows (576->576 q and o, 576->192 k and v, 576->1728 qkv-ish, 576->1536
+ * gate/up, 1536->576 down, 576->32000 head), each as forward Y = X W^T, backward dX = dY W and dW += dY^T X.
+ * rows holds ML_GEMM_BENCH_ROWS. */
+#define ML_GEMM_BENCH_ROWS 18
 ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows, int *n_rows);
 
 ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_result *r);

@@ -113,16 +113,23 @@ ml_status ml_gemm_engine_resolve(ml_gemm_engine requested, int bf16_allowed, ml_
     return ML_OK;
 }
 
-/* Products below this many multiply-adds stay on sgemm: converting and packing both operands costs more than
- * bf16 saves (decoding's one-row products, tiny models). Measured with bench --gemm on Zen 4 (bench/RESULTS.md). */
+/* Products below this many multiply-adds, or of fewer than 8 rows (decoding), stay on sgemm: converting and
+ * packing both operands costs more than bf16 saves. */
 #define SMALL_MACS (1 << 20)
+/* Our kernel packs both operands on every call. On Zen 4 (bench --gemm, bench/RESULTS.md) it ran the products of
+ * MobileLLM-125M's wide matrices (gate/up/down: 576 x 1536; the head) at 2-3x sgemm, but those of the narrow
+ * q/o (576 x 576) and k/v (192 x 576) projections at 0.4-0.9x, at 1024 and at 64 tokens: below this many entries
+ * in the weight-sized operand (B of the forward and dX layouts, C of the dW layout, i.e. A transposed) sgemm
+ * keeps them. */
+#define BF16_MIN_WEIGHT (576 * 1536)
 
 ml_gemm_engine ml_gemm_choose(int bf16_allowed, int transA, int transB, int M, int N, int K) {
     if (!bf16_allowed || (double)M * N * K < SMALL_MACS || M < 8) return ML_GEMM_OPENBLAS;
     const ml_cpu_features *f = ml_cpu_features_get();
     if (f->amx_bf16) /* oneDNN's AMX kernels; without them our kernel loses to sgemm on those Xeons (0.56-0.61x) */
         return ml_onednn_available() ? ML_GEMM_ONEDNN : ML_GEMM_OPENBLAS;
-    return ml_bf16_available() ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS;
+    const double weight = transA ? (double)M * N : (double)N * K;
+    return ml_bf16_available() && weight >= BF16_MIN_WEIGHT ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS;
 }
 
 void ml_gemm_engines_describe(char *buf, size_t n) {

@@ -10,9 +10,11 @@
  * Choosing (ML_GEMM_AUTO). fp32 precision: always openblas. bf16 precision: a rule on the CPU's features and the
  * shape (ml_gemm_choose), fixed per machine, so that a run stays a function of (config, data, seed) and resume is
  * bit-exact; a timing on first use would let machine load flip a shape between engines of different arithmetic.
- * The rule was measured with `mobilellm bench --gemm` (bench/RESULTS.md): AMX + oneDNN -> onednn; AVX512-BF16
- * without AMX -> bf16 (our kernel beats sgemm 1.2-2x on Zen 4/5, oneDNN's avx512_core_bf16 kernels do not);
- * otherwise, and for products too small to amortise the bf16 conversion, -> openblas.
+ * The rule comes from `mobilellm bench --gemm` (bench/RESULTS.md) and the issue's Xeon figures: AMX + oneDNN ->
+ * onednn (1.4-2.6 TFLOP/s against sgemm's 0.33-0.37); AVX512-BF16 without AMX -> bf16 for products with a wide
+ * weight operand (2-3x sgemm on Zen 4, 1.5-2.1x on Zen 5; oneDNN's avx512_core_bf16 kernels were no faster), sgemm
+ * for narrow ones (our kernel lost on 576 x 576 and 192 x 576); otherwise, and for products too small to
+ * amortise the bf16 conversion, -> openblas.
  * The environment variable ML_GEMM_ENGINE (auto | openblas | bf16 | onednn) replaces "auto" in bf16 precision
  * (ml_gemm_engine_resolve); an engine given explicitly (--gemm-engine) wins over it. */
 #ifndef ML_GEMM_H

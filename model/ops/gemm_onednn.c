@@ -88,19 +88,20 @@ static int create(product *p, int ta, int tb, int M, int N, int K, int acc, int 
     return 0;
 }
 
+/* Under `lock`. */
 static int init_once(void) {
     if (state >= 0) return state;
-    state = 0;
-    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return state;
-    if (dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) return state;
-    dnnl_primitive_desc_t pd = describe(0, 1, 4, 4, 4, 0, 4); /* is a bf16 matmul implemented on this CPU? */
-    if (!pd) return state;
-    dnnl_primitive_desc_destroy(pd);
-    state = 1;
+    int ok = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success &&
+             dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) == dnnl_success;
+    dnnl_primitive_desc_t pd = ok ? describe(0, 1, 4, 4, 4, 0, 4) : NULL; /* a bf16 matmul on this CPU? */
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    __atomic_store_n(&state, pd ? 1 : 0, __ATOMIC_RELEASE);
     return state;
 }
 
 int ml_onednn_available(void) {
+    const int known = __atomic_load_n(&state, __ATOMIC_ACQUIRE); /* asked per product on AMX machines: no lock */
+    if (known >= 0) return known;
     pthread_mutex_lock(&lock);
     int s = init_once();
     pthread_mutex_unlock(&lock);

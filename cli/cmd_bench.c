@@ -107,6 +107,9 @@ int ml_cmd_bench(int argc, char **argv) {
             printf("paired       fp32 step %.1f ms, bf16 step %.1f ms: bf16 takes %.3fx the fp32 time\n", r.ms_per_step_fp,
                    r.ms_per_step, r.ms_per_step / r.ms_per_step_fp);
         printf("sgemm probe  %.1f GFLOP/s  ->  MFU %.1f%%\n", r.sgemm_gflops, 100 * r.mfu);
+        if (a.bf16 && r.bf16_probe_gflops > 0)
+            printf("bf16 probe   %.1f GFLOP/s on %s  ->  %.1f%% of the bf16 ceiling\n", r.bf16_probe_gflops,
+                   ml_gemm_engine_name(r.probe_engine), 100 * r.gflops / r.bf16_probe_gflops);
         printf("memory       minimum %.1f MiB = parameters %.1f + gradients %.1f + AdamW moments %.1f + saved "
                "activations %.1f (scratch %.1f more)\n",
                (double)r.min_bytes / MiB, (double)r.param_bytes / MiB, (double)r.grad_bytes / MiB,

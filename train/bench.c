@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 
 #include "common/atomic_file.h"
 #include "common/prof.h"
@@ -18,7 +17,9 @@
 #include "quant/quant.h"
 #include "train/trainer.h"
 
-double ml_sgemm_probe(int n, int reps) {
+double ml_sgemm_probe(int n, int reps) { return ml_gemm_probe(ML_GEMM_OPENBLAS, n, reps); }
+
+double ml_gemm_probe(ml_gemm_engine engine, int n, int reps) {
     float *a = malloc(sizeof(float) * (size_t)n * n), *b = malloc(sizeof(float) * (size_t)n * n),
           *c = malloc(sizeof(float) * (size_t)n * n);
     if (!a || !b || !c) {
@@ -26,10 +27,9 @@ double ml_sgemm_probe(int n, int reps) {
         return 0;
     }
     for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = 1e-3f * (float)(i % 97);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm up */
+    ml_gemm(engine, 0, 0, n, n, n, a, n, b, n, 0.0f, c, n); /* warm up */
     double t0 = ml_now_seconds();
-    for (int r = 0; r < reps; r++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    for (int r = 0; r < reps; r++) ml_gemm(engine, 0, 0, n, n, n, a, n, b, n, 0.0f, c, n);
     double dt = ml_now_seconds() - t0;
     free(a), free(b), free(c);
     return 2.0 * n * (double)n * n * reps / dt / 1e9;
@@ -240,6 +240,10 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         if (r->n_gemm > (int)(sizeof r->gemm / sizeof r->gemm[0])) r->n_gemm = (int)(sizeof r->gemm / sizeof r->gemm[0]);
         r->sgemm_gflops = ml_sgemm_probe(2048, 5);
         r->mfu = r->gflops / r->sgemm_gflops;
+        if (a->bf16) { /* the ceiling of the engine this run's large products use */
+            r->probe_engine = m.gemm_engine == ML_GEMM_AUTO ? ml_gemm_choose(1, 0, 0, 2048, 2048, 2048) : m.gemm_engine;
+            r->bf16_probe_gflops = ml_gemm_probe(r->probe_engine, 2048, 5);
+        }
     }
     free(tok), free(tgt);
     ml_optim_free(&opt);
@@ -272,8 +276,10 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
         (double)r->moment_bytes / MiB, (double)r->act_saved_bytes / MiB, (double)r->act_scratch_bytes / MiB,
         (double)r->min_bytes / MiB, r->mem_ratio, ml_blas_corename());
     if (k > 0) len = (size_t)k;
-    k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, ",\"gemm_engine\":\"%s\",\"gemm\":[",
-                 ml_gemm_engine_name(a->gemm_engine));
+    k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,
+                 ",\"gemm_engine\":\"%s\",\"bf16_probe_engine\":\"%s\",\"bf16_probe_gflops\":%.2f,\"gemm\":[",
+                 ml_gemm_engine_name(a->gemm_engine), a->bf16 ? ml_gemm_engine_name(r->probe_engine) : "",
+                 r->bf16_probe_gflops);
     if (k > 0) len += (size_t)k;
     for (int i = 0; i < r->n_gemm; i++) {
         const ml_gemm_stat *g = &r->gemm[i];

@@ -47,6 +47,9 @@ typedef struct {
     int threads;
     int profiled;
     char blas[256];
+    /* bf16 runs: the probe of the engine the large products use, at 2048^3 (the step's bf16 ceiling) */
+    ml_gemm_engine probe_engine;
+    double bf16_probe_gflops;
     /* every distinct product of the timed steps and the engine that ran it */
     ml_gemm_stat gemm[48];
     int n_gemm;
@@ -54,6 +57,8 @@ typedef struct {
 
 /* Sustained sgemm rate (GFLOP/s) of an n x n x n product on the current threads. */
 double ml_sgemm_probe(int n, int reps);
+/* The same on one GEMM engine (model/ops/gemm.h): the bf16 ceiling a bf16 step is held against. */
+double ml_gemm_probe(ml_gemm_engine engine, int n, int reps);
 
 /* One GEMM shape of the model in one of its layouts, timed on every engine this machine has (model/ops/gemm.h),
  * calls alternating so all see the same machine load; the best of the repetitions counts. gflops[e] is 0 for an

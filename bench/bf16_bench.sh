@@ -1,7 +1,7 @@
 #!/bin/bash
 # --precision bf16 against fp32, back to back in one run, with the load average before and after:
-#  1. GEMM GFLOP/s of the bf16 kernel vs OpenBLAS sgemm on MobileLLM-125M's shapes at 1024 tokens, each
-#     layout (forward, dX, dW), with OpenBLAS forced to its Haswell (AVX2) and SkylakeX (AVX-512) kernels,
+#  1. GEMM GFLOP/s of every engine (OpenBLAS sgemm, the bf16 kernel, oneDNN when built) on MobileLLM-125M's shapes
+#     at 1024 tokens, each layout (forward, dX, dW), with OpenBLAS forced to its Haswell (AVX2) and SkylakeX (AVX-512) kernels,
 #     on 2 threads and on 1 (one thread is less hurt by a shared machine: no barrier waits on a descheduled
 #     partner);
 #  2. `bench` on a model (default mobilellm-125m, B=4, T=256): fp32 with both OpenBLAS kernels, bf16 twice
@@ -17,7 +17,7 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for threads in 2 1; do
     for core in Haswell SkylakeX; do
         echo "== GEMM, OPENBLAS_CORETYPE=$core, $threads thread(s)"
-        OMP_NUM_THREADS=$threads OPENBLAS_CORETYPE=$core "$M" bench --gemm --tokens 1024 | grep -v '^{' | grep -v '^BLAS'
+        OMP_NUM_THREADS=$threads OPENBLAS_CORETYPE=$core "$M" bench --gemm --tokens 1024 | grep -v '^{'
     done
 done
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -2,12 +2,13 @@
 """PyTorch peer of the training-speed benchmark: MobileLLM training steps on random tokens.
 
     /usr/bin/python3 bench/pytorch_train_bench.py [--config configs/mobilellm-125m.json]
-        [--batch 4] [--seq 256] [--steps 5] [--warmup-steps 1] [--threads 2] [--seed 0]
+        [--batch 4] [--seq 256] [--steps 5] [--warmup-steps 1] [--threads 2] [--seed 0] [--autocast bf16] [--compile]
 
 It builds the model with the repository's one PyTorch model (tests/reference/mobilellm_torch.py),
 initialises it randomly (N(0, initializer_range) matrices, unit norms), and times full training
 steps (forward, mean cross-entropy, backward, AdamW lr 1e-3 betas (0.9, 0.95) weight decay 0.1 on
-matrices) in float32. Each step draws fresh random tokens. The first --warmup-steps steps are not
+matrices) in float32, or with --autocast bf16 its forward and loss under CPU autocast to bfloat16 (PyTorch's
+mixed precision: bf16 matmuls, fp32 master weights and optimizer), optionally torch.compile'd. Each step draws fresh random tokens. The first --warmup-steps steps are not
 timed. Without --config, and when configs/mobilellm-125m.json is absent, it uses MobileLLM-125M
 (llama, 30 layers, hidden 576, 9 heads, 3 kv heads, head_dim 64, FFN 1536, vocab 32000, tied,
 rope theta 10000, eps 1e-5).
@@ -30,6 +31,7 @@ This is the same formula as the C trainer's ml_config_train_flops_per_token (mod
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -70,6 +72,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup-steps", type=int, default=1, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: forward and loss under torch.autocast('cpu', bfloat16) (mixed precision)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (inductor) first")
     args = ap.parse_args(argv)
     if min(args.batch, args.seq, args.steps, args.threads) < 1 or args.warmup_steps < 0:
         ap.error("batch, seq, steps and threads must be >= 1, warmup-steps >= 0")
@@ -84,13 +89,19 @@ def main(argv=None) -> int:
     model = MobileLLM(cfg)
     init_weights(model, seed=args.seed)
     opt = torch.optim.AdamW(weight_decay_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+    run_model = torch.compile(model) if args.compile else model
+
+    def amp():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if args.autocast == "bf16" else contextlib.nullcontext()
+
     gen = torch.Generator().manual_seed(args.seed)
     B, T = args.batch, args.seq
 
     def step():
         data = torch.randint(0, cfg.vocab_size, (B, T + 1), generator=gen)
         opt.zero_grad(set_to_none=True)
-        loss = cross_entropy(model(data[:, :-1]), data[:, 1:])
+        with amp():
+            loss = cross_entropy(run_model(data[:, :-1]).float(), data[:, 1:])
         loss.backward()
         opt.step()
         return loss.item()
@@ -106,7 +117,8 @@ def main(argv=None) -> int:
     sec = sum(times) / len(times)
     tokens = B * T
     print(json.dumps({
-        "impl": "pytorch", "torch": torch.__version__, "threads": args.threads, "batch": B, "seq": T,
+        "impl": "pytorch", "torch": torch.__version__, "autocast": args.autocast, "compiled": args.compile,
+        "threads": args.threads, "batch": B, "seq": T,
         "ms_per_step": round(sec * 1e3, 2), "tokens_per_s": round(tokens / sec, 2),
         "gflops": round(train_flops_per_token(cfg, T) * tokens / sec / 1e9, 2),
         "ms_per_step_min": round(min(times) * 1e3, 2), "steps": args.steps,

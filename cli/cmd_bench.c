@@ -4,13 +4,14 @@
 #include "common/prof.h"
 #include "common/sysinfo.h"
 #include "model/model.h"
+#include "model/ops/gemm.h"
 #include "train/bench.h"
 
 int ml_cmd_bench(int argc, char **argv) {
     const char *config = NULL, *out = NULL;
     ml_bench_args a = {.B = 4, .T = 256, .steps = 3, .warmup = 1, .seed = 1};
     int json = 0, gemm = 0, tokens = 1024;
-    const char *precision = "fp32";
+    const char *precision = "fp32", *engine = "auto";
     ml_opt opts[] = {
         {"config", ML_OPT_STR, &config, "HF-style config.json (see configs/)", 0, 0},
         {"batch", ML_OPT_INT, &a.B, "sequences per step (default 4)", 0, 0},
@@ -24,43 +25,50 @@ int ml_cmd_bench(int argc, char **argv) {
         {"scheme", ML_OPT_STR, &a.quant_scheme, "time a QAT step: fake-quantized weights (quant/quant.h schemes)", 0, 0},
         {"embedding", ML_OPT_STR, &a.quant_embedding, "with --scheme: the embedding's grid", 0, 0},
         {"act", ML_OPT_STR, &a.quant_act, "with --scheme: activation rounding (q8_0 | int8-token)", 0, 0},
-        {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load)", 0, 0},
+        {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load); with --precision bf16: fp32 steps alternating with the bf16 ones", 0, 0},
         {"teacher", ML_OPT_FLAG, &a.teacher, "also time a full-precision teacher's forward on the batch (reported apart)", 0, 0},
         {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs (default fp32)", 0, 0},
-        {"gemm", ML_OPT_FLAG, &gemm, "instead: sgemm vs the bf16 GEMM on MobileLLM-125M's shapes (no --config)", 0, 0},
+        {"gemm-engine", ML_OPT_STR, &engine, "auto | openblas | bf16 | onednn: engine of the bf16 GEMMs (default auto)", 0, 0},
+        {"gemm", ML_OPT_FLAG, &gemm, "instead: every GEMM engine on MobileLLM-125M's shapes (no --config)", 0, 0},
         {"tokens", ML_OPT_INT, &tokens, "with --gemm: rows (tokens) of each product (default 1024)", 0, 0},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     int rc = ml_args_parse("bench",
-                           "--config CFG [--batch B] [--seq T] [--steps N] [--precision fp32|bf16] [--profile] "
+                           "--config CFG [--batch B] [--seq T] [--steps N] [--precision fp32|bf16] [--gemm-engine E] [--profile] "
                            "[--recompute] [--out FILE.json] | --gemm [--tokens N]",
                            opts, n_opts, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     const char *warn = ml_blas_kernel_warning();
     if (gemm) {
-        ml_gemm_bench_row rows[12];
+        ml_gemm_bench_row rows[ML_GEMM_BENCH_ROWS];
         int n = 0;
         if (tokens < 1) {
             fprintf(stderr, "mobilellm bench: --tokens must be positive\n");
             return 2;
         }
         if (ml_bench_gemm(tokens, 1.0, rows, &n) != ML_OK) return ml_cli_fail("bench");
-        char blas[256];
-        ml_blas_describe(blas, sizeof blas);
+        char engines[768];
+        ml_gemm_engines_describe(engines, sizeof engines);
         if (!json) {
-            printf("%s\n", blas);
+            printf("%s\n", engines);
             if (warn) printf("%s\n", warn);
-            printf("%-38s %6s %6s %6s  %12s %12s %6s\n", "GEMM (best of repetitions)", "M", "N", "K", "sgemm GF/s",
-                   "bf16 GF/s", "ratio");
-            for (int i = 0; i < n; i++)
-                printf("%-38s %6d %6d %6d  %12.1f %12.1f %5.2fx\n", rows[i].name, rows[i].M, rows[i].N, rows[i].K,
-                       rows[i].sgemm_gflops, rows[i].bf16_gflops, rows[i].bf16_gflops / rows[i].sgemm_gflops);
+            printf("%-36s %6s %6s %6s  %9s %9s %9s  %-8s %s\n", "GEMM (GFLOP/s, best of repetitions)", "M", "N", "K",
+                   "openblas", "bf16", "onednn", "auto", "oneDNN kernel");
+            for (int i = 0; i < n; i++) {
+                char col[3][16];
+                for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++)
+                    if (rows[i].gflops[e] > 0) snprintf(col[e - 1], sizeof col[0], "%.1f", rows[i].gflops[e]);
+                    else snprintf(col[e - 1], sizeof col[0], "-");
+                printf("%-36s %6d %6d %6d  %9s %9s %9s  %-8s %s\n", rows[i].name, rows[i].M, rows[i].N, rows[i].K,
+                       col[0], col[1], col[2], ml_gemm_engine_name(rows[i].chosen), rows[i].onednn_impl);
+            }
         }
         for (int i = 0; i < n; i++)
-            printf("{\"gemm\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"sgemm_gflops\":%.1f,\"bf16_gflops\":%.1f,"
-                   "\"blas_kernel\":\"%s\",\"threads\":%d}\n",
-                   rows[i].name, rows[i].M, rows[i].N, rows[i].K, rows[i].sgemm_gflops, rows[i].bf16_gflops,
-                   ml_blas_corename(), ml_num_threads());
+            printf("{\"gemm\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"openblas_gflops\":%.1f,\"bf16_gflops\":%.1f,"
+                   "\"onednn_gflops\":%.1f,\"auto\":\"%s\",\"onednn_impl\":\"%s\",\"blas_kernel\":\"%s\",\"threads\":%d}\n",
+                   rows[i].name, rows[i].M, rows[i].N, rows[i].K, rows[i].gflops[ML_GEMM_OPENBLAS],
+                   rows[i].gflops[ML_GEMM_BF16], rows[i].gflops[ML_GEMM_ONEDNN], ml_gemm_engine_name(rows[i].chosen),
+                   rows[i].onednn_impl, ml_blas_corename(), ml_num_threads());
         return 0;
     }
     if (!config) {
@@ -70,6 +78,7 @@ int ml_cmd_bench(int argc, char **argv) {
     ml_precision prec;
     if (ml_precision_parse(precision, &prec) != ML_OK) return ml_cli_fail("bench");
     a.bf16 = prec == ML_PRECISION_BF16;
+    if (ml_gemm_engine_parse(engine, &a.gemm_engine) != ML_OK) return ml_cli_fail("bench");
     if (a.B < 1 || a.T < 1 || a.steps < 1 || a.warmup < 0) {
         fprintf(stderr, "mobilellm bench: --batch, --seq and --steps must be positive\n");
         return 2;
@@ -94,7 +103,13 @@ int ml_cmd_bench(int argc, char **argv) {
         if (a.paired && a.quant_scheme)
             printf("paired       full-precision step %.1f ms, QAT step %.1f ms: %.3fx\n", r.ms_per_step_fp, r.ms_per_step,
                    r.ms_per_step / r.ms_per_step_fp);
+        else if (a.paired && a.bf16)
+            printf("paired       fp32 step %.1f ms, bf16 step %.1f ms: bf16 takes %.3fx the fp32 time\n", r.ms_per_step_fp,
+                   r.ms_per_step, r.ms_per_step / r.ms_per_step_fp);
         printf("sgemm probe  %.1f GFLOP/s  ->  MFU %.1f%%\n", r.sgemm_gflops, 100 * r.mfu);
+        if (a.bf16 && r.bf16_probe_gflops > 0)
+            printf("bf16 probe   %.1f GFLOP/s on %s  ->  %.1f%% of the bf16 ceiling\n", r.bf16_probe_gflops,
+                   ml_gemm_engine_name(r.probe_engine), 100 * r.gflops / r.bf16_probe_gflops);
         printf("memory       minimum %.1f MiB = parameters %.1f + gradients %.1f + AdamW moments %.1f + saved "
                "activations %.1f (scratch %.1f more)\n",
                (double)r.min_bytes / MiB, (double)r.param_bytes / MiB, (double)r.grad_bytes / MiB,
@@ -102,6 +117,13 @@ int ml_cmd_bench(int argc, char **argv) {
         printf("peak RSS     %.1f MiB = %.2fx the minimum\n", (double)r.peak_rss / MiB, r.mem_ratio);
         printf("%s\n", r.blas);
         if (warn) printf("%s\n", warn);
+        printf("products     engine per product over the timed steps (layout: A, B transposed or not)\n");
+        for (int i = 0; i < r.n_gemm; i++) {
+            const ml_gemm_stat *g = &r.gemm[i];
+            printf("  %6d x %6d x %6d %c%c  %-8s %5.1f calls/step %8.2f ms/step %8.1f GFLOP/s\n", g->M, g->N, g->K,
+                   g->transA ? 'T' : 'N', g->transB ? 'T' : 'N', ml_gemm_engine_name(g->engine),
+                   (double)g->calls / a.steps, 1e3 * g->seconds / a.steps, g->seconds > 0 ? g->flops / g->seconds / 1e9 : 0);
+        }
         if (r.profiled) {
             printf("profile (%d timed steps)\n", a.steps);
             char table[8192];

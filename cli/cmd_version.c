@@ -1,12 +1,14 @@
 #include <stdio.h>
 
 #include "common/sysinfo.h"
+#include "model/ops/gemm.h"
 
 int ml_cmd_version(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    char blas[256];
-    ml_blas_describe(blas, sizeof blas);
-    printf("mobilellm 0.1.0\n%s\n", blas);
+    char engines[768], cpu[160];
+    ml_gemm_engines_describe(engines, sizeof engines);
+    ml_cpu_features_describe(cpu, sizeof cpu);
+    printf("mobilellm 0.1.0\nCPU features: %s\nGEMM engines (--gemm-engine, ML_GEMM_ENGINE):\n%s\n", cpu, engines);
     return 0;
 }

@@ -12,6 +12,11 @@ typedef struct {
     int in, out;
 } linear;
 
+/* fp32 products are sgemm's; bf16 ones go to the model's engine (AUTO: the dispatcher's choice per shape). */
+static ml_gemm_engine engine_of(const ml_model *m) {
+    return m->precision == ML_PRECISION_BF16 ? m->gemm_engine : ML_GEMM_OPENBLAS;
+}
+
 static linear lookup(const ml_model *m, ml_param_kind kind, int l) {
     const ml_config *c = &m->cfg;
     const int C = c->hidden_size, F = c->intermediate_size, qd = c->num_heads * c->head_dim,
@@ -37,6 +42,13 @@ static int param_index(const ml_model *m, ml_param_kind kind, int layer) {
     return -1;
 }
 
+/* The bf16 copy of the matrix the products read (NULL when the model keeps none). */
+static const uint16_t *weight16(const ml_model *m, ml_param_kind kind, int l) {
+    if (!m->w16 || m->precision != ML_PRECISION_BF16) return NULL;
+    const int i = param_index(m, kind, l);
+    return i >= 0 ? m->w16 + m->params[i].offset : NULL;
+}
+
 static const ml_act_transform *act_of(const ml_model *m, ml_param_kind kind, int layer, const ml_param **p) {
     if (!m->act_transforms) return NULL;
     const int i = param_index(m, kind, layer);
@@ -53,10 +65,7 @@ void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *
         at->forward(at->ctx, p, m->act_scratch, x, N, L.in);
         x = m->act_scratch;
     }
-    if (m->precision == ML_PRECISION_BF16)
-        ml_matmul_forward_bf16(y, x, L.w, N, L.in, L.out);
-    else
-        ml_matmul_forward(y, x, L.w, N, L.in, L.out);
+    ml_matmul_forward_on(engine_of(m), y, x, L.w, weight16(m, kind, layer), N, L.in, L.out);
 }
 
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
@@ -71,10 +80,7 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, xq, NULL, N); /* the input dW sees */
         float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
         const int acc = d == dx ? accumulate_dx : 0;
-        if (m->precision == ML_PRECISION_BF16)
-            ml_matmul_backward_bf16(d, L.g, dy, xq, L.w, N, L.in, L.out, acc);
-        else
-            ml_matmul_backward(d, L.g, dy, xq, L.w, N, L.in, L.out, acc);
+        ml_matmul_backward_on(engine_of(m), d, L.g, dy, xq, L.w, weight16(m, kind, layer), N, L.in, L.out, acc);
         if (dx && at->backward) {
             at->backward(at->ctx, p, d, x, N, L.in);
             if (d != dx) {
@@ -86,10 +92,7 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         return;
     }
     if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, x, NULL, N);
-    if (m->precision == ML_PRECISION_BF16)
-        ml_matmul_backward_bf16(dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
-    else
-        ml_matmul_backward(dx, L.g, dy, x, L.w, N, L.in, L.out, accumulate_dx);
+    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, L.w, weight16(m, kind, layer), N, L.in, L.out, accumulate_dx);
 }
 
 void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N) {
@@ -152,6 +155,13 @@ ml_status ml_model_refresh_weights(ml_model *m) {
         }
         ML_TRY(s);
     }
+    if (m->w16) /* the bf16 copies of what the products read: used weights, the latent ones where untransformed */
+        for (int i = 0; i < m->n_params; i++) {
+            const ml_param *p = &m->params[i];
+            if (!is_matrix(p) || p->kind == ML_P_AUX || p->offset + p->numel > m->w16_numel) continue;
+            const float *src = m->transforms && m->transforms[i] ? m->used_arena.base + p->offset : ml_param_data(m, p);
+            ml_bf16_convert(m->w16 + p->offset, src, (int)p->shape[0], (int)p->shape[1], (int)p->shape[1]);
+        }
     m->weights_stale = 0;
     return ML_OK;
 }

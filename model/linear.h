@@ -1,5 +1,5 @@
 /* The one call through which every linear layer and the embedding of a model compute: it applies the
- * model's precision (fp32 sgemm or the bf16 GEMM) and, per tensor, an optional weight transform.
+ * model's precision (fp32 sgemm, or in bf16 the GEMM engine of model/ops/gemm.h) and, per tensor, an optional weight transform.
  *
  * A weight transform (fake quantization, ...) maps a latent weight to the weight the network computes
  * with. Its forward fills the "used" copy once per change of the weights (ml_model_weights_changed),

@@ -13,7 +13,7 @@
 #include "common/rng.h"
 #include "model/block.h"
 #include "model/linear.h"
-#include "model/ops/gemm_bf16.h"
+#include "model/ops/gemm.h"
 #include "model/ops/ops.h"
 
 /* ---------------------------------------------------------------- parameter table */
@@ -150,6 +150,7 @@ void ml_model_free(ml_model *m) {
     ml_arena_free(&m->grad_arena);
     ml_arena_free(&m->act_arena);
     ml_arena_free(&m->used_arena);
+    free(m->w16);
     free(m->transforms);
     free(m->params);
     free(m->acts);
@@ -251,11 +252,38 @@ ml_status ml_precision_parse(const char *name, ml_precision *p) {
 
 const char *ml_precision_name(ml_precision p) { return p == ML_PRECISION_BF16 ? "bf16" : "fp32"; }
 
-ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
-    if (p == ML_PRECISION_BF16 && !ml_bf16_available())
-        return ml_fail(ML_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps); this one has none");
-    m->precision = p;
+/* Keep bf16 copies of the weights exactly when the model's bf16 products may run on an engine that reads them. */
+static ml_status bf16_copies(ml_model *m) {
+    const int want = m->precision == ML_PRECISION_BF16 && ml_gemm_reads_bf16_copies(m->gemm_engine);
+    if (want && (!m->w16 || m->w16_numel < m->param_arena.used)) {
+        free(m->w16);
+        m->w16_numel = 0;
+        m->w16 = ml_aligned_calloc(m->param_arena.used * sizeof(uint16_t));
+        if (!m->w16) return ml_fail(ML_ERR_NOMEM, "out of memory for the bf16 copies of the weights");
+        m->w16_numel = m->param_arena.used;
+    } else if (!want) {
+        free(m->w16);
+        m->w16 = NULL;
+        m->w16_numel = 0;
+    }
+    m->weights_stale = 1;
     return ML_OK;
+}
+
+ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
+    ml_gemm_engine e;
+    ML_TRY(ml_gemm_engine_resolve(m->gemm_request, p == ML_PRECISION_BF16, &e));
+    m->precision = p;
+    m->gemm_engine = e;
+    return bf16_copies(m);
+}
+
+ml_status ml_model_set_gemm_engine(ml_model *m, ml_gemm_engine e) {
+    ml_gemm_engine r;
+    ML_TRY(ml_gemm_engine_resolve(e, m->precision == ML_PRECISION_BF16, &r));
+    m->gemm_request = e;
+    m->gemm_engine = r;
+    return bf16_copies(m);
 }
 
 /* ---------------------------------------------------------------- activations */

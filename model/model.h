@@ -12,6 +12,7 @@
 #include "common/arena.h"
 #include "common/status.h"
 #include "model/config.h"
+#include "model/ops/gemm.h"
 
 typedef enum {
     ML_P_EMBED = 0,   /* model.embed_tokens.weight [V, C] */
@@ -75,9 +76,10 @@ typedef struct {
 } ml_block_acts;
 
 /* Arithmetic of the model's GEMMs. fp32: OpenBLAS sgemm. bf16: every linear layer (q/k/v/o, gate/up/down
- * and the LM head, forward and both backward products) on bf16-rounded inputs with fp32 accumulation
- * (model/ops/gemm_bf16.h). Weights, gradients, optimizer state, norms, RoPE, attention, SwiGLU and the
- * softmax stay fp32. */
+ * and the LM head, forward and both backward products) may run on bf16-rounded inputs with fp32 accumulation,
+ * on the GEMM engine the dispatcher picks per product (model/ops/gemm.h: our AVX512-BF16 kernel, oneDNN, or
+ * sgemm where neither wins) or the one forced by ml_model_set_gemm_engine. Weights, gradients, optimizer
+ * state, norms, RoPE, attention, SwiGLU and the softmax stay fp32. */
 typedef enum { ML_PRECISION_FP32 = 0, ML_PRECISION_BF16 = 1 } ml_precision;
 ml_status ml_precision_parse(const char *name, ml_precision *p);
 const char *ml_precision_name(ml_precision p);
@@ -97,6 +99,13 @@ typedef void (*ml_backward_observer)(void *ctx, const struct ml_model *m, ml_par
 typedef struct ml_model {
     ml_config cfg;
     ml_precision precision; /* fp32 unless ml_model_set_precision says otherwise */
+    ml_gemm_engine gemm_request; /* as asked (ml_model_set_gemm_engine; AUTO by default) */
+    ml_gemm_engine gemm_engine;  /* resolved for the precision (ML_GEMM_ENGINE applied): the bf16 products' engine */
+    /* bf16 bits of the used weight matrices at their parameter-arena offsets, for engines that multiply bf16
+     * operands (oneDNN; ml_gemm_reads_bf16_copies): refreshed with the used copies, once per change of the weights
+     * (ml_model_weights_changed), instead of converting each weight in every product. NULL when unused. */
+    uint16_t *w16;
+    size_t w16_numel;
     char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
                              export reproduces them bit for bit */
     int n_params;
@@ -151,8 +160,12 @@ typedef struct ml_model {
     void *grad_ready_user;
 } ml_model;
 
-/* Choose the GEMM arithmetic; bf16 fails (ML_ERR_UNSUPPORTED) on a CPU without AVX512-BF16. */
+/* Choose the GEMM arithmetic. bf16 runs on any CPU: where no bf16 engine wins, its products are sgemm's.
+ * Fails (one line) when the engine asked for earlier cannot serve it (see ml_gemm_engine_resolve). */
 ml_status ml_model_set_precision(ml_model *m, ml_precision p);
+/* Force the engine of the bf16 products (ML_GEMM_AUTO: per product, or ML_GEMM_ENGINE's); fails with one line
+ * for an engine this machine lacks or a bf16 engine with fp32 precision. Set the precision first. */
+ml_status ml_model_set_gemm_engine(ml_model *m, ml_gemm_engine e);
 
 /* Build the parameter table and allocate weights and gradients (zeroed). */
 ml_status ml_model_create(ml_model *m, const ml_config *cfg);

@@ -5,8 +5,9 @@
 #   scripts/install_deps.sh --fuzz   also clang, its libFuzzer runtime and OpenMP (the ML_FUZZ build, docs/fuzzing.md)
 set -euo pipefail
 # openmpi-bin + libopenmpi-dev: data-parallel training (mpirun -np N mobilellm train ...); the build works without them
+# libdnnl-dev: oneDNN, a bf16 GEMM engine (AMX on Xeons that have it); the build works without it
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libzstd-dev libcjson-dev libpcre2-dev libyaml-dev libcmocka-dev python3
-      openmpi-bin libopenmpi-dev)
+      openmpi-bin libopenmpi-dev libdnnl-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3-torch python3-numpy python3-h5py python3-sentencepiece python3-regex python3-zstandard git)
   # llama.cpp comes from npm (node-llama-cpp) for the GGUF interop test; keep an existing node/npm

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 
 #include "common/atomic_file.h"
 #include "common/prof.h"
@@ -12,12 +11,15 @@
 #include "common/sysinfo.h"
 #include "model/linear.h"
 #include "model/model.h"
-#include "model/ops/gemm_bf16.h"
+#include "model/ops/gemm.h"
+#include "model/ops/gemm_onednn.h"
 #include "optim/optimizer.h"
 #include "quant/quant.h"
 #include "train/trainer.h"
 
-double ml_sgemm_probe(int n, int reps) {
+double ml_sgemm_probe(int n, int reps) { return ml_gemm_probe(ML_GEMM_OPENBLAS, n, reps); }
+
+double ml_gemm_probe(ml_gemm_engine engine, int n, int reps) {
     float *a = malloc(sizeof(float) * (size_t)n * n), *b = malloc(sizeof(float) * (size_t)n * n),
           *c = malloc(sizeof(float) * (size_t)n * n);
     if (!a || !b || !c) {
@@ -25,10 +27,9 @@ double ml_sgemm_probe(int n, int reps) {
         return 0;
     }
     for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = 1e-3f * (float)(i % 97);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm up */
+    ml_gemm(engine, 0, 0, n, n, n, a, n, b, n, 0.0f, c, n); /* warm up */
     double t0 = ml_now_seconds();
-    for (int r = 0; r < reps; r++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    for (int r = 0; r < reps; r++) ml_gemm(engine, 0, 0, n, n, n, a, n, b, n, 0.0f, c, n);
     double dt = ml_now_seconds() - t0;
     free(a), free(b), free(c);
     return 2.0 * n * (double)n * n * reps / dt / 1e9;
@@ -38,12 +39,16 @@ ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows
     static const struct {
         const char *name;
         int in, out;
-    } shapes[] = {{"576->1728 (qkv-ish)", 576, 1728}, {"576->1536 (gate/up)", 576, 1536},
-                  {"1536->576 (down)", 1536, 576}, {"576->32000 (head)", 576, 32000}};
+    } shapes[] = {{"576->576 (q, o)", 576, 576},         {"576->192 (k, v)", 576, 192},
+                  {"576->1728 (qkv-ish)", 576, 1728},   {"576->1536 (gate/up)", 576, 1536},
+                  {"1536->576 (down)", 1536, 576},      {"576->32000 (head)", 576, 32000}};
+    enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
     if (tokens < 1) return ml_fail(ML_ERR_ARG, "GEMM benchmark: tokens must be positive");
-    if (!ml_bf16_available()) return ml_fail(ML_ERR_UNSUPPORTED, "GEMM benchmark: this CPU has no AVX512-BF16");
+    int engines[ML_GEMM_NUM_ENGINES], n_eng = 0;
+    for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++)
+        if (ml_gemm_engine_available((ml_gemm_engine)e)) engines[n_eng++] = e;
     *n_rows = 0;
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < NSHAPES; s++) {
         const int in = shapes[s].in, out = shapes[s].out;
         float *x = malloc(sizeof(float) * (size_t)tokens * in), *w = malloc(sizeof(float) * (size_t)out * in),
               *y = malloc(sizeof(float) * (size_t)tokens * out), *dx = malloc(sizeof(float) * (size_t)tokens * in),
@@ -59,6 +64,7 @@ ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows
         for (size_t i = 0; i < (size_t)tokens * out; i++) y[i] = 1e-3f * (float)ml_rng_normal(&rng);
         for (int layout = 0; layout < 3; layout++) {
             ml_gemm_bench_row *r = &rows[(*n_rows)++];
+            memset(r, 0, sizeof *r);
             /* forward Y[t,out] = X W^T; dX[t,in] = dY W; dW[out,in] += dY^T X */
             static const char *lname[3] = {"fwd Y=XW^T", "bwd dX=dYW", "bwd dW+=dY^TX"};
             snprintf(r->name, sizeof r->name, "%s %s", shapes[s].name, lname[layout]);
@@ -68,23 +74,20 @@ ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows
             int lda = ta ? M : K, ldb = tb ? K : N;
             float *C = layout == 0 ? y : layout == 1 ? dx : dw, beta = layout == 2 ? 1.0f : 0.0f;
             r->M = M, r->N = N, r->K = K, r->transA = ta, r->transB = tb;
+            r->chosen = ml_gemm_choose(1, ta, tb, M, N, K);
+            ml_onednn_impl_name(ta, tb, M, N, K, r->onednn_impl, sizeof r->onednn_impl);
             const double flops = 2.0 * M * (double)N * K;
-            double best_s = 1e30, best_b = 1e30, spent = 0;
-            for (int rep = 0; rep < 3 || (spent < 2 * seconds_each && rep < 1000); rep++) {
-                double t0 = ml_now_seconds();
-                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
-                            A, lda, B, ldb, beta, C, N);
-                double t1 = ml_now_seconds();
-                ml_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, N);
-                double t2 = ml_now_seconds();
-                if (rep > 0) { /* the first is a warm-up */
-                    if (t1 - t0 < best_s) best_s = t1 - t0;
-                    if (t2 - t1 < best_b) best_b = t2 - t1;
+            double best[ML_GEMM_NUM_ENGINES], spent = 0;
+            for (int e = 0; e < ML_GEMM_NUM_ENGINES; e++) best[e] = 1e30;
+            for (int rep = 0; rep < 3 || (spent < n_eng * seconds_each && rep < 1000); rep++)
+                for (int i = 0; i < n_eng; i++) { /* engines alternate: the same load for each */
+                    double t0 = ml_now_seconds();
+                    ml_gemm((ml_gemm_engine)engines[i], ta, tb, M, N, K, A, lda, B, ldb, beta, C, N);
+                    double dt = ml_now_seconds() - t0;
+                    if (rep > 0 && dt < best[engines[i]]) best[engines[i]] = dt; /* the first is a warm-up */
+                    spent += dt;
                 }
-                spent += t2 - t0;
-            }
-            r->sgemm_gflops = flops / best_s / 1e9;
-            r->bf16_gflops = flops / best_b / 1e9;
+            for (int i = 0; i < n_eng; i++) r->gflops[engines[i]] = flops / best[engines[i]] / 1e9;
         }
         free(x), free(w), free(y), free(dx), free(dw);
     }
@@ -95,8 +98,9 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
     memset(r, 0, sizeof *r);
     ml_model m;
     ML_TRY(ml_model_create(&m, cfg));
-    if (a->bf16) {
-        ml_status ps = ml_model_set_precision(&m, ML_PRECISION_BF16);
+    {
+        ml_status ps = ml_model_set_precision(&m, a->bf16 ? ML_PRECISION_BF16 : ML_PRECISION_FP32);
+        if (ps == ML_OK) ps = ml_model_set_gemm_engine(&m, a->gemm_engine);
         if (ps != ML_OK) {
             ml_model_free(&m);
             return ps;
@@ -115,17 +119,21 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
             s = ml_model_reserve(&teacher, a->B, a->T, a->T);
         }
     }
-    ml_model fpm; /* paired: the same weights, no recipe */
+    ml_model fpm; /* paired: the same weights, no recipe (with a scheme) or fp32 GEMMs (bf16 without one) */
     ml_optimizer fpo;
     memset(&fpm, 0, sizeof fpm);
     memset(&fpo, 0, sizeof fpo);
-    const int paired = a->paired && a->quant_scheme;
+    const int paired = a->paired && (a->quant_scheme || a->bf16);
     if (s == ML_OK && paired) {
         s = ml_model_create(&fpm, cfg);
         if (s == ML_OK) {
             memcpy(fpm.param_arena.base, m.param_arena.base, m.param_arena.capacity * sizeof(float));
             fpm.recompute = a->recompute;
-            fpm.precision = m.precision;
+            if (a->quant_scheme) {
+                fpm.precision = m.precision;
+                fpm.gemm_request = m.gemm_request;
+                fpm.gemm_engine = m.gemm_engine;
+            }
             s = ml_model_reserve(&fpm, a->B, a->T, a->T);
         }
         ml_optim_config foc = ml_optim_defaults(ML_OPTIM_ADAMW);
@@ -156,11 +164,12 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
     double t_fwd = 0, t_head = 0, t_bwd = 0, t_upd = 0, t_ref = 0, t_teach = 0, t_fp = 0;
     const int prof_was = ml_prof_enabled();
     for (int step = 0; step < a->warmup + a->steps && s == ML_OK; step++) {
+        if (step == a->warmup) ml_gemm_stats_reset(); /* the products of the timed steps */
         if (step == a->warmup && a->profile) { /* profile the timed steps only */
             ml_prof_reset();
             ml_prof_enable(1);
         }
-        if (paired) { /* the full-precision step first, then the QAT step: same load for both */
+        if (paired) { /* the full-precision (or fp32) step first, then the measured one: same load for both */
             double f0 = ml_now_seconds(), fl;
             int64_t fn;
             ml_model_zero_grad(&fpm);
@@ -227,8 +236,14 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         r->mem_ratio = (double)r->peak_rss / (double)r->min_bytes;
         r->threads = ml_num_threads();
         ml_blas_describe(r->blas, sizeof r->blas);
+        r->n_gemm = ml_gemm_stats(r->gemm, (int)(sizeof r->gemm / sizeof r->gemm[0]));
+        if (r->n_gemm > (int)(sizeof r->gemm / sizeof r->gemm[0])) r->n_gemm = (int)(sizeof r->gemm / sizeof r->gemm[0]);
         r->sgemm_gflops = ml_sgemm_probe(2048, 5);
         r->mfu = r->gflops / r->sgemm_gflops;
+        if (a->bf16) { /* the ceiling of the engine this run's large products use */
+            r->probe_engine = m.gemm_engine == ML_GEMM_AUTO ? ml_gemm_choose(1, 0, 0, 2048, 2048, 2048) : m.gemm_engine;
+            r->bf16_probe_gflops = ml_gemm_probe(r->probe_engine, 2048, 5);
+        }
     }
     free(tok), free(tgt);
     ml_optim_free(&opt);
@@ -261,6 +276,23 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
         (double)r->moment_bytes / MiB, (double)r->act_saved_bytes / MiB, (double)r->act_scratch_bytes / MiB,
         (double)r->min_bytes / MiB, r->mem_ratio, ml_blas_corename());
     if (k > 0) len = (size_t)k;
+    k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,
+                 ",\"gemm_engine\":\"%s\",\"bf16_probe_engine\":\"%s\",\"bf16_probe_gflops\":%.2f,\"gemm\":[",
+                 ml_gemm_engine_name(a->gemm_engine), a->bf16 ? ml_gemm_engine_name(r->probe_engine) : "",
+                 r->bf16_probe_gflops);
+    if (k > 0) len += (size_t)k;
+    for (int i = 0; i < r->n_gemm; i++) {
+        const ml_gemm_stat *g = &r->gemm[i];
+        k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,
+                     "%s{\"M\":%d,\"N\":%d,\"K\":%d,\"layout\":\"%c%c\",\"engine\":\"%s\",\"calls_per_step\":%.2f,"
+                     "\"ms_per_step\":%.3f,\"gflops\":%.1f}",
+                     i ? "," : "", g->M, g->N, g->K, g->transA ? 'T' : 'N', g->transB ? 'T' : 'N',
+                     ml_gemm_engine_name(g->engine), (double)g->calls / a->steps, 1e3 * g->seconds / a->steps,
+                     g->seconds > 0 ? g->flops / g->seconds / 1e9 : 0.0);
+        if (k > 0) len += (size_t)k;
+    }
+    k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, "]");
+    if (k > 0) len += (size_t)k;
     if (r->profiled) {
         k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, ",\"profile\":");
         if (k > 0) len += (size_t)k;

@@ -10,19 +10,22 @@
 #include <stddef.h>
 
 #include "model/config.h"
+#include "model/ops/gemm.h"
 
 typedef struct {
     int B, T, steps, warmup;
     uint64_t seed;
     int profile; /* 1: time every kernel over the timed steps (common/prof.h) */
     int recompute; /* activation recomputation (ml_model.recompute) */
-    int bf16; /* --precision bf16: the model's GEMMs on bf16 inputs (model/ops/gemm_bf16.h) */
+    int bf16; /* --precision bf16: the model's GEMMs on bf16 inputs (model/ops/gemm.h) */
+    ml_gemm_engine gemm_engine; /* engine of the bf16 GEMMs (AUTO: per shape, or ML_GEMM_ENGINE) */
     /* QAT step (quant/quant.h): the recipe on the model (scheme NULL: full precision); teacher: also time the
      * forward of a full-precision copy on the same batch (self-distillation's teacher), reported apart */
     const char *quant_scheme, *quant_embedding, *quant_act;
     int teacher;
     int paired; /* with a scheme: also a full-precision copy, its steps alternating with the QAT steps in this one
-                   process (both see the same machine load), reported as ms_per_step_fp */
+                   process (both see the same machine load), reported as ms_per_step_fp; with bf16 and no scheme the
+                   copy is an fp32 model (fp32 vs bf16 under the same load) */
 } ml_bench_args;
 
 typedef struct {
@@ -44,21 +47,34 @@ typedef struct {
     int threads;
     int profiled;
     char blas[256];
+    /* bf16 runs: the probe of the engine the large products use, at 2048^3 (the step's bf16 ceiling) */
+    ml_gemm_engine probe_engine;
+    double bf16_probe_gflops;
+    /* every distinct product of the timed steps and the engine that ran it */
+    ml_gemm_stat gemm[48];
+    int n_gemm;
 } ml_bench_result;
 
 /* Sustained sgemm rate (GFLOP/s) of an n x n x n product on the current threads. */
 double ml_sgemm_probe(int n, int reps);
+/* The same on one GEMM engine (model/ops/gemm.h): the bf16 ceiling a bf16 step is held against. */
+double ml_gemm_probe(ml_gemm_engine engine, int n, int reps);
 
-/* One GEMM shape of the model in one of its layouts, timed with OpenBLAS sgemm and with the bf16
- * kernel, calls alternating so both see the same machine load; the best of the repetitions counts. */
+/* One GEMM shape of the model in one of its layouts, timed on every engine this machine has (model/ops/gemm.h),
+ * calls alternating so all see the same machine load; the best of the repetitions counts. gflops[e] is 0 for an
+ * engine that is absent here. */
 typedef struct {
     char name[48];
     int M, N, K, transA, transB;
-    double sgemm_gflops, bf16_gflops;
+    double gflops[ML_GEMM_NUM_ENGINES]; /* [ML_GEMM_OPENBLAS], [ML_GEMM_BF16], [ML_GEMM_ONEDNN] */
+    ml_gemm_engine chosen;              /* what the dispatcher picks for it in bf16 precision */
+    char onednn_impl[64];               /* oneDNN's kernel for it ("brg:avx512_core_amx_bf16", ...) or "-" */
 } ml_gemm_bench_row;
 
-/* MobileLLM-125M's GEMMs at `tokens` rows (576->1728 qkv-ish, 576->1536 gate/up, 1536->576 down,
- * 576->32000 head), each as forward Y = X W^T, backward dX = dY W and dW += dY^T X. rows holds 12. */
+/* MobileLLM-125M's GEMMs at `tokens` rows (576->576 q and o, 576->192 k and v, 576->1728 qkv-ish, 576->1536
+ * gate/up, 1536->576 down, 576->32000 head), each as forward Y = X W^T, backward dX = dY W and dW += dY^T X.
+ * rows holds ML_GEMM_BENCH_ROWS. */
+#define ML_GEMM_BENCH_ROWS 18
 ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows, int *n_rows);
 
 ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_result *r);

@@ -711,8 +711,11 @@ ml_status ml_train(const ml_train_args *args) {
     if (s != ML_OK) goto done;
     {
         ml_precision prec;
+        ml_gemm_engine engine = ML_GEMM_AUTO;
         s = ml_precision_parse(a->precision, &prec);
+        if (s == ML_OK && a->gemm_engine[0]) s = ml_gemm_engine_parse(a->gemm_engine, &engine);
         if (s == ML_OK) s = ml_model_set_precision(&t.model, prec);
+        if (s == ML_OK) s = ml_model_set_gemm_engine(&t.model, engine);
         if (s != ML_OK) goto done;
     }
     if (a->rope_theta > 0 && a->rope_theta != t.model.cfg.rope_theta) {
@@ -857,6 +860,9 @@ ml_status ml_train(const ml_train_args *args) {
                t.model.cfg.layer_repeat, t.model.cfg.tie_word_embeddings ? "tied" : "untied", a->batch, a->seq,
                a->grad_accum, a->optim, a->schedule, a->lr, ml_precision_name(t.model.precision));
         ml_log(ML_LOG_INFO, "%s", blas);
+        if (t.model.precision == ML_PRECISION_BF16)
+            ml_log(ML_LOG_INFO, "bf16 GEMM engine: %s%s", ml_gemm_engine_name(t.model.gemm_engine),
+                   t.model.gemm_engine == ML_GEMM_AUTO ? " (per machine and shape; bench shows which ran)" : "");
         const char *warn = ml_blas_kernel_warning();
         if (warn) ml_log(ML_LOG_INFO, "%s", warn);
         if (a->resume_ckpt) ml_log(ML_LOG_INFO, "resuming %s at step %lld", a->resume_ckpt, (long long)t.st.step);

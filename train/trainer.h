@@ -54,6 +54,7 @@ typedef struct {
     char optim[16];    /* a registered optimizer (optim/optimizer.h): adamw | sgd */
     char schedule[16]; /* constant | linear | cosine | wsd */
     char precision[8]; /* fp32 | bf16: arithmetic of the student's GEMMs (model/model.h); state stays fp32 */
+    char gemm_engine[16]; /* auto | openblas | bf16 | onednn: engine of the bf16 GEMMs (model/ops/gemm.h) */
     /* weight_decay NaN (the default): the optimizer's own default (0.1 decoupled for adamw, 0 for sgd) */
     float lr, min_lr_ratio, weight_decay, clip, beta1, beta2, eps, momentum, wsd_decay_fraction;
     int64_t warmup;

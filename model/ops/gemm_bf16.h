@@ -23,4 +23,8 @@ void ml_gemm_bf16(int transA, int transB, int M, int N, int K, const float *A, i
 /* x rounded to bf16 (nearest even; denormals to signed zero; NaN stays NaN) and widened back. */
 float ml_bf16_round(float x);
 
+/* dst[r * cols + c] = the bf16 bits of ml_bf16_round(src[r * ld + c]): a rows x cols block made compact.
+ * OpenMP over rows (call it outside a parallel region). */
+void ml_bf16_convert(uint16_t *dst, const float *src, int rows, int cols, int ld);
+
 #endif

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/ops/gemm.h"
+
 /* ---- matmul (model/ops/matmul.c): Y[N,out] = X[N,in] · W[out,in]^T, weights in HF [out,in] layout */
 void ml_matmul_forward(float *y, const float *x, const float *w, int N, int in, int out);
 /* dX[N,in] (= or += per accumulate_dx) dY·W and dW[out,in] += dY^T·X. Either output may be NULL. */
@@ -18,6 +20,13 @@ void ml_matmul_backward(float *dx, float *dw, const float *dy, const float *x, c
 void ml_matmul_forward_bf16(float *y, const float *x, const float *w, int N, int in, int out);
 void ml_matmul_backward_bf16(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
                              int out, int accumulate_dx);
+/* The same on a GEMM engine of model/ops/gemm.h (ML_GEMM_AUTO: the dispatcher's choice per product; the plain
+ * and _bf16 forms above are openblas and bf16). w16: NULL, or the bf16 bits of w (same layout), which engines
+ * that multiply bf16 operands read instead of converting w. */
+void ml_matmul_forward_on(ml_gemm_engine e, float *y, const float *x, const float *w, const uint16_t *w16, int N,
+                          int in, int out);
+void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                           const uint16_t *w16, int N, int in, int out, int accumulate_dx);
 
 /* ---- embedding (model/ops/embedding.c) */
 void ml_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);

@@ -1,0 +1,217 @@
+/* The GEMM dispatcher (see gemm.h). */
+#include "model/ops/gemm.h"
+
+#include <cpuid.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "common/sysinfo.h"
+#include "model/ops/gemm_bf16.h"
+#include "model/ops/gemm_onednn.h"
+
+static const char *const names[ML_GEMM_NUM_ENGINES] = {"auto", "openblas", "bf16", "onednn"};
+
+const char *ml_gemm_engine_name(ml_gemm_engine e) { return e >= 0 && e < ML_GEMM_NUM_ENGINES ? names[e] : "?"; }
+
+ml_status ml_gemm_engine_parse(const char *name, ml_gemm_engine *e) {
+    for (int i = 0; i < ML_GEMM_NUM_ENGINES; i++)
+        if (name && !strcmp(name, names[i])) {
+            *e = (ml_gemm_engine)i;
+            return ML_OK;
+        }
+    return ml_fail(ML_ERR_ARG, "unknown GEMM engine '%s' (auto | openblas | bf16 | onednn)", name ? name : "");
+}
+
+/* ---------------------------------------------------------------- CPU features */
+
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static ml_cpu_features features;
+static pthread_once_t features_once = PTHREAD_ONCE_INIT;
+
+/* CPUID leaf 7: EBX bit 16 AVX512F; ECX bit 11 AVX512-VNNI; EDX bit 22 AMX-BF16, 23 AVX512-FP16, 24 AMX-TILE,
+ * 25 AMX-INT8; subleaf 1 EAX bit 5 AVX512-BF16. The OS must save the state: XCR0 bits 5-7 (opmask, ZMM) for
+ * AVX-512 and bits 17-18 (XTILECFG, XTILEDATA) for AMX. */
+static void detect(void) {
+    ml_cpu_features *f = &features;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return; /* no OSXSAVE: no AVX state at all */
+    const uint64_t xcr0 = xgetbv0();
+    const int os_avx512 = (xcr0 & 0xE6) == 0xE6, os_amx = (xcr0 & 0x60000) == 0x60000;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+    f->avx512f = os_avx512 && (b >> 16 & 1);
+    f->avx512_vnni = f->avx512f && (c >> 11 & 1);
+    f->avx512_fp16 = f->avx512f && (d >> 23 & 1);
+    f->amx_tile = os_amx && (d >> 24 & 1);
+    f->amx_bf16 = f->amx_tile && (d >> 22 & 1);
+    f->amx_int8 = f->amx_tile && (d >> 25 & 1);
+    unsigned max_sub = a;
+    if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f->avx512_bf16 = f->avx512f && (a >> 5 & 1);
+}
+
+const ml_cpu_features *ml_cpu_features_get(void) {
+    pthread_once(&features_once, detect);
+    return &features;
+}
+
+void ml_cpu_features_describe(char *buf, size_t n) {
+    const ml_cpu_features *f = ml_cpu_features_get();
+    const struct {
+        int on;
+        const char *name;
+    } list[] = {{f->avx512f, "avx512f"},     {f->avx512_vnni, "avx512_vnni"}, {f->avx512_bf16, "avx512_bf16"},
+                {f->avx512_fp16, "avx512_fp16"}, {f->amx_tile, "amx_tile"},       {f->amx_bf16, "amx_bf16"},
+                {f->amx_int8, "amx_int8"}};
+    size_t len = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+        if (list[i].on && len < n) len += (size_t)snprintf(buf + len, n - len, "%s%s", len ? " " : "", list[i].name);
+    if (!len) snprintf(buf, n, "no AVX-512");
+}
+
+/* ---------------------------------------------------------------- engines */
+
+int ml_gemm_engine_available(ml_gemm_engine e) {
+    switch (e) {
+    case ML_GEMM_AUTO:
+    case ML_GEMM_OPENBLAS: return 1;
+    case ML_GEMM_BF16: return ml_bf16_available();
+    case ML_GEMM_ONEDNN: return ml_onednn_available();
+    default: return 0;
+    }
+}
+
+static const char *why_absent(ml_gemm_engine e) {
+    return e == ML_GEMM_BF16 ? "this CPU has no AVX512-BF16 (vdpbf16ps)"
+                             : "this build has no oneDNN (apt-get install libdnnl-dev, then rebuild) or oneDNN has no bf16 "
+                               "matmul for this CPU";
+}
+
+ml_status ml_gemm_engine_resolve(ml_gemm_engine requested, int bf16_allowed, ml_gemm_engine *out) {
+    if (requested == ML_GEMM_AUTO && !bf16_allowed) { /* fp32 products are sgemm's, whatever the environment says */
+        *out = ML_GEMM_AUTO;
+        return ML_OK;
+    }
+    if (requested == ML_GEMM_AUTO) {
+        const char *env = getenv("ML_GEMM_ENGINE");
+        if (env && *env && ml_gemm_engine_parse(env, &requested) != ML_OK)
+            return ml_fail(ML_ERR_ARG, "ML_GEMM_ENGINE: unknown GEMM engine '%s' (auto | openblas | bf16 | onednn)", env);
+    }
+    if (!ml_gemm_engine_available(requested))
+        return ml_fail(ML_ERR_UNSUPPORTED, "GEMM engine %s is not available: %s", names[requested], why_absent(requested));
+    if (!bf16_allowed && (requested == ML_GEMM_BF16 || requested == ML_GEMM_ONEDNN))
+        return ml_fail(ML_ERR_ARG, "GEMM engine %s computes on bf16 inputs: it needs --precision bf16", names[requested]);
+    *out = requested;
+    return ML_OK;
+}
+
+/* Products below this many multiply-adds, or of fewer than 8 rows (decoding), stay on sgemm: converting and
+ * packing both operands costs more than bf16 saves. */
+#define SMALL_MACS (1 << 20)
+/* Our kernel packs both operands on every call. On Zen 4 (bench --gemm, bench/RESULTS.md) it ran the products of
+ * MobileLLM-125M's wide matrices (gate/up/down: 576 x 1536; the head) at 2-3x sgemm, but those of the narrow
+ * q/o (576 x 576) and k/v (192 x 576) projections at 0.4-0.9x, at 1024 and at 64 tokens: below this many entries
+ * in the weight-sized operand (B of the forward and dX layouts, C of the dW layout, i.e. A transposed) sgemm
+ * keeps them. */
+#define BF16_MIN_WEIGHT (576 * 1536)
+
+ml_gemm_engine ml_gemm_choose(int bf16_allowed, int transA, int transB, int M, int N, int K) {
+    if (!bf16_allowed || (double)M * N * K < SMALL_MACS || M < 8) return ML_GEMM_OPENBLAS;
+    const ml_cpu_features *f = ml_cpu_features_get();
+    if (f->amx_bf16) /* oneDNN's AMX kernels; without them our kernel loses to sgemm on those Xeons (0.56-0.61x) */
+        return ml_onednn_available() ? ML_GEMM_ONEDNN : ML_GEMM_OPENBLAS;
+    const double weight = transA ? (double)M * N : (double)N * K;
+    return ml_bf16_available() && weight >= BF16_MIN_WEIGHT ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS;
+}
+
+void ml_gemm_engines_describe(char *buf, size_t n) {
+    char blas[256], dnnl[160];
+    ml_blas_describe(blas, sizeof blas);
+    ml_onednn_describe(dnnl, sizeof dnnl);
+    snprintf(buf, n,
+             "openblas  available: %s\n"
+             "bf16      %s\n"
+             "onednn    %s: %s",
+             blas, ml_bf16_available() ? "available: AVX512-BF16 kernel (vdpbf16ps)" : "absent: no AVX512-BF16",
+             ml_onednn_available() ? "available" : "absent", dnnl);
+}
+
+/* ---------------------------------------------------------------- statistics */
+
+enum { MAX_STATS = 256 };
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static ml_gemm_stat stats[MAX_STATS];
+static int n_stats;
+
+static void record(ml_gemm_engine e, int ta, int tb, int M, int N, int K, double seconds) {
+    pthread_mutex_lock(&stats_lock);
+    ml_gemm_stat *s = NULL;
+    for (int i = n_stats - 1; i >= 0 && !s; i--) {
+        ml_gemm_stat *q = &stats[i];
+        if (q->M == M && q->N == N && q->K == K && q->transA == ta && q->transB == tb && q->engine == e) s = q;
+    }
+    if (!s && n_stats < MAX_STATS) {
+        s = &stats[n_stats++];
+        *s = (ml_gemm_stat){.M = M, .N = N, .K = K, .transA = ta, .transB = tb, .engine = e};
+    }
+    if (s) {
+        s->calls++;
+        s->seconds += seconds;
+        s->flops += 2.0 * M * (double)N * K;
+    }
+    pthread_mutex_unlock(&stats_lock);
+}
+
+void ml_gemm_stats_reset(void) {
+    pthread_mutex_lock(&stats_lock);
+    n_stats = 0;
+    pthread_mutex_unlock(&stats_lock);
+}
+
+int ml_gemm_stats(ml_gemm_stat *rows, int max) {
+    pthread_mutex_lock(&stats_lock);
+    const int n = n_stats;
+    for (int i = 0; i < n && i < max; i++) rows[i] = stats[i];
+    pthread_mutex_unlock(&stats_lock);
+    return n;
+}
+
+/* ---------------------------------------------------------------- the product */
+
+int ml_gemm_reads_bf16_copies(ml_gemm_engine requested) {
+    if (requested == ML_GEMM_ONEDNN) return 1;
+    return requested == ML_GEMM_AUTO && ml_cpu_features_get()->amx_bf16 && ml_onednn_available();
+}
+
+void ml_gemm(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+             int ldb, float beta, float *C, int ldc) {
+    ml_gemm_b16(engine, ta, tb, M, N, K, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
+void ml_gemm_b16(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, const uint16_t *B16, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* C = beta C, which no engine needs to see */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    ml_gemm_engine e = engine == ML_GEMM_AUTO ? ml_gemm_choose(1, ta, tb, M, N, K) : engine;
+    const double t0 = ml_now_seconds();
+    if (e == ML_GEMM_ONEDNN && ml_onednn_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, B16, beta, C, ldc) != 0)
+        e = ml_bf16_available() ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS; /* oneDNN failed (memory): same product elsewhere */
+    if (e == ML_GEMM_BF16)
+        ml_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else if (e != ML_GEMM_ONEDNN)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
+                    lda, B, ldb, beta, C, ldc);
+    record(e, ta, tb, M, N, K, ml_now_seconds() - t0);
+}

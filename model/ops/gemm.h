@@ -1,0 +1,78 @@
+/* The GEMM engine layer: every product of the model (model/ops/matmul.c) goes through ml_gemm, which runs it on
+ * one of these engines:
+ *   openblas  OpenBLAS sgemm, fp32 inputs
+ *   bf16      our AVX512-BF16 kernel (model/ops/gemm_bf16.h): inputs rounded to bf16, fp32 accumulation
+ *   onednn    oneDNN matmul on bf16 inputs with fp32 accumulation and output (model/ops/gemm_onednn.c; AMX where
+ *             the CPU has it, else its AVX-512 bf16/VNNI kernels); present when the build found oneDNN
+ *
+ *   C[M,N] = beta * C + op(A)[M,K] . op(B)[K,N]     row-major, beta 0 or 1, transposes as in gemm_bf16.h
+ *
+ * Choosing (ML_GEMM_AUTO). fp32 precision: always openblas. bf16 precision: a rule on the CPU's features and the
+ * shape (ml_gemm_choose), fixed per machine, so that a run stays a function of (config, data, seed) and resume is
+ * bit-exact; a timing on first use would let machine load flip a shape between engines of different arithmetic.
+ * The rule comes from `mobilellm bench --gemm` (bench/RESULTS.md) and the issue's Xeon figures: AMX + oneDNN ->
+ * onednn (1.4-2.6 TFLOP/s against sgemm's 0.33-0.37); AVX512-BF16 without AMX -> bf16 for products with a wide
+ * weight operand (2-3x sgemm on Zen 4, 1.5-2.1x on Zen 5; oneDNN's avx512_core_bf16 kernels were no faster), sgemm
+ * for narrow ones (our kernel lost on 576 x 576 and 192 x 576); otherwise, and for products too small to
+ * amortise the bf16 conversion, -> openblas.
+ * The environment variable ML_GEMM_ENGINE (auto | openblas | bf16 | onednn) replaces "auto" in bf16 precision
+ * (ml_gemm_engine_resolve); an engine given explicitly (--gemm-engine) wins over it. */
+#ifndef ML_GEMM_H
+#define ML_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+typedef enum { ML_GEMM_AUTO = 0, ML_GEMM_OPENBLAS, ML_GEMM_BF16, ML_GEMM_ONEDNN, ML_GEMM_NUM_ENGINES } ml_gemm_engine;
+
+const char *ml_gemm_engine_name(ml_gemm_engine e);
+/* "auto" | "openblas" | "bf16" | "onednn"; ML_ERR_ARG with a one-line message otherwise. */
+ml_status ml_gemm_engine_parse(const char *name, ml_gemm_engine *e);
+/* 1 when the engine runs on this machine at speed (openblas always; bf16: AVX512-BF16; onednn: built with
+ * oneDNN and its bf16 matmul is implemented on this CPU). */
+int ml_gemm_engine_available(ml_gemm_engine e);
+/* `requested`, with AUTO replaced by ML_GEMM_ENGINE when that is set and bf16 is allowed; fails (one line) for an
+ * unknown name, an engine this machine lacks, or a bf16 engine asked for with fp32 precision (bf16_allowed 0). */
+ml_status ml_gemm_engine_resolve(ml_gemm_engine requested, int bf16_allowed, ml_gemm_engine *out);
+/* The engine AUTO picks for one product. */
+ml_gemm_engine ml_gemm_choose(int bf16_allowed, int transA, int transB, int M, int N, int K);
+
+/* C = beta * C + op(A) op(B) on `engine` (AUTO: ml_gemm_choose with bf16 allowed). Called outside OpenMP
+ * parallel regions: every engine runs on the threads of the calling team (oneDNN on OpenMP's too). */
+void ml_gemm(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The same with B16, the bf16 bits of B (ml_bf16_convert, compact: ld = transB ? K : N), when the caller keeps such
+ * a copy (the model's weights, refreshed once per optimizer step): engines that multiply bf16 operands (onednn)
+ * read it instead of converting B; the others read B. B16 NULL: ml_gemm. */
+void ml_gemm_b16(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, const float *A, int lda,
+                 const float *B, int ldb, const uint16_t *B16, float beta, float *C, int ldc);
+/* 1 when products asked of `requested` (AUTO or one engine) may run on an engine that reads bf16 copies (onednn),
+ * i.e. when keeping such copies pays. */
+int ml_gemm_reads_bf16_copies(ml_gemm_engine requested);
+
+/* CPU features that matter to the engines (CPUID, and for AMX the OS's XSAVE state). */
+typedef struct {
+    int avx512f, avx512_bf16, avx512_vnni, avx512_fp16, amx_tile, amx_bf16, amx_int8;
+} ml_cpu_features;
+const ml_cpu_features *ml_cpu_features_get(void);
+/* e.g. "avx512f avx512_bf16 avx512_vnni" (only those present) */
+void ml_cpu_features_describe(char *buf, size_t n);
+/* One line per engine: name, available or why not, and for oneDNN its version and the ISA it dispatches to. */
+void ml_gemm_engines_describe(char *buf, size_t n);
+
+/* What ran: each distinct product (shape, transposes, engine) since the last reset, with its calls and time.
+ * Recorded by every ml_gemm call (a clock read and a table lookup). */
+typedef struct {
+    int M, N, K, transA, transB;
+    ml_gemm_engine engine;
+    int64_t calls;
+    double seconds, flops;
+} ml_gemm_stat;
+void ml_gemm_stats_reset(void);
+/* Copies up to max rows, returns how many there are. */
+int ml_gemm_stats(ml_gemm_stat *rows, int max);
+
+#endif

@@ -1,0 +1,318 @@
+/* The GEMM engine layer (model/ops/gemm.h): every engine this machine has (openblas, our AVX512-BF16 kernel,
+ * oneDNN) against a double-precision product, in all four transposition layouts, beta 0 and 1, odd shapes and
+ * leading dimensions larger than the rows; the dispatcher's rule, engine resolution and its errors, the record
+ * of what ran; and a whole model in bf16 on each engine against fp32.
+ *
+ * Reference and tolerance. For the bf16 engines the reference multiplies the bf16-rounded inputs
+ * (ml_bf16_round), whose products are exact in fp32, so the only error left is fp32 accumulation in whatever
+ * order the engine sums:  |C - ref| <= (K + 2) * 2^-24 * (sum_k |a_k b_k| + |C_in|).  For openblas the inputs
+ * are not rounded and each fp32 product adds one more rounding: 2 (K + 2) 2^-24 of the same sum. A wrong layout
+ * or a truncation instead of a rounding is hundreds of times over. Each bf16 engine must also differ from the
+ * unrounded product somewhere (it really computes in bf16; a silent fp32 fallback would not).
+ * An engine missing here (no AVX512-BF16, a build without oneDNN) is skipped and the program exits 77. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/rng.h"
+#include "model/config.h"
+#include "model/linear.h"
+#include "model/model.h"
+#include "model/ops/gemm.h"
+#include "model/ops/gemm_bf16.h"
+#include "tests/support/test_util.h"
+
+static ml_rng rng;
+
+static float *randn(size_t n, float scale) {
+    float *x = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = (float)(ml_rng_normal(&rng) * scale);
+    return x;
+}
+
+static float opa(const float *A, int lda, int ta, int i, int k) { return ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]; }
+static float opb(const float *B, int ldb, int tb, int k, int j) { return tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]; }
+
+/* One product on engine e against the reference; returns the largest |C - unrounded product| / sum |a b|. */
+static double check_one(ml_gemm_engine e, int M, int N, int K, int ta, int tb, float beta, int pad) {
+    const int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *A = randn(na, 1), *B = randn(nb, 1), *C = randn(nc, 1), *C0 = malloc(nc * sizeof(float));
+    memcpy(C0, C, nc * sizeof(float));
+    ml_gemm(e, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    const int bf16 = e != ML_GEMM_OPENBLAS;
+    double off_fp32 = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double ref = beta != 0 ? (double)C0[(size_t)i * ldc + j] : 0, mag = fabs(ref), exact = ref;
+            for (int k = 0; k < K; k++) {
+                const float a = opa(A, lda, ta, i, k), b = opb(B, ldb, tb, k, j);
+                const double p = bf16 ? (double)ml_bf16_round(a) * ml_bf16_round(b) : (double)a * b;
+                ref += p, mag += fabs(p), exact += (double)a * b;
+            }
+            const double got = C[(size_t)i * ldc + j], tol = (bf16 ? 1 : 2) * (K + 2) * ldexp(1.0, -24) * mag + 1e-30;
+            if (fabs(got - ref) > tol)
+                fail_msg("%s: M %d N %d K %d ta %d tb %d beta %g pad %d: C[%d][%d] = %.9g, reference %.9g (tolerance %.3g)",
+                         ml_gemm_engine_name(e), M, N, K, ta, tb, beta, pad, i, j, got, ref, tol);
+            if (fabs(got - exact) / (mag + 1e-30) > off_fp32) off_fp32 = fabs(got - exact) / (mag + 1e-30);
+        }
+    for (int i = 0; i < M; i++) /* padding between rows of C is never written */
+        for (int j = N; j < ldc; j++) assert_true(C[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j]);
+    free(A), free(B), free(C), free(C0);
+    return off_fp32;
+}
+
+static const int shapes[][3] = {
+    {1, 1, 1},   {1, 1, 2},    {2, 3, 1},    {3, 5, 7},     {1, 40, 9},  {17, 1, 33},   {14, 32, 2},
+    {15, 33, 3}, {13, 31, 5},  {28, 64, 64}, {127, 65, 33}, {29, 47, 385}, {9, 70, 1001}, {350, 66, 40},
+    {64, 216, 72}, {64, 72, 192}, {96, 250, 72}, {192, 72, 64}, /* MobileLLM-125M's shapes / 8 */
+};
+
+static void check_engine(ml_gemm_engine e) {
+    if (!ml_gemm_engine_available(e)) ML_SKIP("GEMM engine %s is not available here", ml_gemm_engine_name(e));
+    double off = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int beta = 0; beta < 2; beta++) {
+                    double o = check_one(e, shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, (float)beta, (int)(s % 3) * 3);
+                    if (o > off) off = o;
+                }
+    printf("%s: every layout within tolerance; largest |C - unrounded product| / sum|a b| = %.2e\n",
+           ml_gemm_engine_name(e), off);
+    if (e != ML_GEMM_OPENBLAS) {
+        assert_true(off > 1e-5);    /* rounded to bf16 ... */
+        assert_true(off <= 0x1p-7); /* ... and to nothing coarser: bf16 keeps 8 significant bits, so each input is
+                                       within 2^-8 relative and each product within about 2^-7 */
+    }
+}
+
+static void test_openblas(void **state) { check_engine(ML_GEMM_OPENBLAS); }
+static void test_bf16(void **state) { check_engine(ML_GEMM_BF16); }
+static void test_onednn(void **state) { check_engine(ML_GEMM_ONEDNN); }
+
+/* The same product twice on one engine gives the same bits (what bit-exact resume needs). */
+static void test_repeatable(void **state) {
+    for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++) {
+        if (!ml_gemm_engine_available((ml_gemm_engine)e)) continue;
+        const int M = 200, N = 300, K = 250;
+        float *A = randn((size_t)M * K, 1), *B = randn((size_t)K * N, 1), *C1 = malloc(sizeof(float) * M * N),
+              *C2 = malloc(sizeof(float) * M * N);
+        ml_gemm((ml_gemm_engine)e, 1, 0, M, N, K, A, M, B, N, 0.0f, C1, N);
+        ml_gemm((ml_gemm_engine)e, 1, 0, M, N, K, A, M, B, N, 0.0f, C2, N);
+        assert_memory_equal(C1, C2, sizeof(float) * M * N);
+        free(A), free(B), free(C1), free(C2);
+    }
+}
+
+static void test_degenerate(void **state) {
+    for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++) {
+        if (!ml_gemm_engine_available((ml_gemm_engine)e)) continue;
+        float C[6] = {1, 2, 3, 4, 5, 6}, A[1] = {7}, B[1] = {8};
+        ml_gemm((ml_gemm_engine)e, 0, 0, 2, 3, 0, A, 1, B, 3, 1.0f, C, 3); /* K = 0, beta 1: unchanged */
+        ml_gemm((ml_gemm_engine)e, 0, 0, 0, 3, 1, A, 1, B, 3, 0.0f, C, 3); /* M = 0: nothing */
+        for (int i = 0; i < 6; i++) assert_true(C[i] == (float)(i + 1));
+        ml_gemm((ml_gemm_engine)e, 0, 0, 2, 3, 0, A, 1, B, 3, 0.0f, C, 3); /* K = 0, beta 0: zeros */
+        for (int i = 0; i < 6; i++) assert_true(C[i] == 0.0f);
+    }
+}
+
+/* Parsing, resolution (forced engines, ML_GEMM_ENGINE, errors) and the rule's fixed points. */
+static void test_resolve(void **state) {
+    ml_gemm_engine e;
+    assert_int_equal(ml_gemm_engine_parse("onednn", &e), ML_OK);
+    assert_int_equal(e, ML_GEMM_ONEDNN);
+    assert_int_equal(ml_gemm_engine_parse("cuda", &e), ML_ERR_ARG);
+    assert_non_null(strstr(ml_last_error(), "unknown GEMM engine 'cuda'"));
+    unsetenv("ML_GEMM_ENGINE");
+    assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_AUTO, 1, &e), ML_OK);
+    assert_int_equal(e, ML_GEMM_AUTO);
+    assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_OPENBLAS, 0, &e), ML_OK);
+    assert_int_equal(e, ML_GEMM_OPENBLAS);
+    for (int k = ML_GEMM_BF16; k <= ML_GEMM_ONEDNN; k++) {
+        ml_status s = ml_gemm_engine_resolve((ml_gemm_engine)k, 0, &e); /* a bf16 engine with fp32 precision */
+        assert_int_not_equal(s, ML_OK);
+        if (ml_gemm_engine_available((ml_gemm_engine)k)) assert_non_null(strstr(ml_last_error(), "--precision bf16"));
+        else assert_non_null(strstr(ml_last_error(), "not available"));
+    }
+    setenv("ML_GEMM_ENGINE", "openblas", 1);
+    assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_AUTO, 1, &e), ML_OK);
+    assert_int_equal(e, ML_GEMM_OPENBLAS);
+    assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_AUTO, 0, &e), ML_OK); /* fp32: the environment does not apply */
+    assert_int_equal(e, ML_GEMM_AUTO);
+    if (ml_gemm_engine_available(ML_GEMM_BF16)) { /* an explicit engine wins over the environment */
+        assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_BF16, 1, &e), ML_OK);
+        assert_int_equal(e, ML_GEMM_BF16);
+    }
+    setenv("ML_GEMM_ENGINE", "fast", 1);
+    assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_AUTO, 1, &e), ML_ERR_ARG);
+    assert_non_null(strstr(ml_last_error(), "ML_GEMM_ENGINE"));
+    unsetenv("ML_GEMM_ENGINE");
+    /* the rule: fp32 is sgemm; one-row (decoding) products are sgemm; what it picks is available */
+    assert_int_equal(ml_gemm_choose(0, 0, 1, 1024, 1536, 576), ML_GEMM_OPENBLAS);
+    assert_int_equal(ml_gemm_choose(1, 0, 1, 1, 32000, 576), ML_GEMM_OPENBLAS);
+    const ml_gemm_engine big = ml_gemm_choose(1, 0, 1, 1024, 1536, 576);
+    assert_true(ml_gemm_engine_available(big));
+    const ml_cpu_features *f = ml_cpu_features_get();
+    if (f->amx_bf16 && ml_gemm_engine_available(ML_GEMM_ONEDNN)) assert_int_equal(big, ML_GEMM_ONEDNN);
+    else if (!f->amx_bf16 && ml_gemm_engine_available(ML_GEMM_BF16)) assert_int_equal(big, ML_GEMM_BF16);
+    if (!f->amx_bf16) /* narrow weights (125M's q/o) stay on sgemm without AMX, in all three layouts */
+        for (int layout = 0; layout < 3; layout++)
+            assert_int_equal(layout == 2 ? ml_gemm_choose(1, 1, 0, 576, 576, 1024)
+                                         : ml_gemm_choose(1, 0, layout == 0, 1024, 576, 576), ML_GEMM_OPENBLAS);
+    printf("auto picks %s for 1024 x 1536 x 576 here\n", ml_gemm_engine_name(big));
+}
+
+/* The record of what ran: one row per (shape, layout, engine), calls counted. */
+static void test_stats(void **state) {
+    float *A = randn(64 * 64, 1), *B = randn(64 * 64, 1), *C = malloc(sizeof(float) * 64 * 64);
+    ml_gemm_stats_reset();
+    ml_gemm(ML_GEMM_OPENBLAS, 0, 1, 64, 64, 64, A, 64, B, 64, 0.0f, C, 64);
+    ml_gemm(ML_GEMM_OPENBLAS, 0, 1, 64, 64, 64, A, 64, B, 64, 0.0f, C, 64);
+    ml_gemm(ML_GEMM_OPENBLAS, 1, 0, 64, 64, 32, A, 64, B, 64, 0.0f, C, 64);
+    ml_gemm_stat rows[8];
+    assert_int_equal(ml_gemm_stats(rows, 8), 2);
+    assert_int_equal(rows[0].calls, 2);
+    assert_int_equal(rows[0].transB, 1);
+    assert_int_equal(rows[0].engine, ML_GEMM_OPENBLAS);
+    assert_true(rows[0].flops == 2 * 2.0 * 64 * 64 * 64);
+    assert_int_equal(rows[1].K, 32);
+    ml_gemm_stats_reset();
+    assert_int_equal(ml_gemm_stats(rows, 8), 0);
+    free(A), free(B), free(C);
+}
+
+/* A small model: loss and every gradient in bf16 on each engine against fp32. Bounds as in test_gemm_bf16
+ * (loss within 1%, each gradient tensor at cosine > 0.999 and relative difference < 5%); openblas forced in bf16
+ * precision must equal fp32 bit for bit, and each engine must repeat itself bit for bit. */
+static void run_model(ml_precision prec, ml_gemm_engine e, double *loss, float **grads, size_t *n) {
+    ml_config c;
+    memset(&c, 0, sizeof c);
+    c.dialect = ML_DIALECT_LLAMA;
+    c.vocab_size = 300, c.hidden_size = 128, c.intermediate_size = 320, c.num_layers = 2, c.num_heads = 4;
+    c.num_kv_heads = 2, c.head_dim = 32, c.max_position_embeddings = 64, c.rms_norm_eps = 1e-5f;
+    c.rope_theta = 10000.0f, c.initializer_range = 0.1f, c.tie_word_embeddings = 1, c.layer_repeat = 1;
+    c.rope_pairing = ML_ROPE_HALF_SPLIT;
+    c.bos_token_id = c.eos_token_id = c.pad_token_id = -1;
+    for (int l = 0; l < ML_MAX_LAYERS; l++) c.layer_rope[l] = 1;
+    enum { B = 2, T = 48 };
+    int32_t tok[B * T], tgt[B * T];
+    ml_rng r;
+    ml_rng_seed(&r, 11);
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)ml_rng_below(&r, 300), tgt[i] = (int32_t)ml_rng_below(&r, 300);
+    ml_batch b = {.tokens = tok, .targets = tgt, .B = B, .T = T};
+    ml_model m;
+    assert_int_equal(ml_model_create(&m, &c), ML_OK);
+    ml_model_init_weights(&m, 3);
+    assert_int_equal(ml_model_reserve(&m, B, T, T), ML_OK);
+    assert_int_equal(ml_model_set_precision(&m, prec), ML_OK);
+    assert_int_equal(ml_model_set_gemm_engine(&m, e), ML_OK);
+    ml_model_zero_grad(&m);
+    int64_t cnt;
+    assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+    assert_int_equal(ml_model_head_loss(&m, &b, 1.0f / (B * T), loss, &cnt), ML_OK);
+    assert_int_equal(ml_model_backward(&m, &b), ML_OK);
+    *loss /= (double)cnt;
+    *n = m.grad_arena.capacity;
+    *grads = malloc(*n * sizeof(float));
+    memcpy(*grads, m.grad_arena.base, *n * sizeof(float));
+    ml_model_free(&m);
+}
+
+static void test_model_engines(void **state) {
+    unsetenv("ML_GEMM_ENGINE");
+    double l32;
+    float *g32;
+    size_t n;
+    run_model(ML_PRECISION_FP32, ML_GEMM_AUTO, &l32, &g32, &n);
+    for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++) {
+        if (!ml_gemm_engine_available((ml_gemm_engine)e)) {
+            ml_test_note_skip("model in bf16 on %s: engine not available", ml_gemm_engine_name((ml_gemm_engine)e));
+            continue;
+        }
+        double l, l2;
+        float *g, *g2;
+        size_t n2;
+        run_model(ML_PRECISION_BF16, (ml_gemm_engine)e, &l, &g, &n2);
+        run_model(ML_PRECISION_BF16, (ml_gemm_engine)e, &l2, &g2, &n2);
+        assert_true(l == l2);
+        assert_memory_equal(g, g2, n * sizeof(float));
+        double dot = 0, n0 = 0, n1 = 0, nd = 0;
+        for (size_t i = 0; i < n; i++)
+            dot += (double)g32[i] * g[i], n0 += (double)g32[i] * g32[i], n1 += (double)g[i] * g[i],
+                nd += ((double)g[i] - g32[i]) * ((double)g[i] - g32[i]);
+        const double cosv = dot / sqrt(n0 * n1), rel = sqrt(nd / n0);
+        printf("bf16 on %-8s: loss %.6f (fp32 %.6f), gradient cosine %.6f, relative difference %.4f\n",
+               ml_gemm_engine_name((ml_gemm_engine)e), l, l32, cosv, rel);
+        if (e == ML_GEMM_OPENBLAS) {
+            assert_true(l == l32);
+            assert_memory_equal(g, g32, n * sizeof(float));
+        } else {
+            assert_true(l != l32);
+            assert_true(fabs(l - l32) < 0.01 * l32);
+            assert_true(cosv > 0.999 && rel < 0.05);
+        }
+        free(g), free(g2);
+    }
+    free(g32);
+}
+
+/* oneDNN reads bf16 copies of the weights, refreshed when the weights change (once per optimizer step): after a
+ * change the model computes what a fresh model with the new weights computes. */
+static void test_weight_copies(void **state) {
+    if (!ml_gemm_engine_available(ML_GEMM_ONEDNN)) ML_SKIP("GEMM engine onednn is not available here");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/configs/tiny-v1.json", ML_SOURCE_DIR);
+    ml_config cfg;
+    assert_int_equal(ml_config_load(&cfg, path), ML_OK);
+    enum { B = 2, T = 16 };
+    int32_t tok[B * T], tgt[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 7 + 3) % cfg.vocab_size, tgt[i] = (i * 5 + 1) % cfg.vocab_size;
+    ml_batch b = {.tokens = tok, .targets = tgt, .B = B, .T = T};
+    double loss[3];
+    for (int k = 0; k < 2; k++) {
+        ml_model m;
+        assert_int_equal(ml_model_create(&m, &cfg), ML_OK);
+        ml_model_init_weights(&m, 5);
+        assert_int_equal(ml_model_reserve(&m, B, T, T), ML_OK);
+        if (k == 1) /* fresh model, already changed weights */
+            for (size_t i = 0; i < m.param_arena.used; i++) m.param_arena.base[i] *= 0.75f;
+        assert_int_equal(ml_model_set_precision(&m, ML_PRECISION_BF16), ML_OK);
+        assert_int_equal(ml_model_set_gemm_engine(&m, ML_GEMM_ONEDNN), ML_OK);
+        assert_non_null(m.w16);
+        int64_t n;
+        assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+        assert_int_equal(ml_model_head_loss(&m, &b, 0.0f, &loss[k], &n), ML_OK);
+        if (k == 0) { /* change the weights as an optimizer step would, and say so */
+            for (size_t i = 0; i < m.param_arena.used; i++) m.param_arena.base[i] *= 0.75f;
+            ml_model_weights_changed(&m);
+            assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+            assert_int_equal(ml_model_head_loss(&m, &b, 0.0f, &loss[2], &n), ML_OK);
+        }
+        ml_model_free(&m);
+    }
+    printf("loss %.9g, after the change %.9g, fresh model %.9g\n", loss[0], loss[2], loss[1]);
+    assert_true(loss[2] != loss[0]);
+    assert_true(loss[2] == loss[1]);
+}
+
+int main(void) {
+    ml_rng_seed(&rng, 9);
+    char cpu[160], engines[768];
+    ml_cpu_features_describe(cpu, sizeof cpu);
+    ml_gemm_engines_describe(engines, sizeof engines);
+    printf("CPU features: %s\n%s\n", cpu, engines);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_openblas),   cmocka_unit_test(test_bf16),  cmocka_unit_test(test_onednn),
+        cmocka_unit_test(test_repeatable), cmocka_unit_test(test_degenerate), cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_stats),      cmocka_unit_test(test_model_engines), cmocka_unit_test(test_weight_copies),
+    };
+    return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
+}

@@ -17,7 +17,10 @@
 #include <mpi.h>
 #endif
 
-static int g_inited, g_mpi, g_rank, g_size = 1;
+static int g_inited, g_rank, g_size = 1;
+#ifdef ML_HAVE_MPI
+static int g_mpi; /* MPI_Init was called here (and MPI_Finalize is owed) */
+#endif
 static double g_timeout = 300.0;
 static int g_agreed_failure;
 

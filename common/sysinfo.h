@@ -11,8 +11,8 @@
 void ml_blas_describe(char *buf, size_t n);
 /* The OpenBLAS core name in use ("Haswell", "SkylakeX", "Zen", ...). */
 const char *ml_blas_corename(void);
-/* A one-line warning when OPENBLAS_CORETYPE forces a kernel slower than this CPU supports
- * (NULL if there is nothing to say). */
+/* A one-line warning when OpenBLAS runs a kernel slower than this CPU supports: forced by OPENBLAS_CORETYPE, or
+ * chosen because OpenBLAS does not know the CPU model (NULL if there is nothing to say). */
 const char *ml_blas_kernel_warning(void);
 /* Threads used by OpenMP loops and by OpenBLAS (kept equal: never oversubscribe). */
 int ml_num_threads(void);

@@ -14,7 +14,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plot_metrics import PALETTE, line_chart  # noqa: E402
 
-NAMES = {"fp": "fp", "ptq-q4_0": "PTQ q4_0", "ptq-int4": "PTQ int4-g32", "qat-ce": "QAT CE", "qat-sd": "QAT SD",
+NAMES = {"fp": "fp", "ptq-q4_0": "PTQ q4_0", "ptq-int4": "PTQ int4-g32", "ptq-chan": "PTQ channel",
+         "qat-ce": "QAT CE", "qat-sd": "QAT SD",
          "qat-lsq": "QAT LSQ", "qat-q4_0": "QAT q4_0"}
 
 

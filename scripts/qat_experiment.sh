@@ -4,6 +4,7 @@
 #   fp          the full-precision model
 #   ptq-q4_0    round to nearest on llama.cpp's Q4_0 grid (mobilellm quantize)
 #   ptq-int4    round to nearest on torchao's int4 group-32 grid
+#   ptq-chan    round to nearest per output channel (int4-channel-lsq with its initial scales max|row|/7.5)
 #   qat-ce      QAT on the int4 group-32 grid, cross-entropy only (--no-self-distill)
 #   qat-sd      QAT on the same grid with self-distillation from the full-precision model (the default)
 #   qat-lsq     QAT per output channel with learned scales (int4-channel-lsq), self-distillation
@@ -62,6 +63,7 @@ stamp "data and model ready"
 
 [ -f "$OUT/ptq-q4_0.h5" ] || $M quantize --ckpt "$OUT/fp.h5" --scheme q4_0 --out "$OUT/ptq-q4_0.h5" >/dev/null
 [ -f "$OUT/ptq-int4.h5" ] || $M quantize --ckpt "$OUT/fp.h5" --scheme int4-g32 --out "$OUT/ptq-int4.h5" >/dev/null
+[ -f "$OUT/ptq-chan.h5" ] || $M quantize --ckpt "$OUT/fp.h5" --scheme int4-channel-lsq --out "$OUT/ptq-chan.h5" >/dev/null
 arm() { # arm NAME QAT-OPTIONS...
     local name=$1; shift
     local last="$OUT/$name/ckpt_$(printf %08d "$QAT_STEPS").h5"
@@ -85,17 +87,21 @@ for a in $QAT_ARMS; do
     esac
 done
 
-# held-out loss per domain
-ARMS="fp ptq-q4_0 ptq-int4 $QAT_ARMS"
+# held-out loss per domain and zero-shot multiple choice; kept per arm (and per QAT budget), domain or task, size
+ARMS="fp ptq-q4_0 ptq-int4 ptq-chan $QAT_ARMS"
+mkdir -p "$OUT/loss"
 : >"$OUT/eval.tsv"
 for a in $ARMS; do
-    for d in $DOMAINS; do
-        l=$($M eval --ckpt "$OUT/$a.h5" --data "$OUT/data/$d.val.shard" --batch "$B" --seq "$T" \
-            --max-batches "$QAT_EVAL_BATCHES" | grep -o '"loss":[0-9.]*' | head -1 | cut -d: -f2)
-        printf '%s\t%s\t%s\n' "$a" "$d" "$l" >>"$OUT/eval.tsv"
-    done
-    # zero-shot multiple choice; kept per arm (and per QAT budget), task and limit
     tag=$a; [ -d "$OUT/$a" ] && tag=$a.s$QAT_STEPS
+    for d in $DOMAINS; do
+        f="$OUT/loss/$tag.$d.b$QAT_EVAL_BATCHES"
+        if [ ! -s "$f" ]; then
+            $M eval --ckpt "$OUT/$a.h5" --data "$OUT/data/$d.val.shard" --batch "$B" --seq "$T" \
+                --max-batches "$QAT_EVAL_BATCHES" | grep -o '"loss":[0-9.]*' | head -1 | cut -d: -f2 >"$f.tmp"
+            mv "$f.tmp" "$f"
+        fi
+        printf '%s\t%s\t%s\n' "$a" "$d" "$(cat "$f")" >>"$OUT/eval.tsv"
+    done
     : >"$OUT/mc/$a.tsv"
     for task in $MC_TASKS; do
         f="$OUT/mc/$tag.$task.n$QAT_MC_LIMIT.json"

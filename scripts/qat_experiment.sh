@@ -114,6 +114,10 @@ for a in $ARMS; do
     done
     stamp "evaluated $a"
 done
+# how far each QAT arm moved on its grid (share of int4 / Q4_0 codes changed; learned scales against their start)
+QCK=()
+for a in $QAT_ARMS; do QCK+=("$OUT/$a.h5"); done
+[ ${#QCK[@]} -gt 0 ] && "$PY" scripts/qat_codes.py "$OUT/fp.h5" "${QCK[@]}" >"$OUT/codes.jsonl"
 "$PY" - "$OUT" "$QAT_STEPS" "$B" "$T" "$LR" "$ARMS" <<'EOF'
 import json, math, sys, os
 out, steps, B, T, lr, arm_list = sys.argv[1:7]
@@ -138,7 +142,13 @@ for a in arm_list.split():
         n, p = r["items"], r["acc_norm"]
         mc.setdefault(a, {})[task] = {"items": n, "acc": r["acc"], "acc_norm": p, "se": math.sqrt(p * (1 - p) / n)}
 tmp = f"{out}/results.json.tmp"
-json.dump({"steps": int(steps), "batch": int(B), "seq": int(T), "lr": float(lr), "loss": res, "mc": mc}, open(tmp, "w"), indent=1)
+codes = {}
+if os.path.exists(f"{out}/codes.jsonl"):
+    for line in open(f"{out}/codes.jsonl"):
+        c = json.loads(line)
+        codes[os.path.basename(c.pop("ckpt"))[:-3]] = c
+json.dump({"steps": int(steps), "batch": int(B), "seq": int(T), "lr": float(lr), "loss": res, "mc": mc, "codes": codes},
+          open(tmp, "w"), indent=1)
 os.replace(tmp, f"{out}/results.json")
 fp = res["fp"]["mean"]
 lines = ["| arm | " + " | ".join(doms) + " | mean | vs fp | " + " | ".join(tasks) + " |",

@@ -38,19 +38,21 @@ static int parse_ids(const char *text, int32_t **ids, int *n) {
 }
 
 int ml_cmd_logits(int argc, char **argv) {
-    const char *ckpt = NULL, *tokens = NULL, *out = NULL;
+    const char *ckpt = NULL, *tokens = NULL, *out = NULL, *act = NULL;
     ml_opt opts[] = {
         {"ckpt", ML_OPT_STR, &ckpt, "checkpoint (.h5)", 1, 0},
         {"tokens", ML_OPT_STR, &tokens, "token ids, space-separated", 1, 0},
         {"out", ML_OPT_STR, &out, "float32 [T, V] NumPy file to write", 1, 0},
+        {"act", ML_OPT_STR, &act, "quantized checkpoint: round activations on this grid instead of the stored one "
+                                  "(none | q8_0 | int8-token)", 0, 0},
     };
-    int rc = ml_args_parse("logits", "--ckpt CKPT --tokens \"ID ID ...\" --out FILE.npy", opts, 3, argc, argv);
+    int rc = ml_args_parse("logits", "--ckpt CKPT --tokens \"ID ID ...\" --out FILE.npy [--act GRID]", opts, 4, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     int32_t *ids;
     int T;
     if (parse_ids(tokens, &ids, &T)) return 2;
     ml_model m;
-    if (ml_model_load_any(ckpt, &m) != ML_OK) {
+    if (ml_model_load_any_act(ckpt, &m, act) != ML_OK) {
         free(ids);
         return ml_cli_fail("logits");
     }

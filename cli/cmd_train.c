@@ -22,9 +22,9 @@ static int given_sources(const ml_train_opt *rows, int n_rows, const int *given)
     return 0;
 }
 
-/* `train` and `distill` share everything but the teacher options; both come from the table in
- * train/train_options.c (flags, defaults, help, what resume keeps). `qat` (cli/cmd_qat.c) is `distill`
- * with its own defaults and usage (preset, usage: NULL for train and distill). */
+/* `train`, `distill` and `qat` share everything but the teacher and quantization options; all come from the table
+ * in train/train_options.c (flags, defaults, help, what resume keeps). `qat` (cli/cmd_qat.c) is `distill` with the
+ * quantization rows, its own defaults and usage (preset with qat set, usage: NULL for train and distill). */
 int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, const ml_train_args *preset,
                         const char *usage) {
     ml_train_args a;
@@ -32,7 +32,7 @@ int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, con
     else ml_train_args_defaults(&a);
     int n_rows;
     const ml_train_opt *rows = ml_train_options(&n_rows);
-    const int command = distill ? ML_CMD_DISTILL | ML_CMD_TRAIN : ML_CMD_TRAIN;
+    const int command = (distill ? ML_CMD_DISTILL | ML_CMD_TRAIN : ML_CMD_TRAIN) | (a.qat ? ML_CMD_QAT : 0);
     /* the parser's table: one entry per row of this command; values arrive as strings */
     ml_opt opts[64];
     int row_of[64], n_opts = 0;

@@ -9,5 +9,8 @@
 #include "model/model.h"
 
 ml_status ml_model_load_any(const char *path, ml_model *m);
+/* The same with another activation grid (none | q8_0 | int8-token) than the quantized checkpoint's stored one; act
+ * NULL: as stored. Refused for a model that is not a quantized checkpoint. */
+ml_status ml_model_load_any_act(const char *path, ml_model *m, const char *act);
 
 #endif

@@ -4,25 +4,29 @@
 #   fp          the full-precision model
 #   ptq-q4_0    round to nearest on llama.cpp's Q4_0 grid (mobilellm quantize)
 #   ptq-int4    round to nearest on torchao's int4 group-32 grid
+#   ptq-chan    round to nearest per output channel (int4-channel-lsq with its initial scales max|row|/7.5)
 #   qat-ce      QAT on the int4 group-32 grid, cross-entropy only (--no-self-distill)
 #   qat-sd      QAT on the same grid with self-distillation from the full-precision model (the default)
 #   qat-lsq     QAT per output channel with learned scales (int4-channel-lsq), self-distillation
 #   qat-q4_0    QAT on Q4_0 with self-distillation (exportable to GGUF as is)
-# all QAT arms with the same steps, batch, data and learning rate.
+# all QAT arms with the same steps, batch, data and learning rate; then the zero-shot multiple-choice tasks
+# (hellaswag, piqa, arc_easy, arc_challenge: acc_norm of `mobilellm eval --task`, the first QAT_MC_LIMIT items).
 #
 #   scripts/qat_experiment.sh [tiny|default]      # tiny: a minute or two, to check the pipeline
 #
-# Sizes from the environment: QAT_STEPS, QAT_BATCH, QAT_SEQ, QAT_LR, QAT_EVAL_BATCHES, QAT_TEXT_MB; QAT_ARMS picks
-# the QAT arms (default all four).
-# Outputs under runs/qat-SCALE (git-ignored): results.json, results.md. Run it under `nice` on a shared machine.
+# Sizes from the environment: QAT_STEPS, QAT_BATCH, QAT_SEQ, QAT_LR, QAT_EVAL_BATCHES, QAT_TEXT_MB, QAT_MC_LIMIT
+# (items per task), QAT_MC_TASKS; QAT_ARMS picks the QAT arms (default all four). ML_BIN: the mobilellm binary
+# (default build/mobilellm; a copy keeps a long run away from rebuilds).
+# Outputs under runs/qat-SCALE (git-ignored): results.json, results.md. Restartable: finished arms and evaluations
+# are kept. Run it under `nice` on a shared machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 main() {
 SCALE=${1:-default}
 case "$SCALE" in
-tiny) : "${QAT_STEPS:=4}" "${QAT_EVAL_BATCHES:=2}" "${QAT_TEXT_MB:=0.3}" ;;
-default) : "${QAT_STEPS:=40}" "${QAT_EVAL_BATCHES:=8}" "${QAT_TEXT_MB:=1}" ;;
+tiny) : "${QAT_STEPS:=4}" "${QAT_EVAL_BATCHES:=2}" "${QAT_TEXT_MB:=0.3}" "${QAT_MC_LIMIT:=8}" ;;
+default) : "${QAT_STEPS:=30}" "${QAT_EVAL_BATCHES:=8}" "${QAT_TEXT_MB:=1}" "${QAT_MC_LIMIT:=20}" ;;
 *) echo "usage: $0 [tiny|default]" >&2; exit 2 ;;
 esac
 B=${QAT_BATCH:-4}
@@ -33,9 +37,10 @@ SHARED=${ML_SHARED:-../shared}
 TEACHER=${QAT_TEACHER:-$SHARED/teachers/mobilellm-28m-llama2tok}
 TOK=$TEACHER/tokenizer.model
 DATA=$SHARED/data
-M=build/mobilellm
+M=${ML_BIN:-build/mobilellm}
+MC_TASKS=${QAT_MC_TASKS:-hellaswag piqa arc_easy arc_challenge}
 PY=/usr/bin/python3
-mkdir -p "$OUT/data" "$OUT/logs"
+mkdir -p "$OUT/data" "$OUT/logs" "$OUT/mc"
 t0=$(date +%s)
 stamp() { echo "[qat $(($(date +%s) - t0))s] $*"; }
 
@@ -58,6 +63,7 @@ stamp "data and model ready"
 
 [ -f "$OUT/ptq-q4_0.h5" ] || $M quantize --ckpt "$OUT/fp.h5" --scheme q4_0 --out "$OUT/ptq-q4_0.h5" >/dev/null
 [ -f "$OUT/ptq-int4.h5" ] || $M quantize --ckpt "$OUT/fp.h5" --scheme int4-g32 --out "$OUT/ptq-int4.h5" >/dev/null
+[ -f "$OUT/ptq-chan.h5" ] || $M quantize --ckpt "$OUT/fp.h5" --scheme int4-channel-lsq --out "$OUT/ptq-chan.h5" >/dev/null
 arm() { # arm NAME QAT-OPTIONS...
     local name=$1; shift
     local last="$OUT/$name/ckpt_$(printf %08d "$QAT_STEPS").h5"
@@ -81,20 +87,40 @@ for a in $QAT_ARMS; do
     esac
 done
 
-# held-out loss per domain
-ARMS="fp ptq-q4_0 ptq-int4 $QAT_ARMS"
+# held-out loss per domain and zero-shot multiple choice; kept per arm (and per QAT budget), domain or task, size
+ARMS="fp ptq-q4_0 ptq-int4 ptq-chan $QAT_ARMS"
+mkdir -p "$OUT/loss"
 : >"$OUT/eval.tsv"
 for a in $ARMS; do
+    tag=$a; [ -d "$OUT/$a" ] && tag=$a.s$QAT_STEPS
     for d in $DOMAINS; do
-        l=$($M eval --ckpt "$OUT/$a.h5" --data "$OUT/data/$d.val.shard" --batch "$B" --seq "$T" \
-            --max-batches "$QAT_EVAL_BATCHES" | grep -o '"loss":[0-9.]*' | head -1 | cut -d: -f2)
-        printf '%s\t%s\t%s\n' "$a" "$d" "$l" >>"$OUT/eval.tsv"
+        f="$OUT/loss/$tag.$d.b$QAT_EVAL_BATCHES"
+        if [ ! -s "$f" ]; then
+            $M eval --ckpt "$OUT/$a.h5" --data "$OUT/data/$d.val.shard" --batch "$B" --seq "$T" \
+                --max-batches "$QAT_EVAL_BATCHES" | grep -o '"loss":[0-9.]*' | head -1 | cut -d: -f2 >"$f.tmp"
+            mv "$f.tmp" "$f"
+        fi
+        printf '%s\t%s\t%s\n' "$a" "$d" "$(cat "$f")" >>"$OUT/eval.tsv"
+    done
+    : >"$OUT/mc/$a.tsv"
+    for task in $MC_TASKS; do
+        f="$OUT/mc/$tag.$task.n$QAT_MC_LIMIT.json"
+        if [ ! -s "$f" ]; then
+            $M eval --ckpt "$OUT/$a.h5" --task "$task" --tokenizer "$TOK" --limit "$QAT_MC_LIMIT" \
+                2>>"$OUT/logs/mc.log" >"$f.tmp"
+            mv "$f.tmp" "$f"
+        fi
+        printf '%s\t%s\n' "$task" "$(cat "$f")" >>"$OUT/mc/$a.tsv"
     done
     stamp "evaluated $a"
 done
-"$PY" - "$OUT" "$QAT_STEPS" "$B" "$T" "$LR" <<'EOF'
-import json, sys, os
-out, steps, B, T, lr = sys.argv[1:6]
+# how far each QAT arm moved on its grid (share of int4 / Q4_0 codes changed; learned scales against their start)
+QCK=()
+for a in $QAT_ARMS; do QCK+=("$OUT/$a.h5"); done
+[ ${#QCK[@]} -gt 0 ] && "$PY" scripts/qat_codes.py "$OUT/fp.h5" "${QCK[@]}" >"$OUT/codes.jsonl"
+"$PY" - "$OUT" "$QAT_STEPS" "$B" "$T" "$LR" "$ARMS" <<'EOF'
+import json, math, sys, os
+out, steps, B, T, lr, arm_list = sys.argv[1:7]
 rows = [l.split("\t") for l in open(f"{out}/eval.tsv").read().split("\n") if l]
 arms, doms = [], []
 res = {}
@@ -106,11 +132,30 @@ for a in arms:
     res[a]["mean"] = sum(res[a][d] for d in doms) / len(doms)
     sec = f"{out}/{a}/seconds"
     if os.path.exists(sec): res[a]["train_seconds"] = int(open(sec).read())
-json.dump({"steps": int(steps), "batch": int(B), "seq": int(T), "lr": float(lr), "loss": res}, open(f"{out}/results.json", "w"), indent=1)
+# multiple choice: acc_norm with its binomial standard error sqrt(p (1 - p) / n)
+mc, tasks = {}, []
+for a in arm_list.split():
+    for line in open(f"{out}/mc/{a}.tsv").read().splitlines():
+        task, js = line.split("\t", 1)
+        r = json.loads(js)
+        if task not in tasks: tasks.append(task)
+        n, p = r["items"], r["acc_norm"]
+        mc.setdefault(a, {})[task] = {"items": n, "acc": r["acc"], "acc_norm": p, "se": math.sqrt(p * (1 - p) / n)}
+tmp = f"{out}/results.json.tmp"
+codes = {}
+if os.path.exists(f"{out}/codes.jsonl"):
+    for line in open(f"{out}/codes.jsonl"):
+        c = json.loads(line)
+        codes[os.path.basename(c.pop("ckpt"))[:-3]] = c
+json.dump({"steps": int(steps), "batch": int(B), "seq": int(T), "lr": float(lr), "loss": res, "mc": mc, "codes": codes},
+          open(tmp, "w"), indent=1)
+os.replace(tmp, f"{out}/results.json")
 fp = res["fp"]["mean"]
-lines = ["| arm | " + " | ".join(doms) + " | mean | vs fp |", "|---" * (len(doms) + 3) + "|"]
+lines = ["| arm | " + " | ".join(doms) + " | mean | vs fp | " + " | ".join(tasks) + " |",
+         "|---" * (len(doms) + 3 + len(tasks)) + "|"]
 for a in arms:
-    lines.append(f"| {a} | " + " | ".join(f"{res[a][d]:.4f}" for d in doms) + f" | {res[a]['mean']:.4f} | {res[a]['mean'] - fp:+.4f} |")
+    lines.append(f"| {a} | " + " | ".join(f"{res[a][d]:.4f}" for d in doms) + f" | {res[a]['mean']:.4f} | {res[a]['mean'] - fp:+.4f} | "
+                 + " | ".join(f"{mc[a][t]['acc_norm']:.3f} ± {mc[a][t]['se']:.3f}" for t in tasks) + " |")
 open(f"{out}/results.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF

@@ -141,6 +141,22 @@ static const ml_train_opt table[] = {
      ML_STORE_KD, 0, ML_CMD_DISTILL, 0},
     {"ce-weight", NULL, ML_TOPT_FLOAT, SCALAR(ce_weight), "0", NULL, "weight of the hard-label cross-entropy",
      "ce_weight", ML_RESUME_RESTORE, ML_STORE_KD, 0, ML_CMD_DISTILL, 0},
+    /* quantization-aware training (quant/quant.h). The recipe is the checkpoint's own (its `quant` attribute), not a
+     * run argument: on --resume it comes from there; another --act alone may be given (how the model computes, not
+     * its weights). */
+    {"scheme", NULL, ML_TOPT_STR, SCALAR(quant_scheme), NULL, NULL,
+     "linear layers' grid: q4_0 | q8_0 (llama.cpp's GGUF blocks) | int4-g32 | int4-g64 | int4-g128 | int4-g256 "
+     "(torchao's group-wise int4) | int4-channel-lsq (per row, learned scale); required unless --init is quantized",
+     NULL, ML_RESUME_FREE, ML_STORE_ALWAYS, 0, ML_CMD_QAT, 0},
+    {"embedding", NULL, ML_TOPT_STR, SCALAR(quant_embedding), NULL, "none",
+     "embedding grid (tied: also the head): none | q8_0 | q4_0 | int8 | int4-g32", NULL, ML_RESUME_FREE,
+     ML_STORE_ALWAYS, 0, ML_CMD_QAT, 0},
+    {"act", NULL, ML_TOPT_STR, SCALAR(quant_act), NULL, "none",
+     "activation rounding before quantized products: none | q8_0 (llama.cpp) | int8-token (ExecuTorch 8da4w)", NULL,
+     ML_RESUME_FREE, ML_STORE_ALWAYS, 0, ML_CMD_QAT, 0},
+    {"no-self-distill", NULL, ML_TOPT_FLAG, SCALAR(no_self_distill), NULL, NULL,
+     "cross-entropy only; by default the full-precision --init model is an online teacher on the same batches "
+     "(forward KL, --temperature, --ce-weight)", NULL, ML_RESUME_FREE, ML_STORE_ALWAYS, 0, ML_CMD_QAT, 0},
 };
 #define N_OPTS ((int)(sizeof table / sizeof table[0]))
 

@@ -1,4 +1,4 @@
-/* The options of the training commands (train, distill; qat later) as one table: for each option
+/* The options of the training commands (train, distill, qat) as one table: for each option
  * its field in ml_train_args, type, default, command-line flag and accepted old spellings, help
  * text, JSON key in a checkpoint's run arguments, and what a resumed run does with it. The trainer's
  * defaults, the run arguments a checkpoint stores, their reading on resume and the CLI's option

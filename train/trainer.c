@@ -652,7 +652,7 @@ ml_status ml_train(const ml_train_args *args) {
     /* the optimizer's own weight decay unless one was set; the run arguments store the value used */
     ml_train_args resolved = *args;
     const ml_train_args *a = &resolved;
-    if (args->qat && args->self_distill && !args->teacher && !args->cache && args->init_ckpt) {
+    if (args->qat && !args->no_self_distill && !args->teacher && !args->cache && args->init_ckpt) {
         resolved.teacher = args->init_ckpt; /* QAT self-distillation: the full-precision --init model teaches */
         resolved.teacher_latent = 1;
     }

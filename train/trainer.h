@@ -82,8 +82,9 @@ typedef struct {
      * the --init / --resume checkpoint is quantized already (then its recipe; a different one is refused). */
     const char *quant_scheme, *quant_embedding, *quant_act;
     int qat;          /* a QAT run: a recipe is required (from quant_scheme or the checkpoint) */
-    int self_distill; /* with qat, no --teacher and no --cache: the --init checkpoint's full-precision weights are an
-                         online teacher on the same batches (stored as teacher + teacher_latent for resume) */
+    int no_self_distill; /* qat trains on cross-entropy alone; otherwise, with no --teacher and no --cache, the --init
+                            checkpoint's full-precision weights are an online teacher on the same batches (stored as
+                            teacher + teacher_latent for resume) */
     /* data parallelism over MPI ranks (common/dist.h; `mpirun -np N mobilellm train ...`): each rank runs
      * --grad-accum micro-batches per step, rank r the r-th group of the step's N x grad-accum; gradients are
      * summed over ranks in buckets started during backward */

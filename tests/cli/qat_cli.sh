@@ -43,6 +43,8 @@ ok $M init --config "$W/v300.json" --out "$W/v300.h5" >/dev/null
 expect_fail "teacher with another vocabulary" "$W/bad3/ckpt_00000006.h5" -- $M qat --init "$FP" --scheme q4_0 --teacher "$W/v300.h5" "${Q[@]}" --out "$W/bad3"
 expect_fail "--type disagrees with the scheme" "$W/x.gguf" -- $M export --ckpt "$QAT" --format gguf --type q8_0 --out "$W/x.gguf"
 expect_fail "int4 grid to a GGUF block type" "$W/x.gguf" -- $M export --ckpt "$W/lfull/ckpt_00000006.h5" --format gguf --type q4_0 --out "$W/x.gguf"
+expect_fail "logits --act of a full-precision checkpoint" "$W/x.npy" -- $M logits --ckpt "$FP" --tokens "1 2" --act int8-token --out "$W/x.npy"
+expect_fail "logits: unknown --act" "$W/x.npy" -- $M logits --ckpt "$QAT" --tokens "1 2" --act fp8 --out "$W/x.npy"
 
 # --- GGUF q4_0 blocks byte for byte, PTQ checkpoint form, logits against PyTorch on dequantized weights
 ok $M export --ckpt "$QAT" --format gguf --out "$W/qat.gguf" >/dev/null

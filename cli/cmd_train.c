@@ -42,7 +42,7 @@ int ml_train_cli_preset(const char *cmd, int argc, char **argv, int distill, con
     memset(lists, 0, sizeof lists);
     for (int i = 0; i < n_rows && n_opts < 64; i++) {
         if (!(rows[i].commands & command)) continue;
-        ml_train_option_help(&rows[i], help[n_opts], sizeof help[n_opts]);
+        ml_train_option_help(&rows[i], preset, help[n_opts], sizeof help[n_opts]);
         ml_opt_type type = rows[i].type == ML_TOPT_FLAG ? ML_OPT_FLAG : rows[i].type == ML_TOPT_STR_LIST ? ML_OPT_STR_LIST : ML_OPT_STR;
         static int flag_values[64];
         void *dest = type == ML_OPT_FLAG ? (void *)&flag_values[n_opts] : type == ML_OPT_STR_LIST ? (void *)&lists[n_opts] : (void *)&values[n_opts];

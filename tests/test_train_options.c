@@ -48,11 +48,17 @@ static void test_rows(void **state) {
     assert_ptr_equal(ml_train_option_find("eps"), ml_train_option_find("adam-eps"));
     assert_ptr_equal(ml_train_option_by_json("kd_loss"), ml_train_option_find("loss"));
     char help[600];
-    ml_train_option_help(ml_train_option_find("optim"), help, sizeof help);
+    ml_train_option_help(ml_train_option_find("optim"), NULL, help, sizeof help);
     assert_string_equal(help, "adamw | sgd (default adamw)");
-    ml_train_option_help(ml_train_option_find("adam-eps"), help, sizeof help);
+    ml_train_option_help(ml_train_option_find("adam-eps"), NULL, help, sizeof help);
     assert_string_equal(help, "AdamW epsilon (default 1e-8); also --eps");
     ml_train_args a;
+    ml_train_args_defaults(&a);
+    a.lr = 1e-4f; /* a command's own default (qat) is the one its --help shows; the others stay as written */
+    ml_train_option_help(ml_train_option_find("lr"), &a, help, sizeof help);
+    assert_string_equal(help, "peak learning rate (default 0.0001)");
+    ml_train_option_help(ml_train_option_find("adam-eps"), &a, help, sizeof help);
+    assert_string_equal(help, "AdamW epsilon (default 1e-8); also --eps");
     ml_train_args_defaults(&a);
     assert_int_equal(ml_train_option_set(&a, ml_train_option_find("batch"), "x"), ML_ERR_ARG);
     assert_int_equal(ml_train_option_set(&a, ml_train_option_find("precision"), "fp16"), ML_ERR_ARG);

@@ -248,13 +248,22 @@ static void choices(const ml_train_opt *o, char *buf, size_t n) {
     }
 }
 
-void ml_train_option_help(const ml_train_opt *o, char *buf, size_t n) {
-    char help[512];
+void ml_train_option_help(const ml_train_opt *o, const ml_train_args *preset, char *buf, size_t n) {
+    char help[512], preset_def[32] = "";
     if (!strcmp(o->help, "%s"))
         choices(o, help, sizeof help);
     else
         snprintf(help, sizeof help, "%s", o->help);
     const char *d = o->def_help ? o->def_help : o->def;
+    if (preset && (o->type == ML_TOPT_FLOAT || o->type == ML_TOPT_INT)) {
+        ml_train_args table_defaults;
+        ml_train_args_defaults(&table_defaults);
+        if (o->type == ML_TOPT_FLOAT && *AT(preset, o, const float) != *AT(&table_defaults, o, const float))
+            snprintf(preset_def, sizeof preset_def, "%g", (double)*AT(preset, o, const float));
+        if (o->type == ML_TOPT_INT && *AT(preset, o, const int) != *AT(&table_defaults, o, const int))
+            snprintf(preset_def, sizeof preset_def, "%d", *AT(preset, o, const int));
+        if (preset_def[0]) d = preset_def;
+    }
     size_t k = 0;
     if (d)
         k = (size_t)snprintf(buf, n, "%s (default%s%s)", help, d[0] == ':' ? "" : " ", d);

@@ -71,8 +71,9 @@ const ml_train_opt *ml_train_option_by_json(const char *key);
 /* Set a scalar option from its command-line spelling ("4", "2e-3", "adamw"; FLAG: "1"/"0").
  * ML_ERR_ARG "--batch expects a whole number, got 'x'" on a bad value. Strings are not copied. */
 ml_status ml_train_option_set(ml_train_args *a, const ml_train_opt *o, const char *value);
-/* "--help" text of a row: help plus "(default ...)" when it has a default, into buf. */
-void ml_train_option_help(const ml_train_opt *o, char *buf, size_t n);
+/* "--help" text of a row: help plus "(default ...)" when it has a default, into buf. With `preset` (a command's
+ * own defaults, e.g. qat's learning rate), a number the preset changed is shown as that command's default. */
+void ml_train_option_help(const ml_train_opt *o, const ml_train_args *preset, char *buf, size_t n);
 
 /* Fill `a` from the stored run arguments of a checkpoint being resumed. given[i] says whether row i of
  * the table was given on the command line (NULL: none). RESTORE rows are read unless given; MATCH rows

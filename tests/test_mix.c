@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -243,15 +244,33 @@ static void test_mixture_file(void **s) {
     char p[4096];
     char **specs;
     int n;
+    /* shard paths are resolved when the file is read: relative to its folder, absolute as given; they must exist */
+    char real_dir[4096], abs_shard[4200], text[12000];
+    assert_non_null(realpath(dir, real_dir));
+    snprintf(p, sizeof p, "%s/x", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    const char *names[] = {"x/a.shard", "elsewhere.shard", "b.shard", "c.shard"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        write_text(p, "");
+    }
+    snprintf(abs_shard, sizeof abs_shard, "%s/elsewhere.shard", real_dir);
+    snprintf(text, sizeof text,
+             "{\"domains\":[{\"name\":\"a\",\"weight\":0.25,\"shards\":[\"x/a.shard\",\"%s\"]},"
+             "{\"name\":\"b\",\"weight\":0,\"shards\":[\"b.shard\"]},{\"name\":\"c\",\"weight\":0.75,\"shards\":[\"c.shard\"]}]}",
+             abs_shard);
     snprintf(p, sizeof p, "%s/m.json", dir);
-    write_text(p, "{\"domains\":[{\"name\":\"a\",\"weight\":0.25,\"shards\":[\"x/a.shard\",\"/abs/b.shard\"]},"
-                  "{\"name\":\"b\",\"weight\":0,\"shards\":[\"b.shard\"]},{\"name\":\"c\",\"weight\":0.75,\"shards\":[\"c.shard\"]}]}");
+    write_text(p, text);
     assert_int_equal(ml_mixture_file_specs(p, &specs, &n), ML_OK);
     assert_int_equal(n, 2); /* weight 0: left out */
     char want[8192];
-    snprintf(want, sizeof want, "%s/x/a.shard,/abs/b.shard:0.25:a", dir);
+    snprintf(want, sizeof want, "%s/x/a.shard,%s:0.25:a", real_dir, abs_shard);
     assert_string_equal(specs[0], want);
     ml_mixture_specs_free(specs, n);
+    /* a shard that does not exist is an error naming the file */
+    write_text(p, "{\"domains\":[{\"name\":\"a\",\"weight\":1,\"shards\":[\"missing.shard\"]}]}");
+    assert_int_equal(ml_mixture_file_specs(p, &specs, &n), ML_ERR_IO);
+    assert_non_null(strstr(ml_last_error(), "missing.shard"));
     const char *bad[] = {
         "{\"domains\":[{\"name\":\"a\",\"weight\":0,\"shards\":[\"a\"]},{\"name\":\"b\",\"weight\":0,\"shards\":[\"b\"]}]}",
         "{\"domains\":[{\"name\":\"a\",\"weight\":-1,\"shards\":[\"a\"]},{\"name\":\"b\",\"weight\":2,\"shards\":[\"b\"]}]}",

@@ -21,7 +21,8 @@
 #
 # Resumable: a finished phase is not redone. Each phase records its settings (with those of the phases before
 # it); a phase whose settings changed is redone, and so is everything after it. Run it under `nice` on a
-# shared machine. Environment: M (a built mobilellm binary: skips installing packages and building),
+# shared machine. Environment: RECIPE_<SIZE> overrides a size (RECIPE_PRE_STEPS, RECIPE_TEACH_STEPS, RECIPE_T, ...: the
+# names in the sizes block below), M (a built mobilellm binary: skips installing packages and building),
 # ML_SHARED_DIR (the shared folder for --data shared; default ../shared), ML_EXECUTORCH_VENV
 # (default ~/.cache/mobilellm/venv-executorch), ML_TRANSFORMERS_VENV (default ~/.cache/mobilellm/venv),
 # MOBILELLM_CACHE (where tests/cli/gguf_llamacpp.sh put llama.cpp; default ~/.cache/mobilellm).
@@ -68,11 +69,18 @@ if [ "$SCALE" = tiny ]; then
     MIX_STEPS=8 MIX_SAMPLES=4 TEACH_STEPS=12 PRE_STEPS=12 ARM_STEPS=3 SPEC_STEPS=3 QAT_STEPS=3 TRIALS=3 EVAL_BATCHES=2 PK_SAMPLES=2
     S_CFG=configs/recipe-tiny-student.json T_CFG=configs/recipe-tiny-teacher.json
 else
-    T=256 L=1024 B=16 MB=3 VOCAB=2048 PK_ROWS=6000 PK_BYTES=20,300 PK_LONG_BYTES=300,3000 PK_SHARE=0.4
+    T=256 L=1024 B=16 MB=3 VOCAB=2048 PK_ROWS=6000 PK_BYTES=60,300 PK_LONG_BYTES=300,3000 PK_SHARE=0.4
     MIX_STEPS=80 MIX_SAMPLES=12 TEACH_STEPS=300 PRE_STEPS=300 ARM_STEPS=40 SPEC_STEPS=30 QAT_STEPS=30 TRIALS=8 EVAL_BATCHES=8
     PK_SAMPLES=10
     S_CFG=configs/recipe-student.json T_CFG=configs/recipe-teacher.json
 fi
+# any size can be overridden from the environment (RECIPE_PRE_STEPS=100 ...); it is part of the phases' settings
+local v
+for v in T L B MB VOCAB PK_ROWS PK_BYTES PK_LONG_BYTES PK_SHARE MIX_STEPS MIX_SAMPLES TEACH_STEPS PRE_STEPS ARM_STEPS \
+    SPEC_STEPS QAT_STEPS TRIALS EVAL_BATCHES PK_SAMPLES; do
+    local ov=RECIPE_$v
+    [ -n "${!ov:-}" ] && printf -v "$v" '%s' "${!ov}"
+done
 [ -n "$TOK_IN" ] && VOCAB=$TOK_IN
 local KEY_DIGITS=3 # short keys: a few tokens to copy (MobileLLM's evaluation uses 5 digits)
 local BL=$((B * T / L > 0 ? B * T / L : 1)) # rows per step at L: the same tokens per step as at T
@@ -213,7 +221,7 @@ if phase tokenizer "vocab=$VOCAB"; then
     run tok_passkey "$M" tokenize "${tk[@]}" --input "$TXT/passkey.jsonl" --domain passkey --out "$SH/passkey.shard"
     run tok_passkey_long "$M" tokenize "${tk[@]}" --input "$TXT/passkey_long.jsonl" --domain passkey --out "$SH/passkey_long.shard"
     run tok_long "$M" tokenize "${tk[@]}" --input "$TXT/long.jsonl" --domain long --out "$SH/long.shard"
-    for f in "$SH"/*.shard; do "$M" data info "$f" | head -3 >>"$OUT/logs/tokenizer_info.log"; done
+    for f in "$SH"/*.shard; do "$M" data info "$f" | sed -n 1,3p >>"$OUT/logs/tokenizer_info.log"; done
     finish tokenizer "$($PY - "$SH" "$TXT/corpus.json" "$TOK" <<'PYEOF'
 import json, os, re, subprocess, sys
 sh, corpus, tok = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
@@ -265,7 +273,7 @@ PYEOF
 
 # ======================================================================================= 3. mixture
 local MIXDIR=$OUT/mixture
-if phase mixture "steps=$MIX_STEPS samples=$MIX_SAMPLES T=$T"; then
+if phase mixture "steps=$MIX_STEPS samples=$MIX_SAMPLES B=$B T=$T"; then
     local src=() tgt=()
     for d in "${DOMAINS[@]}"; do src+=("$d=$SH/$d.shard"); tgt+=("$d=$SH/val_$d.shard"); done
     run mix "$M" mix --source "${src[@]}" --target "${tgt[@]}" --config "$STUDENT_CFG" --out "$MIXDIR/run" \
@@ -289,7 +297,7 @@ SOURCES+=("$SH/passkey.shard:$PK_SHARE:passkey")
 
 # ======================================================================================= 4. teacher
 local TEACHER=$OUT/teacher/teacher.h5
-if phase teacher "in=$TEACHER_IN steps=$TEACH_STEPS L=$L"; then
+if phase teacher "in=$TEACHER_IN steps=$TEACH_STEPS L=$L BL=$BL"; then
     if [ -n "$TEACHER_IN" ]; then
         if [ -d "$TEACHER_IN" ]; then run teacher_import "$M" import --from "$TEACHER_IN" --out "$TEACHER"
         else cp "$TEACHER_IN" "$TEACHER"; fi
@@ -415,7 +423,8 @@ if phase export "gguf=q4_0"; then
     run export_gguf "$M" export --ckpt "$OUT/qat/qat.h5" --format gguf --type q4_0 --out "$E/model-q4_0.gguf" "${gtok[@]}"
     run export_hf "$M" export --ckpt "$OUT/qat/qat.h5" --format hf --out "$E/hf" "${htok[@]}"
     # the engines' logits against ours on a held-out sample
-    "$M" data dump "${VAL[0]}" | head -1 | tr ' ' '\n' | head -64 | tr '\n' ' ' >"$E/ids.txt"
+    # (awk reads the whole dump: a reader that stopped early would fail the pipe)
+    "$M" data dump "${VAL[0]}" | awk 'NR == 1 { for (i = 1; i <= NF && i <= 64; i++) printf "%s ", $i }' >"$E/ids.txt"
     run logits "$M" logits --ckpt "$OUT/qat/qat.h5" --tokens "$(cat "$E/ids.txt")" --out "$E/ours.npy"
     local checks
     checks=$(engine_llamacpp "$E"),$(engine_transformers "$E"),$(engine_executorch "$E")

@@ -55,9 +55,10 @@ def fmt_num(v):
     return f"{v:.4g}"
 
 
-def line_chart(path, title, xlabel, ylabel, series, logx=False, y_from_zero=False, labels=None, xticks=None):
+def line_chart(path, title, xlabel, ylabel, series, logx=False, y_from_zero=False, labels=None, xticks=None, y_range=None):
     """series: [(name, [(x, y), ...], style)], style a dict with color, width, dash, markers.
-    labels: optional [(x, y, text)] drawn above points. xticks: optional [(x, text)]."""
+    labels: optional [(x, y, text)] drawn above points. xticks: optional [(x, text)]. y_range: optional fixed
+    (low, high) of the y axis (e.g. (0, 1) for an accuracy)."""
     pts = [p for _, s, _ in series for p in s]
     if not pts:
         return False
@@ -72,6 +73,8 @@ def line_chart(path, title, xlabel, ylabel, series, logx=False, y_from_zero=Fals
     y0, y1 = (0.0 if y_from_zero else min(ys)), max(ys)
     pad = (y1 - y0) * 0.08 or max(abs(y1) * 0.1, 0.5)
     y0, y1 = (y0 if y_from_zero else y0 - pad), y1 + pad
+    if y_range:
+        y0, y1 = y_range
     X = lambda x: L + (tx(x) - x0) / (x1 - x0) * (W - L - R)
     Y = lambda v: TOP + (y1 - v) / (y1 - y0) * (H - TOP - BOT)
     svg = svg_start(title)

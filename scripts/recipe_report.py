@@ -19,10 +19,11 @@ from plot_metrics import grouped_bars, line_chart, read_metrics, smooth, stacked
 PHASES = ["data", "tokenizer", "mixture", "teacher", "pretrain", "distill", "ipd", "specialists", "merge", "qat", "export"]
 # the models in the order of the pipeline (specialists are added per domain)
 LABELS = ["teacher", "ce", "distilled", "ipd", "ce-long", "merged", "merged-uniform", "ptq", "qat"]
-# runs whose loss curves are drawn: (phase, run directory under OUT, label)
-RUNS = [("teacher", "teacher/run", "teacher"), ("pretrain", "pretrain/run", "ce (pre-training)"),
-        ("distill", "distill/run", "distilled (KD)"), ("ipd", "ipd/run", "IPD at L"),
-        ("ipd", "ipd/ce_long_run", "CE on long documents at L"), ("qat", "qat/run", "QAT q4_0 (self-distillation)")]
+# runs whose loss curves are drawn: (phase, run directory under OUT, label, loss): cross-entropy runs and
+# distillation runs (their loss is the KL divergence to the teacher) go to separate plots
+RUNS = [("teacher", "teacher/run", "teacher", "ce"), ("pretrain", "pretrain/run", "ce (pre-training)", "ce"),
+        ("distill", "distill/run", "distilled", "kd"), ("ipd", "ipd/run", "IPD at L", "kd"),
+        ("ipd", "ipd/ce_long_run", "CE on long documents at L", "ce"), ("qat", "qat/run", "QAT q4_0", "kd")]
 
 
 def load(path):
@@ -72,15 +73,17 @@ def plots(out, phases, ev, pk, corpus):
     os.makedirs(pd, exist_ok=True)
     made = {}
     # loss curves per phase (training loss, smoothed)
-    series = []
-    for phase, run, label in RUNS + [("specialists", f"specialists/run_{d}", f"specialist {d}") for d in corpus["domains"]]:
-        p = os.path.join(out, run, "metrics.jsonl")
-        if os.path.exists(p):
-            train, _ = read_metrics(p)
-            series.append((f"{phase}: {label}", smooth(train, 0.8), {}))
-    if series and line_chart(os.path.join(pd, "loss_curves.svg"), "training loss per phase (smoothed)", "step",
-                             "loss (nats/token)", series):
-        made["loss_curves"] = "plots/loss_curves.svg"
+    runs = RUNS + [("specialists", f"specialists/run_{d}", f"specialist {d}", "ce") for d in corpus["domains"]]
+    for kind, title in (("ce", "cross-entropy training loss per phase (smoothed)"),
+                        ("kd", "distillation loss per phase: KL to the teacher (smoothed)")):
+        series = []
+        for phase, run, label, k in runs:
+            p = os.path.join(out, run, "metrics.jsonl")
+            if k == kind and os.path.exists(p):
+                train, _ = read_metrics(p)
+                series.append((f"{phase}: {label}", smooth(train, 0.8), {}))
+        if series and line_chart(os.path.join(pd, f"loss_curves_{kind}.svg"), title, "step", "loss (nats/token)", series):
+            made[f"loss_curves_{kind}"] = f"plots/loss_curves_{kind}.svg"
     labels = order(list(ev))
     domains = [d for d in corpus["domains"]] + ["avg"]
     if grouped_bars(os.path.join(pd, "heldout_loss.svg"), "held-out loss per domain of every model", "loss (nats/token)",
@@ -90,8 +93,14 @@ def plots(out, phases, ev, pk, corpus):
     if acc:
         line_chart(os.path.join(pd, "passkey.svg"), "pass-key accuracy against prompt length", "prompt length (tokens)",
                    "retrieved (fraction)", [(l, sorted((int(k), v) for k, v in a.items()), {"markers": True}) for l, a in acc],
-                   logx=True, y_from_zero=True, xticks=[(int(k), k) for k in sorted(acc[0][1], key=int)])
+                   logx=True, xticks=[(int(k), k) for k in sorted(acc[0][1], key=int)], y_range=(-0.05, 1.05))
         made["passkey"] = "plots/passkey.svg"
+        nll = [(l, pk[l + ":answer_nll"]) for l, _ in acc if any(v is not None for v in pk[l + ":answer_nll"].values())]
+        if nll and line_chart(os.path.join(pd, "passkey_nll.svg"), "pass-key answer NLL against prompt length (lower: "
+                              "closer to retrieving)", "prompt length (tokens)", "answer NLL (nats/token)",
+                              [(l, sorted((int(k), v) for k, v in a.items() if v is not None), {"markers": True})
+                               for l, a in nll], logx=True, xticks=[(int(k), k) for k in sorted(acc[0][1], key=int)]):
+            made["passkey_nll"] = "plots/passkey_nll.svg"
     q = [(l, ev[l]) for l in ("merged", "ptq", "qat") if l in ev]
     if q and grouped_bars(os.path.join(pd, "qat_vs_ptq.svg"), "4-bit q4_0: PTQ against QAT (held-out loss)",
                           "loss (nats/token)", domains, q):

@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --data) DATA=${2:?--data needs debian or shared}; shift ;;
     --teacher) TEACHER_IN=${2:?--teacher needs a path}; shift ;;
     --tokenizer) TOK_IN=${2:?--tokenizer needs bytes or a file}; shift ;;
-    -h | --help) sed -n 2,27p "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "recipe.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) [ -z "$OUT" ] || { echo "recipe.sh: one OUT directory, got $OUT and $1" >&2; exit 2; }; OUT=$1 ;;
     esac

@@ -244,32 +244,26 @@ for d in "${DOMAINS[@]}"; do VAL+=("$SH/val_$d.shard"); done
 # model configs: the presets with the tokenizer's vocabulary and special ids
 mkdir -p "$OUT/configs"
 local STUDENT_CFG=$OUT/configs/student.json TEACHER_CFG=$OUT/configs/teacher.json
-$PY - "$TOK" "$S_CFG" "$STUDENT_CFG" "$T_CFG" "$TEACHER_CFG" <<'PYEOF'
+local TEACHER_HF=""
+[ -n "$TEACHER_IN" ] && [ -d "$TEACHER_IN" ] && TEACHER_HF=$TEACHER_IN/config.json
+$PY - "$TOK" "$S_CFG" "$STUDENT_CFG" "$T_CFG" "$TEACHER_CFG" "$TEACHER_HF" <<'PYEOF'
 import json, sys
-tok = sys.argv[1]
-if tok == "bytes":
+tok, teacher_hf = sys.argv[1], sys.argv[6]
+if teacher_hf:  # the student takes the brought teacher's vocabulary and special ids
+    t = json.load(open(teacher_hf))
+    v, bos, eos, pad = t["vocab_size"], t.get("bos_token_id"), t.get("eos_token_id"), t.get("pad_token_id")
+elif tok == "bytes":
     v, bos, eos, pad = 259, 256, 257, 258
-elif tok.endswith(".json"):
+elif tok.endswith(".json"):  # tokenizer train: the last two ids are BOS and EOS
     t = json.load(open(tok))
     v = len(t["model"]["vocab"]) + len(t.get("added_tokens", []))
-    bos, eos = v - 2, v - 1
-    pad = eos
-else:  # a SentencePiece model (Llama-2 style ids)
-    v, bos, eos, pad = None, 1, 2, 0
+    bos, eos, pad = v - 2, v - 1, v - 1
+else:
+    raise SystemExit(f"recipe.sh: {tok}: a SentencePiece tokenizer comes with --teacher HF_DIR (its vocabulary)")
 for src, dst in ((sys.argv[2], sys.argv[3]), (sys.argv[4], sys.argv[5])):
     c = json.load(open(src))
-    if v is None:
-        raise SystemExit("recipe.sh: a SentencePiece tokenizer needs --teacher (its vocabulary)")
-    c.update(vocab_size=v, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
+    c.update(vocab_size=v, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad if pad is not None else eos)
     json.dump(c, open(dst, "w"), indent=2)
-PYEOF
-[ -n "$TEACHER_IN" ] && [ -d "$TEACHER_IN" ] && $PY - "$TEACHER_IN/config.json" "$STUDENT_CFG" <<'PYEOF'
-import json, sys  # the student takes the brought teacher's vocabulary and special ids
-t, s = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-for k in ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"):
-    if t.get(k) is not None:
-        s[k] = t[k]
-json.dump(s, open(sys.argv[2], "w"), indent=2)
 PYEOF
 
 # ======================================================================================= 3. mixture

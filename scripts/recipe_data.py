@@ -95,13 +95,16 @@ def math_docs(max_bytes, seed):
 
 
 def shared_docs(data, max_bytes):
-    """../shared/data: its own documents (paragraphs of stories and books, GSM8K items, code files, articles)."""
+    """../shared/data: its own documents (story paragraphs, 50-paragraph parts of books, GSM8K items, code files,
+    articles)."""
     para = lambda t: [p for p in re.split(r"\n\s*\n", t) if p.strip()]
     f = lambda p: read(os.path.join(data, p))
     out = {}
     out["stories"] = [(f"stories/{i:06d}", p) for i, p in enumerate(para(f("stories/tinystories_train_prefix.txt")))]
     books = sorted(os.listdir(os.path.join(data, "books/gutenberg")))
-    out["books"] = [(f"books/{b}", f("books/gutenberg/" + b)) for b in books]
+    # a book is cut into documents of 50 paragraphs (whole books would leave a handful of documents per cap)
+    out["books"] = [(f"books/{b}/{i:05d}", "\n\n".join(ps[i:i + 50])) for b in books
+                    for ps in [para(f("books/gutenberg/" + b))] for i in range(0, len(ps), 50)]
     gsm = [json.loads(line) for line in f("math/gsm8k_train.jsonl").splitlines() if line.strip()]
     out["math"] = [(f"math/{i:05d}", "Question: " + r["question"] + "\nAnswer: " + r["answer"]) for i, r in enumerate(gsm)]
     code = [c for c in re.split(r"(?m)^(?=# ===== FILE: )", f("code/python_cpython311_stdlib.txt")) if c.strip()]

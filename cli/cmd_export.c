@@ -48,7 +48,7 @@ int ml_cmd_export(int argc, char **argv) {
         {"shard-mb", ML_OPT_INT, &shard_mb, "hf: split into shards of at most this many MB (default: one file)", 0, 0},
         {"type", ML_OPT_STR, &type_name, "gguf: f32 | f16 | q8_0 | q4_0 for the matrices (default f32; norms stay f32)", 0, 0},
         {"latent", ML_OPT_FLAG, &latent, "hf, quantized checkpoint: the latent fp32 weights (default: dequantized, what the model computes with)", 0, 0},
-        {"tokenizer", ML_OPT_STR, &tokenizer, "the model's tokenizer (bytes, SentencePiece .model; hf: also tokenizer.json), written beside the weights", 0, 0},
+        {"tokenizer", ML_OPT_STR, &tokenizer, "the model's tokenizer (bytes, SentencePiece .model or byte-level BPE tokenizer.json), written beside the weights (hf) or as the GGUF vocabulary", 0, 0},
     };
     int rc = ml_args_parse("export",
                            "--ckpt CKPT --format hf --out DIR [--dtype f32|bf16|f16]\n"

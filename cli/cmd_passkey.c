@@ -12,7 +12,7 @@
 
 int ml_cmd_passkey(int argc, char **argv) {
     const char *ckpt = NULL, *tokenizer = "bytes", *lengths_s = "256,512,1024", *filler_path = NULL, *json = NULL;
-    int samples = 20;
+    int samples = 20, key_digits = 5;
     int64_t seed = 1;
     ml_opt opts[] = {
         {"ckpt", ML_OPT_STR, &ckpt, "checkpoint (.h5) or Hugging Face directory", 1, 0},
@@ -22,8 +22,9 @@ int ml_cmd_passkey(int argc, char **argv) {
         {"seed", ML_OPT_I64, &seed, "seed for the pass keys (default 1)", 0, 0},
         {"filler", ML_OPT_STR, &filler_path, "text file to use as filler (default: neutral repeated sentences)", 0, 0},
         {"json", ML_OPT_STR, &json, "also write the results as JSON", 0, 0},
+        {"key-digits", ML_OPT_INT, &key_digits, "digits of each pass key, 1 to 9 (default 5)", 0, 0},
     };
-    int rc = ml_args_parse("passkey", "--ckpt CKPT [--tokenizer PATH] [--lengths 512,1024,...] [--samples N]", opts, 7,
+    int rc = ml_args_parse("passkey", "--ckpt CKPT [--tokenizer PATH] [--lengths 512,1024,...] [--samples N]", opts, 8,
                            argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     int lengths[64], n = 0;
@@ -43,6 +44,10 @@ int ml_cmd_passkey(int argc, char **argv) {
     }
     if (samples < 1) {
         fprintf(stderr, "mobilellm passkey: --samples must be positive\n");
+        return 2;
+    }
+    if (key_digits < 1 || key_digits > 9) {
+        fprintf(stderr, "mobilellm passkey: --key-digits %d: expected 1 to 9\n", key_digits);
         return 2;
     }
     char *filler = NULL;
@@ -65,7 +70,7 @@ int ml_cmd_passkey(int argc, char **argv) {
         s = ml_fail(ML_ERR_CONFIG, "tokenizer vocabulary (%u) is larger than the model's (%d)", tok->vocab_size,
                     m.cfg.vocab_size);
     ml_passkey_result res[64];
-    ml_passkey_opts o = {.samples = samples, .seed = (uint64_t)seed, .filler = filler,
+    ml_passkey_opts o = {.samples = samples, .seed = (uint64_t)seed, .filler = filler, .key_digits = key_digits,
                          .progress = {ml_cli_progress_rewrite, NULL}};
     if (s == ML_OK) s = ml_passkey_eval(&m, tok, lengths, n, &o, res);
     char frac[64][24];
@@ -81,7 +86,7 @@ int ml_cmd_passkey(int argc, char **argv) {
         ml_atomic_file f;
         s = ml_atomic_begin(&f, json, 1);
         if (s == ML_OK) {
-            fprintf(f.fp, "{\"model\":\"%s\",\"results\":[", m.cfg.name);
+            fprintf(f.fp, "{\"model\":\"%s\",\"key_digits\":%d,\"results\":[", m.cfg.name, key_digits);
             for (int i = 0; i < n; i++) {
                 fprintf(f.fp, "%s{\"length\":%d,\"mean_tokens\":%.1f,\"samples\":%d,\"correct\":%d,\"accuracy\":%.4f",
                         i ? "," : "", res[i].length, res[i].mean_tokens, res[i].samples, res[i].correct,

@@ -8,7 +8,7 @@
 
 int ml_cmd_passkey_rows(int argc, char **argv) {
     const char *filler_path = NULL, *out = NULL, *bytes_s = "300,900";
-    int rows = 1000;
+    int rows = 1000, key_digits = 5;
     int64_t seed = 1;
     ml_opt opts[] = {
         {"filler", ML_OPT_STR, &filler_path, "text file the filler spans are taken from (e.g. Wikipedia text)", 1, 0},
@@ -16,9 +16,10 @@ int ml_cmd_passkey_rows(int argc, char **argv) {
         {"rows", ML_OPT_INT, &rows, "number of rows (default 1000)", 0, 0},
         {"bytes", ML_OPT_STR, &bytes_s, "filler bytes per row, MIN,MAX (default 300,900)", 0, 0},
         {"seed", ML_OPT_I64, &seed, "seed for spans, depths and keys (default 1)", 0, 0},
+        {"key-digits", ML_OPT_INT, &key_digits, "digits of each pass key, 1 to 9 (default 5)", 0, 0},
     };
     int rc = ml_args_parse("passkey-rows", "--filler FILE --out rows.jsonl [--rows N] [--bytes MIN,MAX] [--seed S]",
-                           opts, 5, argc, argv);
+                           opts, 6, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     long lo, hi;
     char tail;
@@ -30,10 +31,15 @@ int ml_cmd_passkey_rows(int argc, char **argv) {
         fprintf(stderr, "mobilellm passkey-rows: --rows must be positive\n");
         return 2;
     }
+    if (key_digits < 1 || key_digits > 9) {
+        fprintf(stderr, "mobilellm passkey-rows: --key-digits %d: expected 1 to 9\n", key_digits);
+        return 2;
+    }
     char *filler = NULL;
     size_t n = 0;
     if (ml_read_file(filler_path, &filler, &n) != ML_OK) return ml_cli_fail("passkey-rows");
-    ml_passkey_rows_opts o = {.rows = rows, .min_bytes = (int)lo, .max_bytes = (int)hi, .seed = (uint64_t)seed};
+    ml_passkey_rows_opts o = {.rows = rows, .min_bytes = (int)lo, .max_bytes = (int)hi, .seed = (uint64_t)seed,
+                              .key_digits = key_digits};
     ml_status s = ml_passkey_write_rows(out, filler, n, &o);
     free(filler);
     if (s != ML_OK) return ml_cli_fail("passkey-rows");

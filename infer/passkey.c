@@ -21,6 +21,14 @@ static size_t sentence_end(const char *h, size_t n, size_t at) {
     return at;
 }
 
+/* A key of `digits` digits (0: 5), no leading zero: 10000 + below(90000) for 5, as always. */
+static int key_digits(int digits) { return digits > 0 ? digits : 5; }
+static void make_key(ml_rng *rng, int digits, char key[16]) {
+    uint64_t lo = 1;
+    for (int i = 1; i < key_digits(digits); i++) lo *= 10;
+    snprintf(key, 16, "%llu", (unsigned long long)(lo + ml_rng_below(rng, 9 * lo)));
+}
+
 static ml_status build_prompt(ml_byte_buf *text, ml_byte_buf *hay, const char *filler, size_t nbytes, double depth,
                               const char *key) {
     size_t fl = strlen(filler);
@@ -62,6 +70,7 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
                           const ml_passkey_opts *o, ml_passkey_result *out) {
     const char *filler = o->filler ? o->filler : default_filler;
     if (!*filler) return ml_fail(ML_ERR_ARG, "filler text is empty");
+    if (o->key_digits < 0 || o->key_digits > 9) return ml_fail(ML_ERR_ARG, "pass keys of %d digits (1 to 9)", o->key_digits);
     int max_len = 0;
     for (int i = 0; i < n_lengths; i++) {
         if (lengths[i] < 32) return ml_fail(ML_ERR_ARG, "pass-key length %d is too short (at least 32 tokens)", lengths[i]);
@@ -88,7 +97,8 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
         s = ml_model_reserve(m, 1, Tl, Tl);
         if (s != ML_OK) break;
         /* the longest haystack whose prompt fits the target length (8 tokens spare for the answer) */
-        char probe_key[] = "12345";
+        char probe_key[16];
+        snprintf(probe_key, sizeof probe_key, "%.*s", key_digits(o->key_digits), "123456789");
         size_t n = 0;
         s = build_prompt(&text, &hay, filler, 0, 0.5, probe_key);
         if (s == ML_OK) s = count_tokens(tok, &ids, &text, &n);
@@ -105,7 +115,7 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
         }
         for (int j = 0; j < o->samples && s == ML_OK; j++) {
             char key[16];
-            snprintf(key, sizeof key, "%05u", (unsigned)(10000 + ml_rng_below(&rng, 90000)));
+            make_key(&rng, o->key_digits, key);
             double depth = (j + 0.5) / o->samples;
             size_t np, nf = 0;
             s = build_prompt(&text, &hay, filler, lo, depth, key);
@@ -127,8 +137,8 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
                     full.n = text.n;
                 }
                 if (cand < 2) full.bytes[full.n++] = ' ';
-                memcpy(full.bytes + full.n, key, 5);
-                full.n += 5;
+                memcpy(full.bytes + full.n, key, strlen(key));
+                full.n += strlen(key);
                 fids.n = 0;
                 s = ml_tokenizer_encode(tok, &fids, full.bytes, full.n, cand == 0 && tok->bos >= 0 ? ML_TOK_ADD_BOS : 0);
                 if (s != ML_OK) break;
@@ -220,6 +230,8 @@ static size_t sentence_start(const char *h, size_t n, size_t at) {
 
 ml_status ml_passkey_write_rows(const char *path, const char *filler, size_t filler_n, const ml_passkey_rows_opts *o) {
     if (o->rows < 1) return ml_fail(ML_ERR_ARG, "pass-key rows: the number of rows must be positive");
+    if (o->key_digits < 0 || o->key_digits > 9)
+        return ml_fail(ML_ERR_ARG, "pass-key rows: keys of %d digits (1 to 9)", o->key_digits);
     if (o->min_bytes < 16 || o->max_bytes < o->min_bytes)
         return ml_fail(ML_ERR_ARG, "pass-key rows: filler bytes %d..%d (need 16 <= min <= max)", o->min_bytes,
                        o->max_bytes);
@@ -256,7 +268,7 @@ ml_status ml_passkey_write_rows(const char *path, const char *filler, size_t fil
         span.bytes[len] = 0; /* build_prompt takes the filler as a string */
         span.n = len;
         char key[16];
-        snprintf(key, sizeof key, "%05u", (unsigned)(10000 + ml_rng_below(&rng, 90000)));
+        make_key(&rng, o->key_digits, key);
         double depth = ml_rng_uniform(&rng);
         /* build_prompt over exactly this span: nbytes = len, so no repetition */
         s = build_prompt(&text, &hay, span.bytes, len, depth, key);
@@ -264,8 +276,8 @@ ml_status ml_passkey_write_rows(const char *path, const char *filler, size_t fil
         s = ml_byte_buf_reserve(&text, 8);
         if (s != ML_OK) break;
         text.bytes[text.n++] = ' ';
-        memcpy(text.bytes + text.n, key, 5);
-        text.n += 5;
+        memcpy(text.bytes + text.n, key, strlen(key));
+        text.n += strlen(key);
         text.bytes[text.n] = 0;
         cJSON *row = cJSON_CreateObject();
         char *line = NULL;

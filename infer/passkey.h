@@ -28,6 +28,7 @@ typedef struct {
     int samples;            /* per length; depths spread evenly over [0, 1) */
     uint64_t seed;          /* pass keys */
     const char *filler;     /* filler text (sentences are repeated); NULL = a built-in neutral filler */
+    int key_digits;         /* digits of each pass key, 1-9 (0: 5, NNNNN) */
     ml_progress progress;   /* a report per prompt (task "passkey", units: prompts) and a final one */
 } ml_passkey_opts;
 
@@ -44,6 +45,7 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
 typedef struct {
     int rows;
     int min_bytes, max_bytes; /* filler bytes per row, before the needle and the question */
+    int key_digits;           /* digits of each pass key, 1-9 (0: 5) */
     uint64_t seed;
 } ml_passkey_rows_opts;
 

@@ -5,8 +5,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/atomic_file.h"
+#include "data/bpe.h"
+#include "data/tokenizer.h"
 #include "data/tokenizer_bytes.h"
+#include "data/tokenizer_hf.h"
 #include "quant/quant.h"
 
 ml_status ml_gguf_check_expressible(const ml_config *c) {
@@ -117,6 +122,98 @@ ml_status ml_gguf_add_tokenizer_bytes(ml_gguf_writer *w, int vocab_size, int bos
        not taken for a byte */
     if (s == ML_OK) s = vocab_write(w, &v, ML_BYTES_BOS, ML_BYTES_EOS, ML_BYTES_PAD, ML_BYTES_PAD, 0);
     vocab_free(&v);
+    return s;
+}
+
+/* llama.cpp's name for a byte-level BPE pre-tokenizer regex (llama-vocab.cpp's tokenizer.ggml.pre values). */
+static const char *bpe_pre_name(const char *pattern) {
+    if (!strcmp(pattern, ML_PAT_LLAMA3)) return "llama-bpe";
+    if (!strcmp(pattern, ML_PAT_GPT2)) return "gpt2";
+    return NULL;
+}
+
+ml_status ml_gguf_add_tokenizer_bpe(ml_gguf_writer *w, const char *path, int vocab_size, int bos, int eos) {
+    char *data;
+    size_t size;
+    ML_TRY(ml_read_file(path, &data, &size));
+    ml_tokenizer *tok = NULL; /* loading it first refuses what the tokenizer itself does not support */
+    ml_status s = ml_tokenizer_hf_new(&tok, path, data, size);
+    if (s == ML_OK && (int)ml_tokenizer_vocab_size(tok) > vocab_size)
+        s = ml_fail(ML_ERR_CONFIG, "GGUF export: %s has %u tokens but the model's vocabulary is %d", path,
+                    (unsigned)ml_tokenizer_vocab_size(tok), vocab_size);
+    ml_tokenizer_free(tok);
+    cJSON *root = s == ML_OK ? cJSON_ParseWithLength(data, size) : NULL;
+    free(data);
+    if (s != ML_OK) return s;
+    if (!root) return ml_fail(ML_ERR_FORMAT, "GGUF export: %s is not JSON", path);
+    /* the pre-tokenizer's regex, in the two shapes the loader accepts */
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), *bl = pt;
+    const char *pattern = ML_PAT_GPT2;
+    if (!strcmp(cJSON_GetObjectItemCaseSensitive(pt, "type")->valuestring, "Sequence")) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
+        pattern = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(list, 0), "pattern"), "Regex")->valuestring;
+        bl = cJSON_GetArrayItem(list, 1);
+    }
+    const char *pre = bpe_pre_name(pattern);
+    if (!pre || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(bl, "add_prefix_space"))) {
+        cJSON_Delete(root);
+        return ml_fail(ML_ERR_UNSUPPORTED, "GGUF export: %s: llama.cpp has no name for its pre-tokenizer (only "
+                       "Llama-3's regex and GPT-2's, without add_prefix_space, are written)", path);
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges"), *e;
+    vocab v;
+    char **mtext = NULL;
+    int n_merges = cJSON_GetArraySize(merges), m = 0;
+    if ((s = vocab_alloc(&v, vocab_size)) != ML_OK) goto done;
+    /* ids were checked dense and in range by the tokenizer's loader */
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(model, "vocab")) {
+        if (s != ML_OK) break;
+        s = vocab_set(&v, (int)e->valuedouble, e->string, strlen(e->string), 0.0f, TOK_NORMAL);
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "added_tokens")) {
+        if (s != ML_OK) break;
+        const char *c = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring;
+        s = vocab_set(&v, (int)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble, c, strlen(c), 0.0f, TOK_CONTROL);
+    }
+    for (int i = 0; i < vocab_size && s == ML_OK; i++) {
+        if (v.text[i]) continue;
+        char piece[32];
+        int len = snprintf(piece, sizeof piece, "[PAD%d]", i);
+        s = vocab_set(&v, i, piece, (size_t)len, 0.0f, TOK_UNUSED);
+    }
+    /* merges as llama.cpp reads them: "a b" strings, rank = position */
+    if (s == ML_OK && n_merges > 0 && !(mtext = calloc((size_t)n_merges, sizeof(char *))))
+        s = ml_fail(ML_ERR_NOMEM, "GGUF export: out of memory for %d merges", n_merges);
+    cJSON_ArrayForEach(e, merges) {
+        if (s != ML_OK) break;
+        const char *a = cJSON_IsString(e) ? e->valuestring : cJSON_GetArrayItem(e, 0)->valuestring;
+        const char *b = cJSON_IsString(e) ? NULL : cJSON_GetArrayItem(e, 1)->valuestring;
+        size_t n = strlen(a) + (b ? strlen(b) + 1 : 0) + 1;
+        if (!(mtext[m] = malloc(n))) s = ml_fail(ML_ERR_NOMEM, "GGUF export: out of memory");
+        else snprintf(mtext[m++], n, b ? "%s %s" : "%s", a, b ? b : "");
+    }
+    if (s == ML_OK) s = ml_gguf_add_str(w, "tokenizer.ggml.model", "gpt2");
+    if (s == ML_OK) s = ml_gguf_add_str(w, "tokenizer.ggml.pre", pre);
+    if (s == ML_OK) s = ml_gguf_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v.text, v.len, (uint64_t)v.n);
+    if (s == ML_OK) s = ml_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", v.type, (uint64_t)v.n);
+    if (s == ML_OK) {
+        uint32_t *ml = calloc((size_t)(m ? m : 1), sizeof(uint32_t));
+        if (!ml) s = ml_fail(ML_ERR_NOMEM, "GGUF export: out of memory");
+        for (int i = 0; ml && i < m; i++) ml[i] = (uint32_t)strlen(mtext[i]);
+        if (s == ML_OK) s = ml_gguf_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)mtext, ml, (uint64_t)m);
+        free(ml);
+    }
+    if (s == ML_OK && bos >= 0) s = ml_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    if (s == ML_OK && eos >= 0) s = ml_gguf_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    if (s == ML_OK) s = ml_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", bos >= 0);
+    if (s == ML_OK) s = ml_gguf_add_bool(w, "tokenizer.ggml.add_eos_token", 0);
+done:
+    for (int i = 0; i < m; i++) free(mtext[i]);
+    free(mtext);
+    vocab_free(&v);
+    cJSON_Delete(root);
     return s;
 }
 
@@ -354,8 +451,16 @@ static ml_status build(ml_gguf_writer *w, const ml_model *m, const ml_gguf_expor
     ML_TRY(ml_gguf_add_f32(w, "llama.rope.freq_base", c->rope_theta));
     ML_TRY(ml_gguf_add_u32(w, "llama.rope.dimension_count", (uint32_t)D));
 
-    if (o->tokenizer && strcasecmp(o->tokenizer, "bytes") != 0)
-        ML_TRY(ml_gguf_add_tokenizer_spm(w, o->tokenizer, c->vocab_size));
+    if (o->tokenizer && strcasecmp(o->tokenizer, "bytes") != 0) {
+        int first = ' '; /* a tokenizer.json starts with '{', a SentencePiece protobuf with 0x0a */
+        FILE *f = fopen(o->tokenizer, "rb");
+        while (f && (first == ' ' || first == '\n' || first == '\r' || first == '\t')) first = fgetc(f);
+        if (f) fclose(f);
+        if (first == '{')
+            ML_TRY(ml_gguf_add_tokenizer_bpe(w, o->tokenizer, c->vocab_size, c->bos_token_id, c->eos_token_id));
+        else
+            ML_TRY(ml_gguf_add_tokenizer_spm(w, o->tokenizer, c->vocab_size));
+    }
     else
         ML_TRY(ml_gguf_add_tokenizer_bytes(w, c->vocab_size, c->bos_token_id, c->eos_token_id, c->pad_token_id));
 

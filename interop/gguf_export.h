@@ -24,7 +24,7 @@
 typedef struct {
     ml_ggml_type type;         /* F32, F16, Q8_0 or Q4_0 for the matrices */
     int type_given;            /* the caller chose `type`: a quantized model refuses one that disagrees with it */
-    const char *tokenizer;     /* SentencePiece .model path, or NULL / "bytes" for the byte vocabulary */
+    const char *tokenizer;     /* SentencePiece .model or byte-level BPE tokenizer.json path, or NULL / "bytes" */
     const char *name;          /* general.name (NULL: the config's name) */
 } ml_gguf_export_opts;
 
@@ -42,5 +42,10 @@ ml_status ml_gguf_export(const ml_model *m, const char *path, const ml_gguf_expo
  *    (UNUSED) up to vocab_size; bos/eos/unk/pad from its trainer spec. */
 ml_status ml_gguf_add_tokenizer_bytes(ml_gguf_writer *w, int vocab_size, int bos, int eos, int pad);
 ml_status ml_gguf_add_tokenizer_spm(ml_gguf_writer *w, const char *model_path, int vocab_size);
+/* A byte-level BPE tokenizer.json (data/tokenizer_hf.h; `mobilellm tokenizer train` writes one) as llama.cpp's
+ * `gpt2` vocabulary: its byte-level token strings by id (added tokens CONTROL, ids up to vocab_size that it lacks
+ * [PAD{i}] UNUSED), its merges as "a b" strings in rank order, pre-tokenizer `llama-bpe` (Llama-3's regex) or
+ * `gpt2`; any other regex, or add_prefix_space, is refused (llama.cpp would split text differently). */
+ml_status ml_gguf_add_tokenizer_bpe(ml_gguf_writer *w, const char *path, int vocab_size, int bos, int eos);
 
 #endif

@@ -8,6 +8,7 @@
     python3 scripts/plot_metrics.py --passkey results.json OUT.svg   (scripts/ipd_experiment.sh's results:
                                                                       pass-key accuracy against length per arm)
 
+Other tools import line_chart, stacked_bars and grouped_bars from here (scripts/recipe_report.py).
 The first draws the training loss (raw and smoothed) and the held-out loss against the step. The
 second reads what bench/curves.sh collects and writes tokens_vs_seq.svg, tokens_vs_size.svg,
 tokens_vs_threads.svg (each curve it holds) and kernel_share.svg (the share of step time per kernel
@@ -54,9 +55,10 @@ def fmt_num(v):
     return f"{v:.4g}"
 
 
-def line_chart(path, title, xlabel, ylabel, series, logx=False, y_from_zero=False, labels=None, xticks=None):
+def line_chart(path, title, xlabel, ylabel, series, logx=False, y_from_zero=False, labels=None, xticks=None, y_range=None):
     """series: [(name, [(x, y), ...], style)], style a dict with color, width, dash, markers.
-    labels: optional [(x, y, text)] drawn above points. xticks: optional [(x, text)]."""
+    labels: optional [(x, y, text)] drawn above points. xticks: optional [(x, text)]. y_range: optional fixed
+    (low, high) of the y axis (e.g. (0, 1) for an accuracy)."""
     pts = [p for _, s, _ in series for p in s]
     if not pts:
         return False
@@ -71,6 +73,8 @@ def line_chart(path, title, xlabel, ylabel, series, logx=False, y_from_zero=Fals
     y0, y1 = (0.0 if y_from_zero else min(ys)), max(ys)
     pad = (y1 - y0) * 0.08 or max(abs(y1) * 0.1, 0.5)
     y0, y1 = (y0 if y_from_zero else y0 - pad), y1 + pad
+    if y_range:
+        y0, y1 = y_range
     X = lambda x: L + (tx(x) - x0) / (x1 - x0) * (W - L - R)
     Y = lambda v: TOP + (y1 - v) / (y1 - y0) * (H - TOP - BOT)
     svg = svg_start(title)
@@ -127,6 +131,47 @@ def stacked_bars(path, title, bars, groups):
         svg.append(f'<rect x="{cx}" y="{cy - 9}" width="10" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'
                    f'<text x="{cx + 14}" y="{cy}" font-size="11">{esc(g)}</text>')
     write_svg(path, svg)
+
+
+def grouped_bars(path, title, ylabel, groups, series, y_from=None):
+    """Vertical bars: for each group (x axis) one bar per series. series: [(name, {group: value})]; a missing
+    value leaves a gap. The y axis starts at y_from (default: a little below the smallest value, since losses
+    differ by less than their size)."""
+    vals = [v for _, d in series for v in d.values() if v is not None and math.isfinite(v)]
+    if not vals or not groups:
+        return False
+    lo, hi = min(vals), max(vals)
+    y0 = y_from if y_from is not None else max(0.0, lo - 0.15 * (hi - lo or abs(hi) * 0.1 or 1))
+    y1 = hi + 0.08 * (hi - y0 or 1)
+    legend_rows = (len(series) + 2) // 3
+    height = H + 16 * legend_rows
+    bottom = height - BOT - 16 * legend_rows
+    Y = lambda v: TOP + (y1 - v) / (y1 - y0) * (bottom - TOP)
+    svg = svg_start(title, W, height)
+    for i in range(6):
+        v = y0 + (y1 - y0) * i / 5
+        svg.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
+                   f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{fmt_num(v)}</text>')
+    svg.append(f'<text x="16" y="{(TOP + bottom) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {(TOP + bottom) / 2})">{esc(ylabel)}</text>')
+    gw = (W - L - R) / len(groups)
+    bw = gw * 0.8 / len(series)
+    for g, name in enumerate(groups):
+        x0 = L + g * gw + gw * 0.1
+        svg.append(f'<text x="{L + (g + 0.5) * gw:.1f}" y="{bottom + 18}" text-anchor="middle">{esc(name)}</text>')
+        for k, (sname, d) in enumerate(series):
+            v = d.get(name)
+            if v is None or not math.isfinite(v):
+                continue
+            top = Y(max(v, y0))
+            svg.append(f'<rect x="{x0 + k * bw:.1f}" y="{top:.1f}" width="{bw * 0.92:.1f}" height="{bottom - top:.1f}" '
+                       f'fill="{PALETTE[k % len(PALETTE)]}"><title>{esc(sname)} {esc(name)}: {v:.4f}</title></rect>')
+    for k, (sname, _) in enumerate(series):
+        cx, cy = L + (k % 3) * 210, bottom + 36 + (k // 3) * 16
+        svg.append(f'<rect x="{cx}" y="{cy - 9}" width="10" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'
+                   f'<text x="{cx + 14}" y="{cy}" font-size="11">{esc(sname)}</text>')
+    write_svg(path, svg)
+    return True
 
 
 # ------------------------------------------------------------------ pass-key results (IPD experiment)

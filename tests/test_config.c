@@ -93,6 +93,10 @@ static const struct {
     {"tiny-pro", 127616, ML_DIALECT_MINISTRAL, 1, 1},
     {"demo-10m", 12688896, ML_DIALECT_LLAMA, 1, 1},
     {"ipd-student", 11340032, ML_DIALECT_LLAMA, 1, 1},
+    {"recipe-student", 820736, ML_DIALECT_LLAMA, 1, 2},
+    {"recipe-teacher", 1624320, ML_DIALECT_LLAMA, 1, 1},
+    {"recipe-tiny-student", 90624, ML_DIALECT_LLAMA, 1, 2},
+    {"recipe-tiny-teacher", 228096, ML_DIALECT_LLAMA, 1, 1},
 };
 #define N_PRESETS (sizeof presets / sizeof presets[0])
 

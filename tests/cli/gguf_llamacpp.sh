@@ -40,6 +40,23 @@ for t in f32 f16 q8_0 q4_0; do
     ok $M export --ckpt "$W/v1.h5" --format gguf --out "$W/v1-$t.gguf" --type $t >/dev/null
 done
 ok $M export --ckpt "$W/adj.h5" --format gguf --out "$W/adj-f32.gguf" >/dev/null
+# a byte-level BPE tokenizer.json (tokenizer train) as llama.cpp's gpt2 vocabulary with the llama-bpe pre-tokenizer
+cat "$SRC/README.md" "$SRC/docs/ARCHITECTURE.md" >"$W/bpe.txt"
+ok $M tokenizer train --vocab 400 --input "$W/bpe.txt" --out "$W/bpe.json" >/dev/null
+sed -e 's/"vocab_size": 259/"vocab_size": 400/' -e 's/"bos_token_id": 256/"bos_token_id": 398/' \
+    -e 's/"eos_token_id": 257/"eos_token_id": 399/' -e 's/"pad_token_id": 258/"pad_token_id": 399/' \
+    "$SRC/configs/tiny-v1.json" >"$W/bpe-cfg.json"
+ok $M init --config "$W/bpe-cfg.json" --seed 4 --out "$W/bpe.h5" >/dev/null
+ok $M export --ckpt "$W/bpe.h5" --format gguf --out "$W/bpe-f32.gguf" --tokenizer "$W/bpe.json" >/dev/null
+for key in tokenizer.ggml.merges gpt2 llama-bpe; do grep -q -a "$key" "$W/bpe-f32.gguf" || fail "BPE GGUF lacks $key"; done
+$PY - "$W/bpe.json" "$W/bpe-prefix.json" <<'PYEOF'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["pre_tokenizer"]["pretokenizers"][1]["add_prefix_space"] = True
+json.dump(t, open(sys.argv[2], "w"))
+PYEOF
+expect_fail "BPE pre-tokenizer llama.cpp cannot name" "$W/x.gguf" -- $M export --ckpt "$W/bpe.h5" --format gguf --out "$W/x.gguf" --tokenizer "$W/bpe-prefix.json"
+expect_fail "BPE vocabulary larger than the model's" "$W/x.gguf" -- $M export --ckpt "$W/v1.h5" --format gguf --out "$W/x.gguf" --tokenizer "$W/bpe.json"
 
 # --- llama.cpp ---
 skip() { skip_part "llama.cpp part: $*"; finish; }
@@ -104,6 +121,21 @@ done
 ok $M logits --ckpt "$W/adj.h5" --tokens "$IDS" --out "$W/adj-ours.npy" >/dev/null
 "$PROBE" "$W/adj-f32.gguf" "$BIN" "$W/adj-llama.npy" $IDS && compare "adjacent-RoPE f32" "$W/adj-ours.npy" "$W/adj-llama.npy" 1e-4 1.0 ||
     fail "adjacent RoPE: llama.cpp logits differ"
+
+# The BPE vocabulary: llama.cpp splits text into our ids, and computes our logits on them
+sed -n '1,40p' "$SRC/docs/merge.md" >"$W/bpe-probe.txt"
+printf 'def f(x):\n\treturn x  # ünïcode — 12345\n' >>"$W/bpe-probe.txt"
+"$PROBE" "$W/bpe-f32.gguf" "$BIN" --tokenize "$W/bpe-probe.txt" | tr -s ' \n' ' ' >"$W/bpe-llama.ids" || fail "llama.cpp cannot tokenize with the BPE vocabulary"
+$M tokenizer encode --tokenizer "$W/bpe.json" <"$W/bpe-probe.txt" | tr -s ' \n' ' ' >"$W/bpe-ours.ids" # (the file: one string)
+if [ -s "$W/bpe-ours.ids" ] && cmp -s "$W/bpe-llama.ids" "$W/bpe-ours.ids"; then
+    echo "BPE: llama.cpp splits $(wc -c <"$W/bpe-probe.txt") bytes into the same $(wc -w <"$W/bpe-ours.ids") ids as we do"
+else
+    fail "BPE vocabulary: llama.cpp's ids differ from ours"
+fi
+BIDS="398 $(cut -d' ' -f1-100 "$W/bpe-ours.ids")"
+ok $M logits --ckpt "$W/bpe.h5" --tokens "$BIDS" --out "$W/bpe-ours.npy" >/dev/null
+"$PROBE" "$W/bpe-f32.gguf" "$BIN" "$W/bpe-llama.npy" $BIDS && compare "BPE vocabulary f32" "$W/bpe-ours.npy" "$W/bpe-llama.npy" 1e-4 1.0 ||
+    fail "BPE vocabulary: llama.cpp logits differ"
 
 # The GPU-trained teacher with the Llama-2 SentencePiece vocabulary, on real text.
 TEACHER="$SHARED/teachers/mobilellm-28m-llama2tok"

@@ -20,6 +20,16 @@ for x in r:
     assert x["mean_tokens"] <= x["length"], x
 print(r)
 PYEOF
+# shorter keys: recorded, and other prompts and answers (so another answer NLL)
+ok "$M" passkey --ckpt "$W/m.h5" --lengths 128,200 --samples 3 --key-digits 2 --json "$W/k2.json" >/dev/null 2>&1
+$PY - "$W/a.json" "$W/k2.json" <<'PYEOF' || fail "passkey --key-digits"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert a["key_digits"] == 5 and b["key_digits"] == 2, (a, b)
+assert [x["answer_nll"] for x in a["results"]] != [x["answer_nll"] for x in b["results"]]
+PYEOF
+expect_fail "key digits 0" "$W/c.json" -- "$M" passkey --ckpt "$W/m.h5" --key-digits 0 --json "$W/c.json"
+expect_fail "key digits 10" "$W/c.json" -- "$M" passkey --ckpt "$W/m.h5" --key-digits 10 --json "$W/c.json"
 expect_fail "bad lengths" "$W/c.json" -- "$M" passkey --ckpt "$W/m.h5" --lengths 128,x --json "$W/c.json"
 expect_fail "too short" "$W/c.json" -- "$M" passkey --ckpt "$W/m.h5" --lengths 40 --json "$W/c.json"
 finish

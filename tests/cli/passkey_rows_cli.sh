@@ -33,6 +33,20 @@ for t in rows:
 assert len(keys) > 40, keys
 assert min(depths) < 0.25 and max(depths) > 0.5, depths   # needles at various depths
 PYEOF
+# --key-digits: every key has that many digits, no leading zero, in the needle (twice) and the answer
+ok "$M" passkey-rows --filler "$W/filler.txt" --rows 50 --bytes 100,300 --seed 5 --key-digits 2 --out "$W/k2.jsonl" >/dev/null
+$PY - "$W/k2.jsonl" <<'PYEOF' || fail "rows with 2-digit keys"
+import json, re, sys
+keys = set()
+for l in open(sys.argv[1], encoding="utf-8"):
+    t = json.loads(l)["text"]
+    m = re.fullmatch(r"(.*)The pass key is ([1-9]\d)\. Remember it\. \2 is the pass key\. (.*) ?What is the pass key\? "
+                     r"The pass key is \2", t, re.S)
+    assert m, t
+    keys.add(m.group(2))
+assert len(keys) > 25, keys
+PYEOF
+expect_fail "key digits 0" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/filler.txt" --key-digits 0 --out "$W/x.jsonl"
 ok "$M" tokenize --tokenizer bytes --input "$W/a.jsonl" --jsonl-field text --out "$W/rows.shard" >/dev/null
 "$M" data info "$W/rows.shard" | grep -Eq "^documents +50$" || fail "50 documents in the shard"
 expect_fail "no rows" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/filler.txt" --rows 0 --out "$W/x.jsonl"

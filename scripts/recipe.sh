@@ -486,13 +486,10 @@ engine_executorch() { # ExecuTorch: the Meta-style checkpoint (scripts/hf_to_exe
     fi
     local n
     n=$(wc -w <"$E/ids.txt")
-    # ExecuTorch's ModelArgs takes no keys it does not know: the converter's notes ("_..." keys) are left out
-    /usr/bin/python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))
-json.dump({k: v for k, v in p.items() if not k.startswith("_")}, open(sys.argv[2], "w"))' "$E/et/params.json" "$E/et/params_et.json"
     # ExecuTorch's LLM export of the fp32 (dequantized) weights, every position's logits, no KV cache (run in a
     # folder whose name does not end in "executorch": its model factory then imports from the wrong package)
     if ! (cd "$E/et" && "$venv/bin/python" -m executorch.examples.models.llama.export_llama --model llama2 \
-        --checkpoint consolidated.pth --params params_et.json -d fp32 --max_seq_length $((n + 1)) --max_context_length $((n + 1)) \
+        --checkpoint consolidated.pth --params params.json -d fp32 --max_seq_length $((n + 1)) --max_context_length $((n + 1)) \
         --generate_full_logits --output_name model.pte) >>"$E/executorch.log" 2>&1 || [ ! -f "$E/et/model.pte" ]; then
         echo "\"executorch\": {\"status\": \"failed: export_llama (log: export/executorch.log)\"}"
         return

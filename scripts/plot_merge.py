@@ -12,6 +12,9 @@ import csv
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot_metrics import write_svg  # noqa: E402
+
 COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f", "#bab0ac"]
 
 
@@ -85,11 +88,7 @@ def main():
         lx, ly = 70 + (mi % 5) * 200, y0 + h + 40 + (mi // 5) * 20
         p.append(f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{COLORS[mi % len(COLORS)]}"/>'
                  f'<text x="{lx + 14}" y="{ly + 9}">{m}</text>')
-    p.append("</svg>")
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(p) + "\n")
-    os.replace(tmp, out)
+    write_svg(out, p, announce=False)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,14 @@ def esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_svg(path, parts):
+def write_svg(path, parts, announce=True):
+    """The one SVG writer of the project's plots: closes the document, writes it atomically."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(parts) + "\n</svg>\n")
     os.replace(tmp, path)
-    print(path)
+    if announce:
+        print(path)
 
 
 def svg_start(title, width=W, height=H):

@@ -23,14 +23,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mc_summary import TASKS, summary  # noqa: E402
+from plot_metrics import write_svg  # noqa: E402
 
-
-
-def write(path, parts):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(parts + ["</svg>"]) + "\n")
-    os.replace(tmp, path)
 
 
 def plot_one(path, out):
@@ -68,7 +62,7 @@ def plot_one(path, out):
             p.append(f'<rect x="{475 + i * 400 / len(doms):.1f}" y="{170 - max(h, 0):.1f}" width="{400 / len(doms) - 6:.1f}" '
                      f'height="{abs(h):.1f}" fill="{"#59a14f" if v > 0 else "#e15759"}"/>'
                      f'<text x="{475 + (i + 0.5) * 400 / len(doms) - 3:.1f}" y="316" text-anchor="middle">{d}</text>')
-    write(out, p)
+    write_svg(out, p, announce=False)
 
 
 if sys.argv[1] == "--mixture":
@@ -263,8 +257,4 @@ if mtasks:
         ch = next(iter(mc[ea[0]][t].values()))["chance"]
         parts.append(f'<line x1="{430 + ti * gw + 2:.1f}" x2="{430 + (ti + 1) * gw - 2:.1f}" y1="{y(ch):.1f}" y2="{y(ch):.1f}" '
                      f'stroke="black" stroke-dasharray="4 3"/>')
-parts.append("</svg>")
-tmp = out + ".tmp"
-with open(tmp, "w") as f:
-    f.write("\n".join(parts) + "\n")
-os.replace(tmp, out)
+write_svg(out, parts, announce=False)

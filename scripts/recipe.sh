@@ -132,7 +132,9 @@ eta() { # seconds left for the phases from index $1 on, scaled by the measured/e
         done_exp=$((done_exp + EXPECT[$p])) done_real=$((done_real + $(cat "$OUT/state/$p.seconds")))
     done
     for p in "${PHASES[@]:$i}"; do left=$((left + EXPECT[$p])); done
-    [ $done_exp -gt 0 ] && [ $done_real -gt 0 ] && left=$((left * done_real / done_exp))
+    # scaled only once the finished phases are expected to take a minute: the first ones (data, tokenizer) are
+    # mostly fixed costs and would scale the training phases by a factor that says nothing about them
+    [ $done_exp -ge 60 ] && [ $done_real -gt 0 ] && left=$((left * done_real / done_exp))
     echo $left
 }
 phase() { # phase NAME SETTINGS: 0 when the phase must run (a fresh directory OUT/NAME), 1 when it is done

@@ -180,14 +180,7 @@ static void test_matmul_wrappers(void **state) {
 static void test_model_bf16_vs_fp32(void **state) {
     if (!ml_bf16_available()) ML_SKIP("this CPU has no AVX512-BF16, so the model refuses bf16 mode");
     ml_config c;
-    memset(&c, 0, sizeof c);
-    c.dialect = ML_DIALECT_LLAMA;
-    c.vocab_size = 67, c.hidden_size = 64, c.intermediate_size = 96, c.num_layers = 2, c.num_heads = 4;
-    c.num_kv_heads = 2, c.head_dim = 16, c.max_position_embeddings = 64, c.rms_norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f, c.initializer_range = 0.1f, c.tie_word_embeddings = 1, c.layer_repeat = 1;
-    c.rope_pairing = ML_ROPE_HALF_SPLIT;
-    c.bos_token_id = c.eos_token_id = c.pad_token_id = -1;
-    for (int l = 0; l < ML_MAX_LAYERS; l++) c.layer_rope[l] = 1;
+    ml_test_small_llama(&c, 67, 64, 96, 16);
     enum { B = 2, T = 24 };
     int32_t tok[B * T], tgt[B * T];
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)ml_rng_below(&rng, 67), tgt[i] = (int32_t)ml_rng_below(&rng, 67);

@@ -194,14 +194,7 @@ static void test_stats(void **state) {
  * precision must equal fp32 bit for bit, and each engine must repeat itself bit for bit. */
 static void run_model(ml_precision prec, ml_gemm_engine e, double *loss, float **grads, size_t *n) {
     ml_config c;
-    memset(&c, 0, sizeof c);
-    c.dialect = ML_DIALECT_LLAMA;
-    c.vocab_size = 300, c.hidden_size = 128, c.intermediate_size = 320, c.num_layers = 2, c.num_heads = 4;
-    c.num_kv_heads = 2, c.head_dim = 32, c.max_position_embeddings = 64, c.rms_norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f, c.initializer_range = 0.1f, c.tie_word_embeddings = 1, c.layer_repeat = 1;
-    c.rope_pairing = ML_ROPE_HALF_SPLIT;
-    c.bos_token_id = c.eos_token_id = c.pad_token_id = -1;
-    for (int l = 0; l < ML_MAX_LAYERS; l++) c.layer_rope[l] = 1;
+    ml_test_small_llama(&c, 300, 128, 320, 32);
     enum { B = 2, T = 48 };
     int32_t tok[B * T], tgt[B * T];
     ml_rng r;

@@ -142,3 +142,14 @@ int ml_test_exit(int failures) {
     for (int i = 0; i < n_skips; i++) free(skips[i]);
     return rc;
 }
+
+void ml_test_small_llama(ml_config *c, int vocab, int hidden, int ffn, int head_dim) {
+    memset(c, 0, sizeof *c);
+    c->dialect = ML_DIALECT_LLAMA;
+    c->vocab_size = vocab, c->hidden_size = hidden, c->intermediate_size = ffn, c->num_layers = 2, c->num_heads = 4;
+    c->num_kv_heads = 2, c->head_dim = head_dim, c->max_position_embeddings = 64, c->rms_norm_eps = 1e-5f;
+    c->rope_theta = 10000.0f, c->initializer_range = 0.1f, c->tie_word_embeddings = 1, c->layer_repeat = 1;
+    c->rope_pairing = ML_ROPE_HALF_SPLIT;
+    c->bos_token_id = c->eos_token_id = c->pad_token_id = -1;
+    for (int l = 0; l < ML_MAX_LAYERS; l++) c->layer_rope[l] = 1;
+}

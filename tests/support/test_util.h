@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "model/config.h"
+
 /* A fresh empty directory under the build tree for this test's files (removed at exit unless
  * ML_KEEP_TEST_FILES is set). Returns the path (static storage). */
 const char *ml_test_tmpdir(const char *test_name);
@@ -15,6 +17,9 @@ int ml_test_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double ml_test_max_abs_diff(const float *a, const float *b, size_t n);
 double ml_test_max_rel_diff(const float *a, const float *b, size_t n, double floor);
 int ml_test_file_exists(const char *path);
+/* A small Llama-dialect model for kernel-level model tests: 2 layers, 4 query / 2 KV heads, tied embeddings,
+ * half-split RoPE in every layer, 64 positions, initializer range 0.1, no special tokens. */
+void ml_test_small_llama(ml_config *c, int vocab, int hidden, int ffn, int head_dim);
 
 /* ---- skips that are seen
  * A test program exits with ML_TEST_SKIP (ctest's SKIP_RETURN_CODE, 77) when nothing failed but some

@@ -525,4 +525,4 @@ else:
 PYEOF
 }
 
-main "$@"
+main "$@"; exit  # on one line: bash reads no further, so editing this file during a run is harmless

@@ -32,21 +32,12 @@
 
 static ml_rng rng;
 
-static float *randn(size_t n, float scale) {
-    float *x = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = (float)(ml_rng_normal(&rng) * scale);
-    return x;
-}
-
-/* op(A)[i][k], op(B)[k][j] as the GEMM reads them */
-static float opa(const float *A, int lda, int ta, int i, int k) { return ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]; }
-static float opb(const float *B, int ldb, int tb, int k, int j) { return tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]; }
 
 /* One product checked against the reference; returns the worst error / tolerance ratio. */
 static double check_one(int M, int N, int K, int ta, int tb, float beta, int pad) {
     const int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
     const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
-    float *A = randn(na, 1), *B = randn(nb, 1), *C = randn(nc, 1), *C0 = malloc(nc * sizeof(float));
+    float *A = ml_test_randn(&rng, na, 1), *B = ml_test_randn(&rng, nb, 1), *C = ml_test_randn(&rng, nc, 1), *C0 = malloc(nc * sizeof(float));
     memcpy(C0, C, nc * sizeof(float));
     ml_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
     double worst = 0;
@@ -54,7 +45,7 @@ static double check_one(int M, int N, int K, int ta, int tb, float beta, int pad
         for (int j = 0; j < N; j++) {
             double ref = beta != 0 ? beta * (double)C0[(size_t)i * ldc + j] : 0, mag = fabs(ref);
             for (int k = 0; k < K; k++) {
-                double p = (double)ml_bf16_round(opa(A, lda, ta, i, k)) * ml_bf16_round(opb(B, ldb, tb, k, j));
+                double p = (double)ml_bf16_round(ml_test_op(A, lda, ta, i, k)) * ml_bf16_round(ml_test_op(B, ldb, tb, k, j));
                 ref += p;
                 mag += fabs(p);
             }
@@ -124,10 +115,10 @@ static void test_rounding(void **state) {
 /* The model's three layouts through the matmul wrappers, against the reference and against fp32. */
 static void test_matmul_wrappers(void **state) {
     const int N = 70, in = 45, out = 37;
-    float *x = randn((size_t)N * in, 1), *w = randn((size_t)out * in, 1), *dy = randn((size_t)N * out, 1);
+    float *x = ml_test_randn(&rng, (size_t)N * in, 1), *w = ml_test_randn(&rng, (size_t)out * in, 1), *dy = ml_test_randn(&rng, (size_t)N * out, 1);
     float *y = malloc(sizeof(float) * N * out), *y32 = malloc(sizeof(float) * N * out);
-    float *dx = randn((size_t)N * in, 1), *dx0 = malloc(sizeof(float) * N * in), *dx32 = malloc(sizeof(float) * N * in);
-    float *dw = randn((size_t)out * in, 1), *dw0 = malloc(sizeof(float) * out * in), *dw32 = malloc(sizeof(float) * out * in);
+    float *dx = ml_test_randn(&rng, (size_t)N * in, 1), *dx0 = malloc(sizeof(float) * N * in), *dx32 = malloc(sizeof(float) * N * in);
+    float *dw = ml_test_randn(&rng, (size_t)out * in, 1), *dw0 = malloc(sizeof(float) * out * in), *dw32 = malloc(sizeof(float) * out * in);
     memcpy(dx0, dx, sizeof(float) * N * in);
     memcpy(dw0, dw, sizeof(float) * out * in);
     memcpy(dw32, dw, sizeof(float) * out * in);

@@ -31,20 +31,12 @@
 
 static ml_rng rng;
 
-static float *randn(size_t n, float scale) {
-    float *x = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = (float)(ml_rng_normal(&rng) * scale);
-    return x;
-}
-
-static float opa(const float *A, int lda, int ta, int i, int k) { return ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]; }
-static float opb(const float *B, int ldb, int tb, int k, int j) { return tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]; }
 
 /* One product on engine e against the reference; returns the largest |C - unrounded product| / sum |a b|. */
 static double check_one(ml_gemm_engine e, int M, int N, int K, int ta, int tb, float beta, int pad) {
     const int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
     const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
-    float *A = randn(na, 1), *B = randn(nb, 1), *C = randn(nc, 1), *C0 = malloc(nc * sizeof(float));
+    float *A = ml_test_randn(&rng, na, 1), *B = ml_test_randn(&rng, nb, 1), *C = ml_test_randn(&rng, nc, 1), *C0 = malloc(nc * sizeof(float));
     memcpy(C0, C, nc * sizeof(float));
     ml_gemm(e, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
     const int bf16 = e != ML_GEMM_OPENBLAS;
@@ -53,7 +45,7 @@ static double check_one(ml_gemm_engine e, int M, int N, int K, int ta, int tb, f
         for (int j = 0; j < N; j++) {
             double ref = beta != 0 ? (double)C0[(size_t)i * ldc + j] : 0, mag = fabs(ref), exact = ref;
             for (int k = 0; k < K; k++) {
-                const float a = opa(A, lda, ta, i, k), b = opb(B, ldb, tb, k, j);
+                const float a = ml_test_op(A, lda, ta, i, k), b = ml_test_op(B, ldb, tb, k, j);
                 const double p = bf16 ? (double)ml_bf16_round(a) * ml_bf16_round(b) : (double)a * b;
                 ref += p, mag += fabs(p), exact += (double)a * b;
             }
@@ -103,7 +95,7 @@ static void test_repeatable(void **state) {
     for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++) {
         if (!ml_gemm_engine_available((ml_gemm_engine)e)) continue;
         const int M = 200, N = 300, K = 250;
-        float *A = randn((size_t)M * K, 1), *B = randn((size_t)K * N, 1), *C1 = malloc(sizeof(float) * M * N),
+        float *A = ml_test_randn(&rng, (size_t)M * K, 1), *B = ml_test_randn(&rng, (size_t)K * N, 1), *C1 = malloc(sizeof(float) * M * N),
               *C2 = malloc(sizeof(float) * M * N);
         ml_gemm((ml_gemm_engine)e, 1, 0, M, N, K, A, M, B, N, 0.0f, C1, N);
         ml_gemm((ml_gemm_engine)e, 1, 0, M, N, K, A, M, B, N, 0.0f, C2, N);
@@ -172,7 +164,7 @@ static void test_resolve(void **state) {
 
 /* The record of what ran: one row per (shape, layout, engine), calls counted. */
 static void test_stats(void **state) {
-    float *A = randn(64 * 64, 1), *B = randn(64 * 64, 1), *C = malloc(sizeof(float) * 64 * 64);
+    float *A = ml_test_randn(&rng, 64 * 64, 1), *B = ml_test_randn(&rng, 64 * 64, 1), *C = malloc(sizeof(float) * 64 * 64);
     ml_gemm_stats_reset();
     ml_gemm(ML_GEMM_OPENBLAS, 0, 1, 64, 64, 64, A, 64, B, 64, 0.0f, C, 64);
     ml_gemm(ML_GEMM_OPENBLAS, 0, 1, 64, 64, 64, A, 64, B, 64, 0.0f, C, 64);

@@ -18,12 +18,6 @@
 
 static ml_rng rng;
 
-static float *randn(size_t n, float scale) {
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = (float)(ml_rng_normal(&rng) * scale);
-    return x;
-}
-
 static double dotd(const float *a, const float *b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
@@ -70,10 +64,10 @@ static double mm_loss(void *p) {
 
 static void test_matmul(void **state) {
     mm_ctx c = {.N = 7, .in = 13, .out = 5};
-    c.x = randn((size_t)c.N * c.in, 1);
-    c.w = randn((size_t)c.out * c.in, 1);
-    c.y = randn((size_t)c.N * c.out, 1);
-    c.R = randn((size_t)c.N * c.out, 1);
+    c.x = ml_test_randn(&rng, (size_t)c.N * c.in, 1);
+    c.w = ml_test_randn(&rng, (size_t)c.out * c.in, 1);
+    c.y = ml_test_randn(&rng, (size_t)c.N * c.out, 1);
+    c.R = ml_test_randn(&rng, (size_t)c.N * c.out, 1);
     float *dx = calloc((size_t)c.N * c.in, 4), *dw = calloc((size_t)c.out * c.in, 4);
     ml_matmul_backward(dx, dw, c.R, c.x, c.w, c.N, c.in, c.out, 0);
     check_grad("matmul dx", mm_loss, &c, c.x, dx, (size_t)c.N * c.in, 1000);
@@ -103,9 +97,9 @@ static void test_embedding(void **state) {
     emb_ctx c = {.N = 9, .C = 37, .V = 5};
     int32_t tok[9] = {0, 3, 3, 1, 4, 3, 0, 2, 3}; /* repeats exercise accumulation */
     c.tok = tok;
-    c.table = randn((size_t)c.V * c.C, 1);
-    c.out = randn((size_t)c.N * c.C, 1);
-    c.R = randn((size_t)c.N * c.C, 1);
+    c.table = ml_test_randn(&rng, (size_t)c.V * c.C, 1);
+    c.out = ml_test_randn(&rng, (size_t)c.N * c.C, 1);
+    c.R = ml_test_randn(&rng, (size_t)c.N * c.C, 1);
     float *dt = calloc((size_t)c.V * c.C, 4);
     ml_embedding_backward(dt, c.R, c.tok, c.N, c.C);
     check_grad("embedding", emb_loss, &c, c.table, dt, (size_t)c.V * c.C, 1000);
@@ -126,11 +120,11 @@ static double rn_loss(void *p) {
 
 static void test_rmsnorm(void **state) {
     rn_ctx c = {.N = 6, .C = 40};
-    c.x = randn((size_t)c.N * c.C, 1);
-    c.w = randn((size_t)c.C, 1);
+    c.x = ml_test_randn(&rng, (size_t)c.N * c.C, 1);
+    c.w = ml_test_randn(&rng, (size_t)c.C, 1);
     c.y = malloc((size_t)c.N * c.C * 4);
     c.rstd = malloc((size_t)c.N * 4);
-    c.R = randn((size_t)c.N * c.C, 1);
+    c.R = ml_test_randn(&rng, (size_t)c.N * c.C, 1);
     rn_loss(&c);
     float *dx = calloc((size_t)c.N * c.C, 4), *dw = calloc((size_t)c.C, 4);
     ml_rmsnorm_backward(dx, dw, c.R, c.x, c.w, c.rstd, c.N, c.C);
@@ -163,10 +157,10 @@ static void run_rope(int half_split, int norm, int with_pos) {
     c.cos_t = malloc(32 * 4 * 4);
     c.sin_t = malloc(32 * 4 * 4);
     ml_rope_table(c.cos_t, c.sin_t, 32, c.hd, 10000.0f);
-    c.x = randn(n, 1);
+    c.x = ml_test_randn(&rng, n, 1);
     c.y = malloc(n * 4);
     c.rstd = malloc((size_t)c.N * c.heads * 4);
-    c.R = randn(n, 1);
+    c.R = ml_test_randn(&rng, n, 1);
     rope_loss(&c);
     float *d = malloc(n * 4);
     memcpy(d, c.R, n * 4);
@@ -222,8 +216,8 @@ static void run_attention(int window, int with_doc) {
     int32_t doc[14] = {0, 0, 0, 1, 1, 1, 1, 5, 5, 6, 6, 6, 6, 6};
     c.doc = with_doc ? doc : NULL;
     size_t nq = (size_t)c.B * c.T * c.H * c.hd, nk = (size_t)c.B * c.T * c.KV * c.hd;
-    c.q = randn(nq, 1), c.k = randn(nk, 1), c.v = randn(nk, 1);
-    c.out = malloc(nq * 4), c.lse = malloc((size_t)c.B * c.H * c.T * 4), c.R = randn(nq, 1);
+    c.q = ml_test_randn(&rng, nq, 1), c.k = ml_test_randn(&rng, nk, 1), c.v = ml_test_randn(&rng, nk, 1);
+    c.out = malloc(nq * 4), c.lse = malloc((size_t)c.B * c.H * c.T * 4), c.R = ml_test_randn(&rng, nq, 1);
     att_loss(&c);
     float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
     ml_attention_backward(dq, dk, dv, c.R, c.out, c.lse, c.q, c.k, c.v, c.doc,
@@ -245,7 +239,7 @@ static void test_attention(void **state) {
  * a document mask isolates documents. */
 static void test_attention_masks(void **state) {
     const int T = 5, hd = 4;
-    float *q = randn(T * hd, 1), *k = randn(T * hd, 1), *v = randn(T * hd, 1), out[5 * 4], lse[5];
+    float *q = ml_test_randn(&rng, T * hd, 1), *k = ml_test_randn(&rng, T * hd, 1), *v = ml_test_randn(&rng, T * hd, 1), out[5 * 4], lse[5];
     ml_attention_forward(out, lse, q, k, v, NULL, &(ml_attn_dims){1, T, T, 0, 1, 1, hd, 1}, NULL);
     for (int i = 0; i < T * hd; i++) assert_float_equal(out[i], v[i], 1e-6);
     int32_t doc[5] = {0, 0, 1, 1, 1};
@@ -330,7 +324,7 @@ static void run_tiled_vs_reference(int hd) {
     }
     const int32_t *docs[3] = {NULL, packed, scattered};
     const int windows[3] = {0, 70, 130};
-    float *q = randn(nq, 1), *k = randn(nk, 1), *v = randn(nk, 1), *dout = randn(nq, 1);
+    float *q = ml_test_randn(&rng, nq, 1), *k = ml_test_randn(&rng, nk, 1), *v = ml_test_randn(&rng, nk, 1), *dout = ml_test_randn(&rng, nq, 1);
     float *out = malloc(nq * 4), *lse = malloc((size_t)B * H * T * 4), *dq = malloc(nq * 4), *dk = malloc(nk * 4),
           *dv = malloc(nk * 4);
     double *rout = malloc(nq * 8), *rdq = malloc(nq * 8), *rdk = malloc(nk * 8), *rdv = malloc(nk * 8);
@@ -368,7 +362,7 @@ static double sw_loss(void *p) {
 
 static void test_swiglu(void **state) {
     sw_ctx c = {.n = 300};
-    c.g = randn(300, 2), c.u = randn(300, 1), c.h = malloc(300 * 4), c.R = randn(300, 1);
+    c.g = ml_test_randn(&rng, 300, 2), c.u = ml_test_randn(&rng, 300, 1), c.h = malloc(300 * 4), c.R = ml_test_randn(&rng, 300, 1);
     float *dg = malloc(300 * 4), *du = malloc(300 * 4);
     ml_swiglu_backward(dg, du, c.R, c.g, c.u, 300);
     check_grad("swiglu dgate", sw_loss, &c, c.g, dg, 300, 300);
@@ -395,7 +389,7 @@ static double ce_loss(void *p) {
 static void test_cross_entropy(void **state) {
     int32_t t[5] = {3, -1, 0, 10, 7};
     ce_ctx c = {.n = 5, .V = 11, .t = t};
-    c.z = randn(55, 3), c.work = malloc(55 * 4), c.losses = malloc(5 * 4);
+    c.z = ml_test_randn(&rng, 55, 3), c.work = malloc(55 * 4), c.losses = malloc(5 * 4);
     float *d = malloc(55 * 4), losses[5];
     memcpy(d, c.z, 55 * 4);
     ml_softmax_xent_rows(d, losses, t, 5, 11, 1.0f);

@@ -153,3 +153,13 @@ void ml_test_small_llama(ml_config *c, int vocab, int hidden, int ffn, int head_
     c->bos_token_id = c->eos_token_id = c->pad_token_id = -1;
     for (int l = 0; l < ML_MAX_LAYERS; l++) c->layer_rope[l] = 1;
 }
+
+float *ml_test_randn(ml_rng *r, size_t n, float scale) {
+    float *x = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; x && i < n; i++) x[i] = (float)(ml_rng_normal(r) * scale);
+    return x;
+}
+
+float ml_test_op(const float *X, int ld, int trans, int row, int col) {
+    return trans ? X[(size_t)col * ld + row] : X[(size_t)row * ld + col];
+}

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "common/rng.h"
 #include "model/config.h"
 
 /* A fresh empty directory under the build tree for this test's files (removed at exit unless
@@ -17,6 +18,11 @@ int ml_test_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double ml_test_max_abs_diff(const float *a, const float *b, size_t n);
 double ml_test_max_rel_diff(const float *a, const float *b, size_t n, double floor);
 int ml_test_file_exists(const char *path);
+/* n floats drawn from N(0, scale^2) with r (malloc'd; at least one element so n = 0 is a valid buffer). */
+float *ml_test_randn(ml_rng *r, size_t n, float scale);
+/* Element (row, col) of op(X) for a row-major X with leading dimension ld, transposed when trans is set: how a
+ * GEMM reads its operands, for reference products. */
+float ml_test_op(const float *X, int ld, int trans, int row, int col);
 /* A small Llama-dialect model for kernel-level model tests: 2 layers, 4 query / 2 KV heads, tied embeddings,
  * half-split RoPE in every layer, 64 positions, initializer range 0.1, no special tokens. */
 void ml_test_small_llama(ml_config *c, int vocab, int hidden, int ffn, int head_dim);

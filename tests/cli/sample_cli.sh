@@ -47,6 +47,14 @@ expect_fail "continuation longer than --max-len" "$W/w8.json" -- "$M" eval --ckp
 grep -q "window of 8" "$W/stderr" || fail "--max-len 8 not used: $(cat "$W/stderr")"
 ok "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --max-len 16 --json "$W/w16.json" >/dev/null 2>&1
 expect_fail "negative --max-len" -- "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W" --max-len -1
+# signal_ends PID SIGNAL SECONDS WHAT: send the signal, fail unless the process ends within SECONDS; rc = its status
+signal_ends() {
+    kill -"$2" "$1"
+    for _ in $(seq $(($3 * 10))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$1" 2>/dev/null && { kill -KILL "$1"; fail "$4 ignored SIG$2 for $3 s"; }
+    wait "$1"
+    rc=$?
+}
 # SIGTERM stops a long evaluation between items: exit 130, one line, no --json file
 mkdir -p "$W/long"
 $PY -c "
@@ -56,11 +64,7 @@ for i in range(200000): print(json.dumps({'goal': f'Goal {i}: open the jar.', 's
 "$M" eval --ckpt "$W/m.h5" --task piqa --eval-dir "$W/long" --json "$W/long.json" >/dev/null 2>"$W/long.err" &
 pid=$!
 for _ in $(seq 100); do grep -q "items/s" "$W/long.err" 2>/dev/null && break; sleep 0.1; done  # scoring has begun
-kill -TERM $pid
-for _ in $(seq 300); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "eval --task ignored SIGTERM for 30 s"; }
-wait $pid
-rc=$?
+signal_ends $pid TERM 30 "eval --task"
 [ $rc -eq 130 ] || fail "SIGTERM during eval --task: exit $rc, expected 130"
 [ -e "$W/long.json" ] && fail "SIGTERM during eval --task left $W/long.json"
 tr '\r' '\n' <"$W/long.err" | grep -q "^mobilellm eval: interrupted after [0-9]* of 200000 items" ||
@@ -69,11 +73,7 @@ tr '\r' '\n' <"$W/long.err" | grep -q "^mobilellm eval: interrupted after [0-9]*
 "$M" passkey --ckpt "$W/m.h5" --lengths 256 --samples 1000000 --json "$W/pk.json" >/dev/null 2>&1 &
 pid=$!
 sleep 1
-kill -INT $pid
-for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "passkey ignored the first SIGINT for 10 s"; }
-wait $pid
-rc=$?
+signal_ends $pid INT 10 passkey
 [ $rc -eq 130 ] || fail "SIGINT during passkey: exit $rc, expected 130 (ended by the signal)"
 [ -e "$W/pk.json" ] && fail "SIGINT during passkey left $W/pk.json"
 mkdir -p "$W/bad"; echo '{"goal": "x"' >"$W/bad/piqa_valid.jsonl"

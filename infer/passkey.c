@@ -228,7 +228,33 @@ static size_t sentence_start(const char *h, size_t n, size_t at) {
     return at;
 }
 
+/* The built-in filler repeated to at least n bytes (a NUL-terminated copy the caller frees). */
+static char *repeated_default_filler(size_t n, size_t *len) {
+    const size_t fl = strlen(default_filler), reps = n / fl + 1;
+    char *buf = malloc(reps * fl + 1);
+    if (!buf) return NULL;
+    for (size_t i = 0; i < reps; i++) memcpy(buf + i * fl, default_filler, fl);
+    buf[reps * fl] = 0;
+    *len = reps * fl;
+    return buf;
+}
+
+static ml_status write_rows(const char *path, const char *filler, size_t filler_n, const ml_passkey_rows_opts *o);
+
 ml_status ml_passkey_write_rows(const char *path, const char *filler, size_t filler_n, const ml_passkey_rows_opts *o) {
+    if (filler) return write_rows(path, filler, filler_n, o);
+    if (o->max_bytes < 0 || o->max_bytes > 1 << 24)
+        return ml_fail(ML_ERR_ARG, "pass-key rows: filler bytes %d..%d (need 16 <= min <= max)", o->min_bytes,
+                       o->max_bytes);
+    size_t n;
+    char *built_in = repeated_default_filler(2 * (size_t)o->max_bytes, &n);
+    if (!built_in) return ml_fail(ML_ERR_NOMEM, "out of memory");
+    ml_status s = write_rows(path, built_in, n, o);
+    free(built_in);
+    return s;
+}
+
+static ml_status write_rows(const char *path, const char *filler, size_t filler_n, const ml_passkey_rows_opts *o) {
     if (o->rows < 1) return ml_fail(ML_ERR_ARG, "pass-key rows: the number of rows must be positive");
     if (o->key_digits < 0 || o->key_digits > 9)
         return ml_fail(ML_ERR_ARG, "pass-key rows: keys of %d digits (1 to 9)", o->key_digits);

@@ -41,7 +41,8 @@ ml_status ml_passkey_eval(ml_model *m, const ml_tokenizer *tok, const int *lengt
  * long (uniform, cut at a sentence end), with "The pass key is NNNNN. Remember it. NNNNN is the pass key. "
  * inserted at a uniformly random sentence boundary, then "What is the pass key? The pass key is NNNNN".
  * Written as JSON Lines, one {"text": ROW} per row (tokenize --jsonl-field text), atomically. The same
- * options give the same file. */
+ * options give the same file. filler NULL: the evaluation's built-in filler, repeated as needed (rows whose
+ * only unpredictable tokens are the key: the densest retrieval signal per token). */
 typedef struct {
     int rows;
     int min_bytes, max_bytes; /* filler bytes per row, before the needle and the question */

@@ -46,6 +46,24 @@ for l in open(sys.argv[1], encoding="utf-8"):
     keys.add(m.group(2))
 assert len(keys) > 25, keys
 PYEOF
+# without --filler: the evaluation's built-in filler (its sentences, repeated), keys as asked
+ok "$M" passkey-rows --rows 40 --bytes 20,200 --seed 5 --key-digits 3 --out "$W/builtin.jsonl" >/dev/null
+$PY - "$W/builtin.jsonl" <<'PYEOF' || fail "rows with the built-in filler"
+import json, re, sys
+sentences = {"The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again."}
+lengths = []
+for l in open(sys.argv[1], encoding="utf-8"):
+    t = json.loads(l)["text"]
+    m = re.fullmatch(r"(.*)The pass key is ([1-9]\d\d)\. Remember it\. \2 is the pass key\. (.*) ?What is the pass key\? "
+                     r"The pass key is \2", t, re.S)
+    assert m, t
+    span = (m.group(1) + m.group(3)).strip()
+    parts = [p + "." for p in span.split(". ") if p]
+    parts[-1] = parts[-1].rstrip(".") + "." if parts else parts
+    assert parts and all(p in sentences for p in parts), span
+    lengths.append(len(span))
+assert min(lengths) < 60 and max(lengths) > 120, lengths   # --bytes spread, and longer than one filler copy
+PYEOF
 expect_fail "key digits 0" "$W/x.jsonl" -- "$M" passkey-rows --filler "$W/filler.txt" --key-digits 0 --out "$W/x.jsonl"
 ok "$M" tokenize --tokenizer bytes --input "$W/a.jsonl" --jsonl-field text --out "$W/rows.shard" >/dev/null
 "$M" data info "$W/rows.shard" | grep -Eq "^documents +50$" || fail "50 documents in the shard"

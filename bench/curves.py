@@ -6,6 +6,7 @@
         [--sizes tiny-v1,demo-10m,mobilellm-125m,...] [--size-batch 4] [--size-seq 256]
         [--threads 1,2] [--threads-config ...] [--threads-batch 4] [--threads-seq 256]
         [--steps 2] [--warmup 1] [--mem-gib G] [--max-step-s 120] [--curves seq,size,threads] [--dry-run]
+        [--bench-arg=ARG ...]   (e.g. --bench-arg=--precision --bench-arg=bf16: the curves in bf16)
 
 Curves: (seq) tokens/s against T at B = tokens / T (fixed tokens per step), (size) against the model
 at one shape, (threads) against OMP_NUM_THREADS. Every run is profiled (common/prof.h), which gives
@@ -80,6 +81,9 @@ def main():
     ap.add_argument("--mem-gib", type=float, default=None)
     ap.add_argument("--max-step-s", type=float, default=120.0)
     ap.add_argument("--dry-run", action="store_true", help="print the plan (estimates, skips) and run nothing")
+    ap.add_argument("--bench-arg", action="append", default=[],
+                    help="one more argument for every `mobilellm bench` run (repeat it: --bench-arg=--precision "
+                         "--bench-arg=bf16); recorded in the JSON")
     a = ap.parse_args()
     mem_limit = (a.mem_gib * (1 << 30)) if a.mem_gib else min(24 << 30, 0.9 * mem_available())
     curves = set(a.curves.split(","))
@@ -89,6 +93,7 @@ def main():
                            cwd=ROOT).stdout.strip()
     out = {"date": str(datetime.date.today()), "commit": commit + ("+" if dirty else ""), "threads": env_threads,
            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "unset"), "steps": a.steps, "warmup": a.warmup,
+           "bench_args": a.bench_arg,
            "seq": [], "size": [], "threads_curve": [], "skipped": []}
     gflops_guess = [100.0]
 
@@ -112,7 +117,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             res = os.path.join(tmp, "r.json")
             cmd = [a.bin, "bench", "--config", cfg_path, "--batch", str(B), "--seq", str(T), "--steps", str(a.steps),
-                   "--warmup", str(a.warmup), "--profile", "--json", "--out", res]
+                   "--warmup", str(a.warmup), "--profile", "--json", "--out", res] + a.bench_arg
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             try:
                 p = subprocess.run(cmd, env=env, capture_output=True, text=True,

@@ -1,0 +1,57 @@
+/* Integer GEMM for products whose weight sits on an integer grid and whose input is quantized to 8 bits (QAT's
+ * 8da4w forward, Q4_0 / Q8_0 with Q8_0 activations): the product is an integer product times scales,
+ *
+ *   Y[t,o] = sum_g  xs[t,g] * ws[o,g] * sum_{k in g} (u[t,k] - c[t]) * q[o,k]
+ *
+ * with u8 activation codes u and a per-row offset c (128 + zero point), s8 weight codes q, an fp32 scale ws per
+ * (weight row, group) and an activation scale xs per row or per group. The kernel knows no grid: quant/ makes the
+ * codes and scales.
+ *
+ * Arithmetic. Within a kernel group (at most 512 columns, so that every partial sum stays below 2^24) the raw sum
+ * sum_k u q is accumulated in int32 and the offset term c * sum_k q is removed exactly (both are integers below
+ * 2^24, subtracted in one fused multiply-add, so the group's sum is exact); the groups are then combined in fp32,
+ * one fused multiply-add per group, in group order, and a per-row activation scale multiplies the total once. So
+ *   |Y - exact| <= (groups + 1) * 2^-24 * sum_g |xs ws isum_g|
+ * and the AVX512-VNNI kernel (vpdpbusd) and the portable one give the same bits.
+ *
+ * Weights are packed once per weight refresh (ml_int8_pack) into panels of 32 rows: per four columns the 32 rows'
+ * four codes, as vpdpbusd reads them, with the group scales and code sums beside. OpenMP over the threads of the
+ * calling team (call it outside a parallel region). */
+#ifndef ML_GEMM_INT8_H
+#define ML_GEMM_INT8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ml_int8_matrix_s {
+    int N, K;     /* output rows (weight rows), inputs (columns) */
+    int group;    /* kernel group: columns per scale, divides K, a multiple of 4, at most 512 */
+    int8_t *q;    /* [ceil(N / 32)][K / 4][32][4] codes, rows past N zero */
+    float *scale; /* [ceil(N / 32)][K / group][32] */
+    float *qsum;  /* [ceil(N / 32)][K / group][32] sum of the group's codes (an integer) */
+} ml_int8_matrix;
+
+/* The kernel group for a product with weight groups of wgroup columns and activation groups of xgroup (the row's
+ * length for one scale per row): their greatest common divisor, halved while above 512; 0 when the product does not
+ * fit the kernel (K or the group not a multiple of 4). */
+int ml_int8_group(int K, int wgroup, int xgroup);
+/* Bytes of a packed N x K matrix with kernel group `group` (64-byte aligned parts). */
+size_t ml_int8_matrix_bytes(int N, int K, int group);
+/* Pack codes[N, K] (row-major) with scales[N, K / wgroup] into mem (ml_int8_matrix_bytes, 64-byte aligned); group is
+ * the kernel group (ml_int8_group), dividing wgroup. */
+void ml_int8_pack(ml_int8_matrix *w, void *mem, const int8_t *codes, const float *scales, int wgroup, int N, int K,
+                  int group);
+
+/* Y[M, N] = the product above. X[M, K] u8 codes (row stride K), xoffset[M], xscale: [M] when xgroup == K, else
+ * [M][K / xgroup] (xgroup a multiple of the kernel group). */
+void ml_gemm_int8(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,
+                  const ml_int8_matrix *W, int M);
+
+/* The same on the portable kernel alone (the reference the vector kernel is tested against, bit for bit). */
+void ml_gemm_int8_portable(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,
+                           const ml_int8_matrix *W, int M);
+
+/* 1 when this CPU executes AVX512-VNNI (ML_DISABLE_VNNI=1 in the environment: behave as one without, for tests). */
+int ml_int8_vnni_available(void);
+
+#endif

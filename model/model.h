@@ -124,6 +124,18 @@ typedef struct ml_model {
     const ml_act_transform **act_transforms; /* [n_params] or NULL */
     float *act_scratch;
     size_t act_scratch_rows, act_scratch_cols;
+    /* The int8 engine's operands (model/ops/gemm_int8.h, model/linear.h) when it computes the forwards of products
+     * whose weight and input transforms both have integer forms (ml_gemm_int8_forward): w8[i] is parameter i's
+     * packed codes (N = 0: no integer product), refreshed with the used copies; x8 the input's codes. */
+    struct ml_int8_matrix_s *w8;
+    void *w8_mem;
+    int8_t *w8_codes; /* refresh scratch: the largest matrix's codes and scales */
+    float *w8_scales;
+    uint8_t *x8;
+    float *x8_scale;
+    int32_t *x8_offset;
+    size_t x8_rows;
+    uint64_t w8_plan; /* what the current plan was made for (ml_model_int8_plan) */
     /* Owner of the transforms' state (quant/ sets it): released by ml_model_free. */
     void *transform_owner;
     void (*transform_owner_free)(void *owner);

@@ -28,7 +28,7 @@ int ml_cmd_bench(int argc, char **argv) {
         {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load); with --precision bf16: fp32 steps alternating with the bf16 ones", 0, 0},
         {"teacher", ML_OPT_FLAG, &a.teacher, "also time a full-precision teacher's forward on the batch (reported apart)", 0, 0},
         {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs (default fp32)", 0, 0},
-        {"gemm-engine", ML_OPT_STR, &engine, "auto | openblas | bf16 | onednn: engine of the bf16 GEMMs (default auto)", 0, 0},
+        {"gemm-engine", ML_OPT_STR, &engine, "auto | openblas | bf16 | onednn | int8: engine of the bf16 GEMMs and of QAT's integer-grid forwards (openblas: fp32 fake-quant forward; default auto)", 0, 0},
         {"gemm", ML_OPT_FLAG, &gemm, "instead: every GEMM engine on MobileLLM-125M's shapes (no --config)", 0, 0},
         {"tokens", ML_OPT_INT, &tokens, "with --gemm: rows (tokens) of each product (default 1024)", 0, 0},
     };
@@ -52,22 +52,22 @@ int ml_cmd_bench(int argc, char **argv) {
         if (!json) {
             printf("%s\n", engines);
             if (warn) printf("%s\n", warn);
-            printf("%-36s %6s %6s %6s  %9s %9s %9s  %-8s %s\n", "GEMM (GFLOP/s, best of repetitions)", "M", "N", "K",
-                   "openblas", "bf16", "onednn", "auto", "oneDNN kernel");
+            printf("%-36s %6s %6s %6s  %9s %9s %9s %9s  %-8s %s\n", "GEMM (GFLOP/s, best of repetitions)", "M", "N", "K",
+                   "openblas", "bf16", "onednn", "int8", "auto", "oneDNN kernel");
             for (int i = 0; i < n; i++) {
-                char col[3][16];
+                char col[ML_GEMM_NUM_ENGINES - 1][16];
                 for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++)
                     if (rows[i].gflops[e] > 0) snprintf(col[e - 1], sizeof col[0], "%.1f", rows[i].gflops[e]);
                     else snprintf(col[e - 1], sizeof col[0], "-");
-                printf("%-36s %6d %6d %6d  %9s %9s %9s  %-8s %s\n", rows[i].name, rows[i].M, rows[i].N, rows[i].K,
-                       col[0], col[1], col[2], ml_gemm_engine_name(rows[i].chosen), rows[i].onednn_impl);
+                printf("%-36s %6d %6d %6d  %9s %9s %9s %9s  %-8s %s\n", rows[i].name, rows[i].M, rows[i].N, rows[i].K,
+                       col[0], col[1], col[2], col[3], ml_gemm_engine_name(rows[i].chosen), rows[i].onednn_impl);
             }
         }
         for (int i = 0; i < n; i++)
             printf("{\"gemm\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"openblas_gflops\":%.1f,\"bf16_gflops\":%.1f,"
-                   "\"onednn_gflops\":%.1f,\"auto\":\"%s\",\"onednn_impl\":\"%s\",\"blas_kernel\":\"%s\",\"threads\":%d}\n",
+                   "\"onednn_gflops\":%.1f,\"int8_gops\":%.1f,\"auto\":\"%s\",\"onednn_impl\":\"%s\",\"blas_kernel\":\"%s\",\"threads\":%d}\n",
                    rows[i].name, rows[i].M, rows[i].N, rows[i].K, rows[i].gflops[ML_GEMM_OPENBLAS],
-                   rows[i].gflops[ML_GEMM_BF16], rows[i].gflops[ML_GEMM_ONEDNN], ml_gemm_engine_name(rows[i].chosen),
+                   rows[i].gflops[ML_GEMM_BF16], rows[i].gflops[ML_GEMM_ONEDNN], rows[i].gflops[ML_GEMM_INT8], ml_gemm_engine_name(rows[i].chosen),
                    rows[i].onednn_impl, ml_blas_corename(), ml_num_threads());
         return 0;
     }

@@ -12,6 +12,7 @@
 #include "model/linear.h"
 #include "model/model.h"
 #include "model/ops/gemm.h"
+#include "model/ops/gemm_int8.h"
 #include "model/ops/gemm_onednn.h"
 #include "optim/optimizer.h"
 #include "quant/quant.h"
@@ -35,6 +36,37 @@ double ml_gemm_probe(ml_gemm_engine engine, int n, int reps) {
     return 2.0 * n * (double)n * n * reps / dt / 1e9;
 }
 
+/* The forward Y = X W^T on the int8 engine: W's int4-g32 codes and X's int8-token codes (quant/), packed once; the
+ * product alone is timed (quantizing X is not: the fp32 path's fake quantization of X costs the same). */
+static ml_status bench_int8(ml_gemm_bench_row *r, const float *x, const float *w, float *y, int tokens, int in, int out,
+                            double seconds) {
+    const int group = ml_int8_group(in, 32, in);
+    int8_t *codes = malloc((size_t)out * in);
+    float *ws = malloc(sizeof(float) * (size_t)out * (in / 32)), *xs = malloc(sizeof(float) * (size_t)tokens);
+    uint8_t *u = malloc((size_t)tokens * in);
+    int32_t *off = malloc(sizeof(int32_t) * (size_t)tokens);
+    void *mem = ml_aligned_calloc(ml_int8_matrix_bytes(out, in, group));
+    if (!codes || !ws || !xs || !u || !off || !mem) {
+        free(codes), free(ws), free(xs), free(u), free(off), free(mem);
+        return ml_fail(ML_ERR_NOMEM, "GEMM benchmark: out of memory");
+    }
+    for (int o = 0; o < out; o++) ml_q_sym(codes + (size_t)o * in, ws + (size_t)o * (in / 32), w + (size_t)o * in, in, 32, 4);
+    for (int t = 0; t < tokens; t++) ml_q_act_int8_token(u + (size_t)t * in, xs + t, off + t, x + (size_t)t * in, in);
+    ml_int8_matrix W;
+    ml_int8_pack(&W, mem, codes, ws, 32, out, in, group);
+    double best = 1e30, spent = 0;
+    for (int rep = 0; rep < 3 || (spent < seconds && rep < 1000); rep++) {
+        const double t0 = ml_now_seconds();
+        ml_gemm_q8(y, u, xs, in, off, &W, tokens);
+        const double dt = ml_now_seconds() - t0;
+        if (rep > 0 && dt < best) best = dt;
+        spent += dt;
+    }
+    r->gflops[ML_GEMM_INT8] = 2.0 * tokens * (double)in * out / best / 1e9;
+    free(codes), free(ws), free(xs), free(u), free(off), free(mem);
+    return ML_OK;
+}
+
 ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows, int *n_rows) {
     static const struct {
         const char *name;
@@ -45,8 +77,8 @@ ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows
     enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
     if (tokens < 1) return ml_fail(ML_ERR_ARG, "GEMM benchmark: tokens must be positive");
     int engines[ML_GEMM_NUM_ENGINES], n_eng = 0;
-    for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++)
-        if (ml_gemm_engine_available((ml_gemm_engine)e)) engines[n_eng++] = e;
+    for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++) /* int8 has its own operands: timed below */
+        if (e != ML_GEMM_INT8 && ml_gemm_engine_available((ml_gemm_engine)e)) engines[n_eng++] = e;
     *n_rows = 0;
     for (int s = 0; s < NSHAPES; s++) {
         const int in = shapes[s].in, out = shapes[s].out;
@@ -88,6 +120,9 @@ ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows
                     spent += dt;
                 }
             for (int i = 0; i < n_eng; i++) r->gflops[engines[i]] = flops / best[engines[i]] / 1e9;
+            if (layout == 0) { /* the forward on int8 codes (int4-g32 weights, int8-token inputs) */
+                ML_TRY(bench_int8(r, x, w, y, tokens, in, out, n_eng * seconds_each));
+            }
         }
         free(x), free(w), free(y), free(dx), free(dw);
     }

@@ -62,13 +62,21 @@ int ml_cmd_bench(int argc, char **argv) {
                 printf("%-36s %6d %6d %6d  %9s %9s %9s %9s  %-8s %s\n", rows[i].name, rows[i].M, rows[i].N, rows[i].K,
                        col[0], col[1], col[2], col[3], ml_gemm_engine_name(rows[i].chosen), rows[i].onednn_impl);
             }
+            printf("int8 forward (GOP/s; int8-token inputs): int4-g32 and per-row int4 weights on our kernel, per-row on "
+                   "oneDNN\n%-36s %9s %9s %9s  %s\n", "shape", "g32", "row", "row dnnl", "oneDNN int8 kernel");
+            for (int i = 0; i < n; i++)
+                if (rows[i].gflops[ML_GEMM_INT8] > 0)
+                    printf("%-36s %9.1f %9.1f %9.1f  %s\n", rows[i].name, rows[i].gflops[ML_GEMM_INT8], rows[i].int8_row_gops,
+                           rows[i].int8_onednn_gops, rows[i].onednn_int8_impl);
         }
         for (int i = 0; i < n; i++)
             printf("{\"gemm\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"openblas_gflops\":%.1f,\"bf16_gflops\":%.1f,"
-                   "\"onednn_gflops\":%.1f,\"int8_gops\":%.1f,\"auto\":\"%s\",\"onednn_impl\":\"%s\",\"blas_kernel\":\"%s\",\"threads\":%d}\n",
+                   "\"onednn_gflops\":%.1f,\"int8_gops\":%.1f,\"int8_row_gops\":%.1f,\"int8_onednn_gops\":%.1f,"
+                   "\"onednn_int8_impl\":\"%s\",\"auto\":\"%s\",\"onednn_impl\":\"%s\",\"blas_kernel\":\"%s\",\"threads\":%d}\n",
                    rows[i].name, rows[i].M, rows[i].N, rows[i].K, rows[i].gflops[ML_GEMM_OPENBLAS],
-                   rows[i].gflops[ML_GEMM_BF16], rows[i].gflops[ML_GEMM_ONEDNN], rows[i].gflops[ML_GEMM_INT8], ml_gemm_engine_name(rows[i].chosen),
-                   rows[i].onednn_impl, ml_blas_corename(), ml_num_threads());
+                   rows[i].gflops[ML_GEMM_BF16], rows[i].gflops[ML_GEMM_ONEDNN], rows[i].gflops[ML_GEMM_INT8],
+                   rows[i].int8_row_gops, rows[i].int8_onednn_gops, rows[i].onednn_int8_impl,
+                   ml_gemm_engine_name(rows[i].chosen), rows[i].onednn_impl, ml_blas_corename(), ml_num_threads());
         return 0;
     }
     if (!config) {

@@ -149,6 +149,15 @@ ml_status ml_model_set_transform(ml_model *m, const ml_param *p, const ml_weight
     return m->act_scratch_rows ? ml_model_int8_plan(m) : ML_OK;
 }
 
+/* Whether parameter i's product keeps the plain form for oneDNN (one scale per weight row and per input row). */
+static int int8_plain(const ml_model *m, int i) {
+    const ml_param *p = &m->params[i];
+    const ml_weight_transform *t = m->transforms[i];
+    const ml_act_transform *a = m->act_transforms[i];
+    const int K = (int)p->shape[1];
+    return ml_gemm_int8_onednn() && t->int8_group(t->ctx, p) == K && a->int8_group(a->ctx, p, K) == K;
+}
+
 /* The int8 engine's codes of the used weights (with the used copies, and when the plan changes). */
 static void int8_pack_all(ml_model *m) {
     if (!m->w8) return;
@@ -158,7 +167,8 @@ static void int8_pack_all(ml_model *m) {
         const ml_weight_transform *t = m->transforms[i];
         const int wg = t->int8_group(t->ctx, p);
         t->int8_codes(t->ctx, p, m->w8_codes, m->w8_scales, ml_param_data(m, p));
-        ml_int8_pack(&m->w8[i], m->w8[i].q, m->w8_codes, m->w8_scales, wg, m->w8[i].N, m->w8[i].K, m->w8[i].group);
+        ml_int8_pack(&m->w8[i], m->w8[i].q, m->w8_codes, m->w8_scales, wg, m->w8[i].N, m->w8[i].K, m->w8[i].group,
+                     int8_plain(m, i));
     }
 }
 
@@ -249,7 +259,7 @@ ml_status ml_model_int8_plan(ml_model *m) {
         const int g = int8_product(m, i);
         if (!g) continue;
         const ml_param *p = &m->params[i];
-        bytes += ml_int8_matrix_bytes((int)p->shape[0], (int)p->shape[1], g);
+        bytes += ml_int8_matrix_bytes((int)p->shape[0], (int)p->shape[1], g, int8_plain(m, i));
         if ((size_t)p->numel > max_numel) max_numel = (size_t)p->numel;
         key = (key ^ (uint64_t)i) * 1099511628211ull, key = (key ^ (uint64_t)g) * 1099511628211ull;
         any = 1;
@@ -277,7 +287,7 @@ ml_status ml_model_int8_plan(ml_model *m) {
         if (!g) continue;
         const ml_param *p = &m->params[i];
         m->w8[i] = (ml_int8_matrix){.N = (int)p->shape[0], .K = (int)p->shape[1], .group = g, .q = (int8_t *)mem};
-        mem += ml_int8_matrix_bytes((int)p->shape[0], (int)p->shape[1], g);
+        mem += ml_int8_matrix_bytes((int)p->shape[0], (int)p->shape[1], g, int8_plain(m, i));
     }
     m->w8_plan = key;
     int8_pack_all(m); /* now: a decoder refreshes before it reserves */

@@ -29,6 +29,7 @@
 #include "model/model.h"
 #include "model/ops/gemm.h"
 #include "model/ops/gemm_int8.h"
+#include "model/ops/gemm_onednn.h"
 #include "optim/optimizer.h"
 #include "quant/quant.h"
 #include "tests/support/test_util.h"
@@ -67,14 +68,22 @@ static double check_kernel(const kcase *c) {
     for (int t = 0; t < M; t++) off[t] = (int32_t)ml_rng_below(&rng, 256);
     for (size_t i = 0; i < (size_t)N * (K / wg); i++) ws[i] = c->unit ? 1.0f : (float)(0.01 + fabs(ml_rng_normal(&rng)) * 0.02);
     for (size_t i = 0; i < (size_t)M * (K / xg); i++) xs[i] = c->unit ? 1.0f : (float)(0.001 + ml_rng_uniform(&rng) * 0.05);
-    void *mem = ml_aligned_calloc(ml_int8_matrix_bytes(N, K, group));
+    const int plain = wg == K && xg == K && ml_onednn_int8_available();
+    void *mem = ml_aligned_calloc(ml_int8_matrix_bytes(N, K, group, plain));
     ml_int8_matrix W;
-    ml_int8_pack(&W, mem, codes, ws, wg, N, K, group);
+    ml_int8_pack(&W, mem, codes, ws, wg, N, K, group, plain);
     float *Y = malloc(sizeof(float) * (size_t)M * N), *Yp = malloc(sizeof(float) * (size_t)M * N);
     ml_gemm_int8(Y, u, xs, xg, off, &W, M);
     ml_gemm_int8_portable(Yp, u, xs, xg, off, &W, M);
     assert_memory_equal(Y, Yp, sizeof(float) * (size_t)M * N);
     double worst = 0;
+    for (int pass = 0; pass < 1 + plain; pass++) {
+    if (pass) { /* per-row weights and inputs: oneDNN's s32 product and the finish, the same bound */
+        int32_t *acc = malloc(sizeof(int32_t) * (size_t)M * N);
+        assert_int_equal(ml_onednn_gemm_u8s8(M, N, K, u, W.plain, acc), 0);
+        ml_int8_finish_rows(Y, acc, xs, off, &W, M);
+        free(acc);
+    }
     for (int t = 0; t < M; t++)
         for (int o = 0; o < N; o++) {
             long double exact = 0, mag = 0;
@@ -102,12 +111,15 @@ static double check_kernel(const kcase *c) {
                          t, o, got, exact, bound);
             if (err / bound > worst) worst = err / bound;
         }
+    }
     free(codes), free(ws), free(xs), free(u), free(off), free(mem), free(Y), free(Yp);
     return worst;
 }
 
 static void test_kernel(void **state) {
-    printf("AVX512-VNNI kernel: %s\n", ml_int8_vnni_available() ? "yes" : "no (the portable one twice)");
+    printf("AVX512-VNNI kernel: %s; oneDNN u8 x s8 matmul: %s; per-row products on oneDNN in the model: %s\n",
+           ml_int8_vnni_available() ? "yes" : "no (the portable one twice)",
+           ml_onednn_int8_available() ? "yes (checked on the per-row cases)" : "no", ml_gemm_int8_onednn() ? "yes" : "no");
     const kcase cases[] = {
         /* every grid's group, per-row int8-token scales, ragged M and N */
         {37, 70, 576, 32, 576, 7, 0},   {13, 33, 256, 64, 256, 7, 0},  {7, 31, 512, 128, 512, 7, 0},
@@ -297,7 +309,7 @@ static void check_products(const char *scheme, const char *emb, const char *act)
     const int N = B * T;
     float *y8 = malloc(sizeof(float) * N * 320), *y32 = malloc(sizeof(float) * N * 320), *xq = malloc(sizeof(float) * N * 320);
     double worst8 = 0, worst32 = 0;
-    int checked = 0;
+    int checked = 0, onednn_products = 0;
     for (int l = -1; l < c.num_layers; l++) {
         const struct {
             ml_param_kind kind;
@@ -314,6 +326,14 @@ static void check_products(const char *scheme, const char *emb, const char *act)
             const ml_param *p = &f.params[i];
             if (!f.act_transforms || !f.act_transforms[i]) continue; /* an unquantized embedding: no integer product */
             assert_true(m8.w8 && m8.w8[i].N > 0);
+            { /* per-row weights and inputs keep the plain form exactly when they run on oneDNN */
+                const ml_weight_transform *wt = f.transforms[i];
+                const ml_act_transform *at = f.act_transforms[i];
+                const int K = (int)p->shape[1];
+                const int per_row = wt->int8_group(wt->ctx, p) == K && at->int8_group(at->ctx, p, K) == K;
+                assert_int_equal(m8.w8[i].plain != NULL, per_row && ml_gemm_int8_onednn());
+                onednn_products += m8.w8[i].plain != NULL;
+            }
             const int in = (int)p->shape[1], out = (int)p->shape[0], groups = in / m8.w8[i].group;
             ml_linear_forward(&m8, prods[k].kind, l, y8, prods[k].x, N);
             ml_linear_forward(&f, prods[k].kind, l, y32, prods[k].x, N);
@@ -335,8 +355,8 @@ static void check_products(const char *scheme, const char *emb, const char *act)
             checked++;
         }
     }
-    printf("%s: %d products on a forward's inputs; worst error int8 %.3f, sgemm %.3f of their bounds\n", m8.quant, checked,
-           worst8, worst32);
+    printf("%s: %d products on a forward's inputs (%d on oneDNN); worst error int8 %.3f, sgemm %.3f of their bounds\n",
+           m8.quant, checked, onednn_products, worst8, worst32);
     assert_true(checked >= 8);
     free(y8), free(y32), free(xq);
     ml_model_free(&m8);

@@ -36,35 +36,53 @@ double ml_gemm_probe(ml_gemm_engine engine, int n, int reps) {
     return 2.0 * n * (double)n * n * reps / dt / 1e9;
 }
 
-/* The forward Y = X W^T on the int8 engine: W's int4-g32 codes and X's int8-token codes (quant/), packed once; the
- * product alone is timed (quantizing X is not: the fp32 path's fake quantization of X costs the same). */
+/* The forward Y = X W^T on the int8 engine, X as int8-token codes (quant/), W packed once: int4-g32 codes on our
+ * kernel (gflops[ML_GEMM_INT8]), per-row int4 codes (int4-channel-lsq's grid) on our kernel and on oneDNN's u8 x s8
+ * matmul with the finish (int8_row_gops, int8_onednn_gops). The products alone are timed, calls alternating (quantizing
+ * X is not: the fp32 path's fake quantization of X costs the same). */
 static ml_status bench_int8(ml_gemm_bench_row *r, const float *x, const float *w, float *y, int tokens, int in, int out,
                             double seconds) {
-    const int group = ml_int8_group(in, 32, in);
-    int8_t *codes = malloc((size_t)out * in);
-    float *ws = malloc(sizeof(float) * (size_t)out * (in / 32)), *xs = malloc(sizeof(float) * (size_t)tokens);
+    const int onednn = ml_onednn_int8_available();
+    int8_t *codes = malloc((size_t)out * in), *rcodes = malloc((size_t)out * in);
+    float *ws = malloc(sizeof(float) * (size_t)out * (in / 32)), *rs = malloc(sizeof(float) * (size_t)out),
+          *xs = malloc(sizeof(float) * (size_t)tokens);
     uint8_t *u = malloc((size_t)tokens * in);
-    int32_t *off = malloc(sizeof(int32_t) * (size_t)tokens);
-    void *mem = ml_aligned_calloc(ml_int8_matrix_bytes(out, in, group));
-    if (!codes || !ws || !xs || !u || !off || !mem) {
-        free(codes), free(ws), free(xs), free(u), free(off), free(mem);
-        return ml_fail(ML_ERR_NOMEM, "GEMM benchmark: out of memory");
+    int32_t *off = malloc(sizeof(int32_t) * (size_t)tokens), *acc = malloc(sizeof(int32_t) * (size_t)tokens * out);
+    const int g32 = ml_int8_group(in, 32, in), grow = ml_int8_group(in, in, in);
+    void *mem = ml_aligned_calloc(ml_int8_matrix_bytes(out, in, g32, 0)),
+         *rmem = ml_aligned_calloc(ml_int8_matrix_bytes(out, in, grow, onednn));
+    ml_status s = ML_OK;
+    if (!codes || !rcodes || !ws || !rs || !xs || !u || !off || !acc || !mem || !rmem)
+        s = ml_fail(ML_ERR_NOMEM, "GEMM benchmark: out of memory");
+    if (s == ML_OK) {
+        for (int o = 0; o < out; o++) {
+            ml_q_sym(codes + (size_t)o * in, ws + (size_t)o * (in / 32), w + (size_t)o * in, in, 32, 4);
+            ml_q_sym(rcodes + (size_t)o * in, rs + o, w + (size_t)o * in, in, in, 4);
+        }
+        for (int t = 0; t < tokens; t++) ml_q_act_int8_token(u + (size_t)t * in, xs + t, off + t, x + (size_t)t * in, in);
+        ml_int8_matrix W, R;
+        ml_int8_pack(&W, mem, codes, ws, 32, out, in, g32, 0);
+        ml_int8_pack(&R, rmem, rcodes, rs, in, out, in, grow, onednn);
+        double best[3] = {1e30, 1e30, 1e30}, spent = 0;
+        for (int rep = 0; rep < 3 || (spent < seconds && rep < 1000); rep++)
+            for (int k = 0; k < 2 + onednn; k++) {
+                const double t0 = ml_now_seconds();
+                if (k == 0) ml_gemm_int8(y, u, xs, in, off, &W, tokens);
+                else if (k == 1) ml_gemm_int8(y, u, xs, in, off, &R, tokens);
+                else if (ml_onednn_gemm_u8s8(tokens, out, in, u, R.plain, acc) == 0)
+                    ml_int8_finish_rows(y, acc, xs, off, &R, tokens);
+                const double dt = ml_now_seconds() - t0;
+                if (rep > 0 && dt < best[k]) best[k] = dt;
+                spent += dt;
+            }
+        const double ops = 2.0 * tokens * (double)in * out / 1e9;
+        r->gflops[ML_GEMM_INT8] = ops / best[0];
+        r->int8_row_gops = ops / best[1];
+        r->int8_onednn_gops = onednn ? ops / best[2] : 0;
+        ml_onednn_int8_impl_name(tokens, out, in, r->onednn_int8_impl, sizeof r->onednn_int8_impl);
     }
-    for (int o = 0; o < out; o++) ml_q_sym(codes + (size_t)o * in, ws + (size_t)o * (in / 32), w + (size_t)o * in, in, 32, 4);
-    for (int t = 0; t < tokens; t++) ml_q_act_int8_token(u + (size_t)t * in, xs + t, off + t, x + (size_t)t * in, in);
-    ml_int8_matrix W;
-    ml_int8_pack(&W, mem, codes, ws, 32, out, in, group);
-    double best = 1e30, spent = 0;
-    for (int rep = 0; rep < 3 || (spent < seconds && rep < 1000); rep++) {
-        const double t0 = ml_now_seconds();
-        ml_gemm_q8(y, u, xs, in, off, &W, tokens);
-        const double dt = ml_now_seconds() - t0;
-        if (rep > 0 && dt < best) best = dt;
-        spent += dt;
-    }
-    r->gflops[ML_GEMM_INT8] = 2.0 * tokens * (double)in * out / best / 1e9;
-    free(codes), free(ws), free(xs), free(u), free(off), free(mem);
-    return ML_OK;
+    free(codes), free(rcodes), free(ws), free(rs), free(xs), free(u), free(off), free(acc), free(mem), free(rmem);
+    return s;
 }
 
 ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows, int *n_rows) {

@@ -68,6 +68,8 @@ typedef struct {
     int M, N, K, transA, transB;
     double gflops[ML_GEMM_NUM_ENGINES]; /* [ML_GEMM_OPENBLAS], [ML_GEMM_BF16], [ML_GEMM_ONEDNN]; [ML_GEMM_INT8]: the
                                            forward layout on int4-g32 x int8-token codes (GOP/s), 0 otherwise */
+    double int8_row_gops, int8_onednn_gops; /* the forward with per-row int4 weights: our kernel, oneDNN (0: absent) */
+    char onednn_int8_impl[64];              /* oneDNN's kernel for that ("brg:avx512_core_amx_int8", ...) or "-" */
     ml_gemm_engine chosen;              /* what the dispatcher picks for it in bf16 precision */
     char onednn_impl[64];               /* oneDNN's kernel for it ("brg:avx512_core_amx_bf16", ...) or "-" */
 } ml_gemm_bench_row;

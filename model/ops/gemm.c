@@ -201,11 +201,37 @@ int ml_gemm_reads_bf16_copies(ml_gemm_engine requested) {
            ml_onednn_available();
 }
 
+int ml_gemm_int8_onednn(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *force = getenv("ML_INT8_ONEDNN"); /* tests: take this path without AMX too */
+        on = ml_onednn_int8_available() && ((force && !strcmp(force, "1")) || ml_cpu_features_get()->amx_int8);
+    }
+    return on;
+}
+
+/* oneDNN's s32 products, kept by the calling thread between calls (grown as needed; the first step sizes it) */
+static _Thread_local int32_t *q8_acc;
+static _Thread_local size_t q8_acc_n;
+
 void ml_gemm_q8(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,
                 const ml_int8_matrix *W, int M) {
     if (M <= 0 || W->N <= 0) return;
     const double t0 = ml_now_seconds();
-    ml_gemm_int8(Y, X, xscale, xgroup, xoffset, W, M);
+    int done = 0;
+    if (W->plain && xgroup == W->K && ml_gemm_int8_onednn()) {
+        const size_t n = (size_t)M * W->N;
+        if (n > q8_acc_n) {
+            free(q8_acc);
+            q8_acc = malloc(n * sizeof(int32_t));
+            q8_acc_n = q8_acc ? n : 0;
+        }
+        if (q8_acc && ml_onednn_gemm_u8s8(M, W->N, W->K, X, W->plain, q8_acc) == 0) {
+            ml_int8_finish_rows(Y, q8_acc, xscale, xoffset, W, M);
+            done = 1;
+        }
+    }
+    if (!done) ml_gemm_int8(Y, X, xscale, xgroup, xoffset, W, M); /* ours (also when oneDNN failed) */
     record(ML_GEMM_INT8, 0, 1, M, W->N, W->K, ml_now_seconds() - t0);
 }
 

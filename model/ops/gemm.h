@@ -71,6 +71,11 @@ void ml_gemm_b16(ml_gemm_engine engine, int transA, int transB, int M, int N, in
  * i.e. when keeping such copies pays. */
 int ml_gemm_reads_bf16_copies(ml_gemm_engine requested);
 
+/* 1 when the int8 engine runs products whose weights have one scale per row (int4-channel-lsq, the int8 embedding
+ * as head) with int8-token inputs on oneDNN's u8 x s8 matmul: where the CPU has AMX-INT8 (the issue's Xeon: 4.2-5.4
+ * TOP/s) and the build has oneDNN, or with ML_INT8_ONEDNN=1 (tests). Group-wise weights stay on our kernel: oneDNN
+ * 2.6 has no per-group scales in one product. Fixed per machine, as the rule above. */
+int ml_gemm_int8_onednn(void);
 /* The int8 engine's product (model/ops/gemm_int8.h), recorded with the others (M x N x K, "NT", engine int8). */
 struct ml_int8_matrix_s;
 void ml_gemm_q8(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,

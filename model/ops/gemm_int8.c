@@ -37,19 +37,33 @@ int ml_int8_group(int K, int wgroup, int xgroup) {
     return g % 4 || g > MAX_GROUP ? 0 : g;
 }
 
-size_t ml_int8_matrix_bytes(int N, int K, int group) {
+size_t ml_int8_matrix_bytes(int N, int K, int group, int plain) {
     const size_t panels = ((size_t)N + NR - 1) / NR, groups = (size_t)K / (size_t)group;
-    return round64(panels * (size_t)K * NR) + 2 * round64(panels * groups * NR * sizeof(float));
+    return round64(panels * (size_t)K * NR) + 2 * round64(panels * groups * NR * sizeof(float)) +
+           (plain ? round64((size_t)N * K) + 2 * round64((size_t)N * sizeof(float)) : 0);
 }
 
 void ml_int8_pack(ml_int8_matrix *w, void *mem, const int8_t *codes, const float *scales, int wgroup, int N, int K,
-                  int group) {
+                  int group, int plain) {
     const int panels = (N + NR - 1) / NR, groups = K / group, wgroups = K / wgroup;
     char *p = mem;
     w->N = N, w->K = K, w->group = group;
     w->q = (int8_t *)p;
     w->scale = (float *)(p + round64((size_t)panels * K * NR));
     w->qsum = (float *)((char *)w->scale + round64((size_t)panels * groups * NR * sizeof(float)));
+    w->plain = NULL, w->row_scale = NULL, w->row_sum = NULL;
+    if (plain && wgroup == K) {
+        w->plain = (int8_t *)((char *)w->qsum + round64((size_t)panels * groups * NR * sizeof(float)));
+        w->row_scale = (float *)((char *)w->plain + round64((size_t)N * K));
+        w->row_sum = (int32_t *)((char *)w->row_scale + round64((size_t)N * sizeof(float)));
+        memcpy(w->plain, codes, (size_t)N * K);
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < N; o++) {
+            int32_t sum = 0;
+            for (int k = 0; k < K; k++) sum += codes[(size_t)o * K + k];
+            w->row_scale[o] = scales[o], w->row_sum[o] = sum;
+        }
+    }
 #pragma omp parallel for schedule(static)
     for (int pn = 0; pn < panels; pn++) {
         int8_t *q = w->q + (size_t)pn * K * NR;
@@ -204,4 +218,15 @@ void ml_gemm_int8(float *Y, const uint8_t *X, const float *xscale, int xgroup, c
 void ml_gemm_int8_portable(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,
                            const ml_int8_matrix *W, int M) {
     product(Y, X, xscale, xgroup, xoffset, W, M, 0);
+}
+
+void ml_int8_finish_rows(float *Y, const int32_t *acc, const float *xscale, const int32_t *xoffset,
+                         const ml_int8_matrix *W, int M) {
+    const int N = W->N;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < M; t++)
+        for (int o = 0; o < N; o++) {
+            const int64_t isum = (int64_t)acc[(size_t)t * N + o] - (int64_t)xoffset[t] * W->row_sum[o];
+            Y[(size_t)t * N + o] = (float)isum * W->row_scale[o] * xscale[t];
+        }
 }

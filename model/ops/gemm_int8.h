@@ -29,18 +29,28 @@ typedef struct ml_int8_matrix_s {
     int8_t *q;    /* [ceil(N / 32)][K / 4][32][4] codes, rows past N zero */
     float *scale; /* [ceil(N / 32)][K / group][32] */
     float *qsum;  /* [ceil(N / 32)][K / group][32] sum of the group's codes (an integer) */
+    /* Weights with one scale per row may also run on oneDNN's u8 x s8 -> s32 matmul (AMX-INT8 on Xeons; the
+     * dispatcher decides, model/ops/gemm.h): packed with `plain`, the codes [N][K] as given, each row's scale and
+     * code sum. NULL otherwise. Y = xs[t] * ws[o] * (s32 - c[t] * sum_k q[o,k]) then: the int32 sum is exact, its
+     * conversion and the two products round (within the bound above). */
+    int8_t *plain;
+    float *row_scale;
+    int32_t *row_sum;
 } ml_int8_matrix;
 
 /* The kernel group for a product with weight groups of wgroup columns and activation groups of xgroup (the row's
  * length for one scale per row): their greatest common divisor, halved while above 512; 0 when the product does not
  * fit the kernel (K or the group not a multiple of 4). */
 int ml_int8_group(int K, int wgroup, int xgroup);
-/* Bytes of a packed N x K matrix with kernel group `group` (64-byte aligned parts). */
-size_t ml_int8_matrix_bytes(int N, int K, int group);
+/* Bytes of a packed N x K matrix with kernel group `group` (64-byte aligned parts), with the plain form or not. */
+size_t ml_int8_matrix_bytes(int N, int K, int group, int plain);
 /* Pack codes[N, K] (row-major) with scales[N, K / wgroup] into mem (ml_int8_matrix_bytes, 64-byte aligned); group is
- * the kernel group (ml_int8_group), dividing wgroup. */
+ * the kernel group (ml_int8_group), dividing wgroup; plain (wgroup == K only): also the plain form. */
 void ml_int8_pack(ml_int8_matrix *w, void *mem, const int8_t *codes, const float *scales, int wgroup, int N, int K,
-                  int group);
+                  int group, int plain);
+/* The plain form's finish after oneDNN's s32 product acc[M, N] (see above). */
+void ml_int8_finish_rows(float *Y, const int32_t *acc, const float *xscale, const int32_t *xoffset,
+                         const ml_int8_matrix *W, int M);
 
 /* Y[M, N] = the product above. X[M, K] u8 codes (row stride K), xoffset[M], xscale: [M] when xgroup == K, else
  * [M][K / xgroup] (xgroup a multiple of the kernel group). */

@@ -158,18 +158,27 @@ static int int8_plain(const ml_model *m, int i) {
     return ml_gemm_int8_onednn() && t->int8_group(t->ctx, p) == K && a->int8_group(a->ctx, p, K) == K;
 }
 
-/* The int8 engine's codes of the used weights (with the used copies, and when the plan changes). */
+/* The int8 engine's codes of parameter i's used weight, packed; with `used`, also the used copy as code * scale (the
+ * fake-quantized value, a -0 aside: one rounding pass instead of two). */
+static void int8_pack(ml_model *m, int i, float *used) {
+    const ml_param *p = &m->params[i];
+    const ml_weight_transform *t = m->transforms[i];
+    const int wg = t->int8_group(t->ctx, p), rows = (int)p->shape[0], cols = (int)p->shape[1];
+    t->int8_codes(t->ctx, p, m->w8_codes, m->w8_scales, ml_param_data(m, p));
+    ml_int8_pack(&m->w8[i], m->w8[i].q, m->w8_codes, m->w8_scales, wg, rows, cols, m->w8[i].group, int8_plain(m, i));
+    if (!used) return;
+    const int8_t *q = m->w8_codes;
+    const float *sc = m->w8_scales;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < cols; k++)
+            used[(size_t)r * cols + k] = (float)q[(size_t)r * cols + k] * sc[(size_t)r * (cols / wg) + k / wg];
+}
+
+/* Every packed product's codes (when the plan changes). */
 static void int8_pack_all(ml_model *m) {
-    if (!m->w8) return;
-    for (int i = 0; i < m->n_params; i++) {
-        if (m->w8[i].N <= 0) continue;
-        const ml_param *p = &m->params[i];
-        const ml_weight_transform *t = m->transforms[i];
-        const int wg = t->int8_group(t->ctx, p);
-        t->int8_codes(t->ctx, p, m->w8_codes, m->w8_scales, ml_param_data(m, p));
-        ml_int8_pack(&m->w8[i], m->w8[i].q, m->w8_codes, m->w8_scales, wg, m->w8[i].N, m->w8[i].K, m->w8[i].group,
-                     int8_plain(m, i));
-    }
+    for (int i = 0; m->w8 && i < m->n_params; i++)
+        if (m->w8[i].N > 0) int8_pack(m, i, NULL);
 }
 
 ml_status ml_model_refresh_weights(ml_model *m) {
@@ -180,12 +189,15 @@ ml_status ml_model_refresh_weights(ml_model *m) {
             const ml_weight_transform *t = m->transforms[i];
             if (!t) continue;
             const ml_param *p = &m->params[i];
+            if (m->w8 && m->w8[i].N > 0) { /* codes for the int8 engine, the used copy from them */
+                int8_pack(m, i, m->used_arena.base + p->offset);
+                continue;
+            }
             s = t->forward(t->ctx, p, m->used_arena.base + p->offset, ml_param_data(m, p));
             if (s != ML_OK) s = ml_fail_context(s, "weight transform '%s' of %s", t->name, p->name);
         }
         ML_TRY(s);
     }
-    int8_pack_all(m);
     if (m->w16) /* the bf16 copies of what the products read: used weights, the latent ones where untransformed */
         for (int i = 0; i < m->n_params; i++) {
             const ml_param *p = &m->params[i];

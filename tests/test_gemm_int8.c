@@ -384,6 +384,40 @@ static void test_backward_unchanged(void **state) {
     free(f.logits), free(f.grads), free(s.logits), free(s.grads);
 }
 
+/* On the int8 engine the used copies come from the codes (code * scale): the fake quantizer's values (as numbers: a
+ * zero may lose its sign). */
+static void test_used_copies(void **state) {
+    static const char *recipes[][3] = {{"int4-g32", "int4-g32", "int8-token"}, {"q4_0", "q8_0", "q8_0"},
+                                       {"int4-channel-lsq", "int8", "int8-token"}, {"q8_0", "none", "int8-token"}};
+    for (size_t r = 0; r < sizeof recipes / sizeof recipes[0]; r++) {
+        ml_config c;
+        ml_test_small_llama(&c, V, 128, 320, 32);
+        ml_model m[2];
+        ml_quant_recipe rc;
+        assert_int_equal(ml_quant_recipe_parse(&rc, recipes[r][0], recipes[r][1], recipes[r][2]), ML_OK);
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(ml_model_create(&m[k], &c), ML_OK);
+            ml_model_init_weights(&m[k], 5);
+            assert_int_equal(ml_quant_install(&m[k], &rc), ML_OK);
+            assert_int_equal(ml_model_set_gemm_engine(&m[k], k ? ML_GEMM_OPENBLAS : ML_GEMM_INT8), ML_OK);
+            assert_int_equal(ml_model_reserve(&m[k], B, T, T), ML_OK);
+            assert_int_equal(ml_model_refresh_weights(&m[k]), ML_OK);
+        }
+        int packed = 0;
+        for (int i = 0; i < m[0].n_params; i++) {
+            if (!m[0].transforms || !m[0].transforms[i]) continue;
+            const ml_param *p = &m[0].params[i];
+            packed += m[0].w8[i].N > 0;
+            const float *a = m[0].used_arena.base + p->offset, *b = m[1].used_arena.base + p->offset;
+            for (size_t j = 0; j < p->numel; j++) /* equal values; a zero code gives +0 where the quantizer gave -0 */
+                if (a[j] != b[j]) fail_msg("%s %s[%zu]: %.9g from the codes, %.9g fake-quantized", m[0].quant, p->name, j, a[j], b[j]);
+        }
+        assert_true(packed >= 7);
+        ml_model_free(&m[0]);
+        ml_model_free(&m[1]);
+    }
+}
+
 /* The rule and the resolution: int8 in either precision; auto uses it exactly where the CPU has AVX512-VNNI;
  * openblas (the fp32 fake-quant forward) never. */
 static void test_engine_choice(void **state) {
@@ -421,6 +455,7 @@ int main(void) {
         cmocka_unit_test(test_model_q4_0_q8_0),
         cmocka_unit_test(test_model_lsq_int8_token),
         cmocka_unit_test(test_backward_unchanged),
+        cmocka_unit_test(test_used_copies),
         cmocka_unit_test(test_engine_choice),
     };
     return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));

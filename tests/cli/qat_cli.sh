@@ -1,5 +1,6 @@
 # qat / quantize end to end (tiny-v1: tied embedding, layer sharing, half-split RoPE):
-#  - QAT with self-distillation resumes bit-exactly (q4_0; int4-channel-lsq with int8-token activations);
+#  - QAT with self-distillation resumes bit-exactly (q4_0; int4-channel-lsq with int8-token activations; int4-g32
+#    with int8-token on the int8 engine);
 #  - a QAT checkpoint exported to GGUF q4_0 holds, block for block and byte for byte, Q4_0 of its latent weights
 #    computed here independently in NumPy (norms F32, the unquantized embedding F32);
 #  - `logits` of the QAT checkpoint equal a PyTorch forward (tests/reference/mobilellm_torch.py) on weights
@@ -27,6 +28,11 @@ ok $M qat --init "$FP" "${L[@]}" "${Q[@]}" --out "$W/lfull" >/dev/null
 ok $M qat --init "$FP" "${L[@]}" "${Q[@]}" --out "$W/lhalf" --stop-after 2 >/dev/null
 ok $M qat --resume "$W/lhalf/ckpt_00000002.h5" --out "$W/lhalf" --quiet >/dev/null
 same_state "$W/lfull/ckpt_00000006.h5" "$W/lhalf/ckpt_00000006.h5" || fail "learned-scale QAT resume differs"
+G=(--scheme int4-g32 --act int8-token --gemm-engine int8 --lr 1e-3) # the integer forward (model/ops/gemm_int8.h)
+ok $M qat --init "$FP" "${G[@]}" "${Q[@]}" --out "$W/gfull" >/dev/null
+ok $M qat --init "$FP" "${G[@]}" "${Q[@]}" --out "$W/ghalf" --stop-after 3 >/dev/null
+ok $M qat --resume "$W/ghalf/ckpt_00000003.h5" --out "$W/ghalf" --quiet >/dev/null
+same_state "$W/gfull/ckpt_00000006.h5" "$W/ghalf/ckpt_00000006.h5" || fail "QAT resume on the int8 engine differs"
 $M info "$W/lfull/ckpt_00000006.h5" | grep -q "scheme=int4-channel-lsq embedding=none act=int8-token.*14 learned scale" ||
     fail "info does not show the scheme and the scales"
 QAT="$W/full/ckpt_00000006.h5"

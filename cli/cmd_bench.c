@@ -26,6 +26,7 @@ int ml_cmd_bench(int argc, char **argv) {
         {"embedding", ML_OPT_STR, &a.quant_embedding, "with --scheme: the embedding's grid", 0, 0},
         {"act", ML_OPT_STR, &a.quant_act, "with --scheme: activation rounding (q8_0 | int8-token)", 0, 0},
         {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load); with --precision bf16: fp32 steps alternating with the bf16 ones", 0, 0},
+        {"paired-engine", ML_OPT_STR, &a.paired_engine, "with --paired --scheme: the paired steps are the same QAT step on this GEMM engine (e.g. openblas against --gemm-engine int8)", 0, 0},
         {"teacher", ML_OPT_FLAG, &a.teacher, "also time a full-precision teacher's forward on the batch (reported apart)", 0, 0},
         {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs (default fp32)", 0, 0},
         {"gemm-engine", ML_OPT_STR, &engine, "auto | openblas | bf16 | onednn | int8: engine of the bf16 GEMMs and of QAT's integer-grid forwards (openblas: fp32 fake-quant forward; default auto)", 0, 0},
@@ -108,7 +109,10 @@ int ml_cmd_bench(int argc, char **argv) {
         if (a.quant_scheme)
             printf("quantized    %s: fake quantization of the weights %.1f ms of the forward\n", a.quant_scheme, r.ms_refresh);
         if (a.teacher) printf("teacher      full-precision forward %.1f ms (not in the step)\n", r.ms_teacher);
-        if (a.paired && a.quant_scheme)
+        if (a.paired && a.quant_scheme && a.paired_engine)
+            printf("paired       QAT step on %s %.1f ms, on %s %.1f ms: %.3fx\n", a.paired_engine, r.ms_per_step_fp, engine,
+                   r.ms_per_step, r.ms_per_step / r.ms_per_step_fp);
+        else if (a.paired && a.quant_scheme)
             printf("paired       full-precision step %.1f ms, QAT step %.1f ms: %.3fx\n", r.ms_per_step_fp, r.ms_per_step,
                    r.ms_per_step / r.ms_per_step_fp);
         else if (a.paired && a.bf16)

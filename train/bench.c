@@ -187,7 +187,14 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
                 fpm.gemm_request = m.gemm_request;
                 fpm.gemm_engine = m.gemm_engine;
             }
-            s = ml_model_reserve(&fpm, a->B, a->T, a->T);
+            if (a->quant_scheme && a->paired_engine) { /* the same QAT step on another engine */
+                ml_gemm_engine pe;
+                s = ml_gemm_engine_parse(a->paired_engine, &pe);
+                if (s == ML_OK) s = ml_model_set_gemm_engine(&fpm, pe);
+                if (s == ML_OK)
+                    s = ml_quant_prepare(&fpm, a->quant_scheme, a->quant_embedding, a->quant_act, cfg->name);
+            }
+            if (s == ML_OK) s = ml_model_reserve(&fpm, a->B, a->T, a->T);
         }
         ml_optim_config foc = ml_optim_defaults(ML_OPTIM_ADAMW);
         if (s == ML_OK) s = ml_optimizer_for_model(&fpo, &fpm, &foc);
@@ -229,6 +236,7 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
             s = ml_model_forward(&fpm, &b);
             if (s == ML_OK) s = ml_model_head_loss(&fpm, &b, 1.0f / (float)N, &fl, &fn);
             if (s == ML_OK) s = ml_model_backward(&fpm, &b);
+            if (s == ML_OK) ml_model_grads_to_latent(&fpm);
             if (s == ML_OK) s = ml_optim_step(&fpo, fpm.param_arena.base, fpm.grad_arena.base, 1e-4f);
             ml_model_weights_changed(&fpm);
             if (step >= a->warmup) t_fp += ml_now_seconds() - f0;
@@ -330,8 +338,10 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
         (double)r->min_bytes / MiB, r->mem_ratio, ml_blas_corename());
     if (k > 0) len = (size_t)k;
     k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,
-                 ",\"gemm_engine\":\"%s\",\"bf16_probe_engine\":\"%s\",\"bf16_probe_gflops\":%.2f,\"gemm\":[",
-                 ml_gemm_engine_name(a->gemm_engine), a->bf16 ? ml_gemm_engine_name(r->probe_engine) : "",
+                 ",\"gemm_engine\":\"%s\",\"paired_engine\":\"%s\",\"bf16_probe_engine\":\"%s\",\"bf16_probe_gflops\":%.2f,"
+                 "\"gemm\":[",
+                 ml_gemm_engine_name(a->gemm_engine), a->paired && a->paired_engine ? a->paired_engine : "",
+                 a->bf16 ? ml_gemm_engine_name(r->probe_engine) : "",
                  r->bf16_probe_gflops);
     if (k > 0) len += (size_t)k;
     for (int i = 0; i < r->n_gemm; i++) {

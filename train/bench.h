@@ -26,6 +26,8 @@ typedef struct {
     int paired; /* with a scheme: also a full-precision copy, its steps alternating with the QAT steps in this one
                    process (both see the same machine load), reported as ms_per_step_fp; with bf16 and no scheme the
                    copy is an fp32 model (fp32 vs bf16 under the same load) */
+    const char *paired_engine; /* with paired and a scheme: the copy has the same recipe on this GEMM engine (e.g.
+                                  "openblas": the fp32 fake-quant forward against int8), NULL: full precision */
 } ml_bench_args;
 
 typedef struct {

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/gemm_int8.h"
 #include "model/ops/ops.h"
@@ -159,20 +161,37 @@ static int int8_plain(const ml_model *m, int i) {
 }
 
 /* The int8 engine's codes of parameter i's used weight, packed; with `used`, also the used copy as code * scale (the
- * fake-quantized value, a -0 aside: one rounding pass instead of two). */
+ * fake-quantized value, a -0 aside: one rounding pass instead of two). One parallel region per matrix, panel by panel
+ * (a region costs a scheduler slice when the cores are shared). */
 static void int8_pack(ml_model *m, int i, float *used) {
     const ml_param *p = &m->params[i];
     const ml_weight_transform *t = m->transforms[i];
-    const int wg = t->int8_group(t->ctx, p), rows = (int)p->shape[0], cols = (int)p->shape[1];
-    t->int8_codes(t->ctx, p, m->w8_codes, m->w8_scales, ml_param_data(m, p));
-    ml_int8_pack(&m->w8[i], m->w8[i].q, m->w8_codes, m->w8_scales, wg, rows, cols, m->w8[i].group, int8_plain(m, i));
-    if (!used) return;
-    const int8_t *q = m->w8_codes;
-    const float *sc = m->w8_scales;
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++)
-        for (int k = 0; k < cols; k++)
-            used[(size_t)r * cols + k] = (float)q[(size_t)r * cols + k] * sc[(size_t)r * (cols / wg) + k / wg];
+    ml_int8_matrix *w = &m->w8[i];
+    const int wg = t->int8_group(t->ctx, p), rows = (int)p->shape[0], cols = (int)p->shape[1], wgroups = cols / wg;
+    const int panels = (rows + ML_INT8_PANEL - 1) / ML_INT8_PANEL;
+    const float *latent = ml_param_data(m, p);
+    ml_int8_layout(w, w->q, rows, cols, w->group, int8_plain(m, i));
+#pragma omp parallel
+    {
+        int tid = omp_get_thread_num();
+        if (tid >= m->w8_threads) tid = m->w8_threads - 1; /* not expected: the pool does not grow after the plan */
+        int8_t *codes = m->w8_codes + (size_t)tid * m->w8_panel_bytes;
+        float *scales = m->w8_scales + (size_t)tid * m->w8_panel_scales;
+#pragma omp for schedule(static)
+        for (int pn = 0; pn < panels; pn++) {
+            const int r0 = pn * ML_INT8_PANEL, r1 = r0 + ML_INT8_PANEL < rows ? r0 + ML_INT8_PANEL : rows;
+            t->int8_codes(t->ctx, p, codes, scales, latent, r0, r1);
+            ml_int8_pack_panel(w, pn, codes, scales, wg);
+            for (int r = r0; used && r < r1; r++)
+                for (int g = 0; g < wgroups; g++) {
+                    const float s = scales[(size_t)(r - r0) * wgroups + g];
+                    const int8_t *qg = codes + (size_t)(r - r0) * cols + (size_t)g * wg;
+                    float *u = used + (size_t)r * cols + (size_t)g * wg;
+#pragma omp simd
+                    for (int k = 0; k < wg; k++) u[k] = (float)qg[k] * s;
+                }
+        }
+    }
 }
 
 /* Every packed product's codes (when the plan changes). */
@@ -264,7 +283,7 @@ static void int8_release(ml_model *m) {
 
 ml_status ml_model_int8_plan(ml_model *m) {
     const int on = ml_gemm_int8_forward(m->gemm_engine); /* fp32 auto resolves to auto, forced engines to themselves */
-    size_t bytes = 0, max_numel = 0;
+    size_t bytes = 0, max_cols = 0;
     uint64_t key = 1469598103934665603ull; /* FNV-1a over what the plan depends on */
     int any = 0;
     for (int i = 0; on && m->act_scratch_rows && i < m->n_params; i++) {
@@ -272,7 +291,7 @@ ml_status ml_model_int8_plan(ml_model *m) {
         if (!g) continue;
         const ml_param *p = &m->params[i];
         bytes += ml_int8_matrix_bytes((int)p->shape[0], (int)p->shape[1], g, int8_plain(m, i));
-        if ((size_t)p->numel > max_numel) max_numel = (size_t)p->numel;
+        if ((size_t)p->shape[1] > max_cols) max_cols = (size_t)p->shape[1];
         key = (key ^ (uint64_t)i) * 1099511628211ull, key = (key ^ (uint64_t)g) * 1099511628211ull;
         any = 1;
     }
@@ -283,8 +302,11 @@ ml_status ml_model_int8_plan(ml_model *m) {
     const size_t rows = m->act_scratch_rows, cols = max_in(m);
     m->w8 = calloc((size_t)m->n_params, sizeof *m->w8);
     m->w8_mem = ml_aligned_calloc(bytes);
-    m->w8_codes = malloc(max_numel);
-    m->w8_scales = malloc(max_numel / 4 * sizeof(float) + sizeof(float)); /* groups have at least 4 columns */
+    m->w8_threads = omp_get_max_threads();
+    m->w8_panel_bytes = (size_t)ML_INT8_PANEL * max_cols;
+    m->w8_panel_scales = (size_t)ML_INT8_PANEL * (max_cols / 4); /* groups have at least 4 columns */
+    m->w8_codes = malloc((size_t)m->w8_threads * m->w8_panel_bytes);
+    m->w8_scales = malloc((size_t)m->w8_threads * m->w8_panel_scales * sizeof(float));
     m->x8 = malloc(rows * cols);
     m->x8_scale = malloc(rows * (cols / 4 + 1) * sizeof(float));
     m->x8_offset = malloc(rows * sizeof(int32_t));

@@ -23,10 +23,12 @@ struct ml_weight_transform {
     void (*backward)(void *ctx, const ml_param *p, float *grad, const float *latent);
     void *ctx;
     /* Optional integer form, for the int8 engine (model/ops/gemm.h); NULL: none. int8_group: columns per scale of
-     * p's used weight when it sits on an integer grid (0: it does not); int8_codes: its s8 codes [rows, cols] and
-     * scales [rows, cols / group], code * scale equal to the used value. */
+     * p's used weight when it sits on an integer grid (0: it does not); int8_codes: the s8 codes [r1 - r0, cols] and
+     * scales [r1 - r0, cols / group] of rows r0 .. r1 - 1, code * scale equal to the used value (called from inside
+     * the model's parallel loop: no parallel region of its own). */
     int (*int8_group)(void *ctx, const ml_param *p);
-    void (*int8_codes)(void *ctx, const ml_param *p, int8_t *codes, float *scales, const float *latent);
+    void (*int8_codes)(void *ctx, const ml_param *p, int8_t *codes, float *scales, const float *latent, int64_t r0,
+                       int64_t r1);
 };
 
 /* An activation transform (fake quantization of a linear layer's input, e.g. the dynamic int8 of

@@ -129,8 +129,10 @@ typedef struct ml_model {
      * packed codes (N = 0: no integer product), refreshed with the used copies; x8 the input's codes. */
     struct ml_int8_matrix_s *w8;
     void *w8_mem;
-    int8_t *w8_codes; /* refresh scratch: the largest matrix's codes and scales */
+    int8_t *w8_codes; /* refresh scratch per thread: one panel's codes and scales */
     float *w8_scales;
+    size_t w8_panel_bytes, w8_panel_scales;
+    int w8_threads;
     uint8_t *x8;
     float *x8_scale;
     int32_t *x8_offset;

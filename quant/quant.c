@@ -216,16 +216,16 @@ static int w_int8_group(void *ctx, const ml_param *p) {
     }
 }
 
-static void w_int8_codes(void *ctx, const ml_param *p, int8_t *codes, float *scales, const float *w) {
+static void w_int8_codes(void *ctx, const ml_param *p, int8_t *codes, float *scales, const float *w, int64_t r0,
+                         int64_t r1) {
     const qstate *q = ctx;
     const ml_qweight *g = grid_of(q, p);
-    const int64_t rows = p->shape[0], cols = p->shape[1];
+    const int64_t cols = p->shape[1];
     const int group = w_int8_group(ctx, p), per_row = (int)(cols / group);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = r0; r < r1; r++) {
         const float *x = w + r * cols;
-        int8_t *c = codes + r * cols;
-        float *s = scales + r * per_row;
+        int8_t *c = codes + (r - r0) * cols;
+        float *s = scales + (r - r0) * per_row;
         switch (g->kind) {
         case ML_QW_Q4_0: ml_q_q4_0(c, s, x, cols); break;
         case ML_QW_Q8_0: ml_q_q8_0(c, s, x, cols); break;

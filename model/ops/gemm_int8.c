@@ -6,8 +6,10 @@
  * lose the offset term and are added with the group's weight scales. 6 x 32 uses 12 + 12 accumulators, two code
  * vectors, a broadcast and the group's scale and code-sum vectors of the 32 zmm registers.
  *
- * Threads: over (panel of 32 weight rows, tile of MR rows), panel-major, so a thread sweeps the activation rows
- * while its panel's codes stay in cache. Every Y element has one owner. */
+ * Blocking: the groups are taken in blocks of KB columns (16 KiB of a panel's codes, which stay in L1 while a chunk
+ * of activation rows passes); between blocks the fp32 running sums wait in Y, exactly, so blocking changes no bit.
+ * Threads: over (panel of 32 weight rows, chunk of CHUNK tiles of MR rows), panel-major. Every Y element has one
+ * owner. */
 #include "model/ops/gemm_int8.h"
 
 #include <math.h>
@@ -19,6 +21,8 @@
 #define NR 32
 #define MR 6
 #define MAX_GROUP 512
+#define KB 512    /* columns per block: 16 KiB of a panel's codes, in L1 while the rows of a chunk pass */
+#define CHUNK 32  /* tiles of MR rows per task (192 rows: 108 KiB of u8 inputs at K = 576) */
 
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
@@ -43,54 +47,71 @@ size_t ml_int8_matrix_bytes(int N, int K, int group, int plain) {
            (plain ? round64((size_t)N * K) + 2 * round64((size_t)N * sizeof(float)) : 0);
 }
 
-void ml_int8_pack(ml_int8_matrix *w, void *mem, const int8_t *codes, const float *scales, int wgroup, int N, int K,
-                  int group, int plain) {
-    const int panels = (N + NR - 1) / NR, groups = K / group, wgroups = K / wgroup;
+void ml_int8_layout(ml_int8_matrix *w, void *mem, int N, int K, int group, int plain) {
+    const int panels = (N + NR - 1) / NR, groups = K / group;
     char *p = mem;
     w->N = N, w->K = K, w->group = group;
     w->q = (int8_t *)p;
     w->scale = (float *)(p + round64((size_t)panels * K * NR));
     w->qsum = (float *)((char *)w->scale + round64((size_t)panels * groups * NR * sizeof(float)));
     w->plain = NULL, w->row_scale = NULL, w->row_sum = NULL;
-    if (plain && wgroup == K) {
+    if (plain) {
         w->plain = (int8_t *)((char *)w->qsum + round64((size_t)panels * groups * NR * sizeof(float)));
         w->row_scale = (float *)((char *)w->plain + round64((size_t)N * K));
         w->row_sum = (int32_t *)((char *)w->row_scale + round64((size_t)N * sizeof(float)));
-        memcpy(w->plain, codes, (size_t)N * K);
-#pragma omp parallel for schedule(static)
-        for (int o = 0; o < N; o++) {
-            int32_t sum = 0;
-            for (int k = 0; k < K; k++) sum += codes[(size_t)o * K + k];
-            w->row_scale[o] = scales[o], w->row_sum[o] = sum;
-        }
     }
-#pragma omp parallel for schedule(static)
-    for (int pn = 0; pn < panels; pn++) {
-        int8_t *q = w->q + (size_t)pn * K * NR;
-        float *sc = w->scale + (size_t)pn * groups * NR, *qs = w->qsum + (size_t)pn * groups * NR;
-        for (int r = 0; r < NR; r++) {
-            const int o = pn * NR + r;
-            for (int k = 0; k < K; k += 4)
-                for (int j = 0; j < 4; j++) q[((size_t)(k / 4) * NR + r) * 4 + j] = o < N ? codes[(size_t)o * K + k + j] : 0;
-            for (int g = 0; g < groups; g++) {
-                int sum = 0;
-                if (o < N)
-                    for (int k = g * group; k < (g + 1) * group; k++) sum += codes[(size_t)o * K + k];
-                sc[(size_t)g * NR + r] = o < N ? scales[(size_t)o * wgroups + (size_t)g * group / wgroup] : 0.0f;
-                qs[(size_t)g * NR + r] = (float)sum;
-            }
+}
+
+void ml_int8_pack_panel(ml_int8_matrix *w, int pn, const int8_t *codes, const float *scales, int wgroup) {
+    const int N = w->N, K = w->K, group = w->group, groups = K / group, wgroups = K / wgroup;
+    int8_t *q = w->q + (size_t)pn * K * NR;
+    float *sc = w->scale + (size_t)pn * groups * NR, *qs = w->qsum + (size_t)pn * groups * NR;
+    for (int r = 0; r < NR; r++) {
+        const int o = pn * NR + r;
+        const int8_t *c = codes + (size_t)r * K;
+        if (o >= N) { /* rows past the edge: zero codes and scales */
+            for (int k = 0; k < K; k += 4) memset(q + ((size_t)(k / 4) * NR + r) * 4, 0, 4);
+            for (int g = 0; g < groups; g++) sc[(size_t)g * NR + r] = qs[(size_t)g * NR + r] = 0.0f;
+            continue;
+        }
+        for (int k = 0; k < K; k += 4) memcpy(q + ((size_t)(k / 4) * NR + r) * 4, c + k, 4);
+        int32_t total = 0;
+        for (int g = 0; g < groups; g++) {
+            int32_t sum = 0;
+            for (int k = g * group; k < (g + 1) * group; k++) sum += c[k];
+            sc[(size_t)g * NR + r] = scales[(size_t)r * wgroups + (size_t)g * group / wgroup];
+            qs[(size_t)g * NR + r] = (float)sum;
+            total += sum;
+        }
+        if (w->plain) {
+            memcpy(w->plain + (size_t)o * K, c, (size_t)K);
+            w->row_scale[o] = scales[(size_t)r * wgroups], w->row_sum[o] = total;
         }
     }
 }
 
+void ml_int8_pack(ml_int8_matrix *w, void *mem, const int8_t *codes, const float *scales, int wgroup, int N, int K,
+                  int group, int plain) {
+    ml_int8_layout(w, mem, N, K, group, plain && wgroup == K);
+    const int panels = (N + NR - 1) / NR, wgroups = K / wgroup;
+#pragma omp parallel for schedule(static)
+    for (int pn = 0; pn < panels; pn++)
+        ml_int8_pack_panel(w, pn, codes + (size_t)pn * NR * K, scales + (size_t)pn * NR * wgroups, wgroup);
+}
+
 /* ---------------------------------------------------------------- portable kernel */
 
-/* One row t, one panel: the same operations in the same order as the vector kernel, so the same bits. */
+/* One row t, one panel, groups [g0, g1): the same operations in the same order as the vector kernel, so the same
+ * bits. Unless first, the running sums come from y (stored there exactly by the previous block of groups); unless
+ * last, they go back there unscaled. */
 static void row_portable(float *y, const uint8_t *x, const float *xs, int per_row, int xgroup, int32_t off,
-                         const int8_t *q, const float *sc, const float *qs, int K, int group, int cols) {
+                         const int8_t *q, const float *sc, const float *qs, int group, int g0, int g1, int first,
+                         int last, int cols) {
     float acc[NR] = {0};
+    if (!first)
+        for (int r = 0; r < cols; r++) acc[r] = y[r];
     const float c = (float)off;
-    for (int g = 0; g < K / group; g++) {
+    for (int g = g0; g < g1; g++) {
         int32_t raw[NR] = {0};
         for (int k = g * group; k < (g + 1) * group; k += 4)
             for (int r = 0; r < NR; r++)
@@ -102,7 +123,7 @@ static void row_portable(float *y, const uint8_t *x, const float *xs, int per_ro
             acc[r] = fmaf(coef, isum, acc[r]);
         }
     }
-    for (int r = 0; r < cols; r++) y[r] = per_row ? acc[r] * xs[0] : acc[r];
+    for (int r = 0; r < cols; r++) y[r] = per_row && last ? acc[r] * xs[0] : acc[r];
 }
 
 /* ---------------------------------------------------------------- AVX512-VNNI kernel */
@@ -111,14 +132,22 @@ static void row_portable(float *y, const uint8_t *x, const float *xs, int per_ro
 
 VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
     const int R, float *Y, int ldy, const uint8_t *X, int ldx, const float *xs, int xs_ld, int per_row, int xgroup,
-    const int32_t *off, const int8_t *q, const float *sc, const float *qs, int K, int group, int cols) {
+    const int32_t *off, const int8_t *q, const float *sc, const float *qs, int group, int g0, int g1, int first, int last,
+    int cols) {
+    const __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+    const __mmask16 m1 = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
     __m512 acc[MR][2];
     __m512 c[MR];
     for (int i = 0; i < R; i++) {
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        if (first) {
+            acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        } else { /* the running sums the previous block of groups left in Y */
+            acc[i][0] = _mm512_maskz_loadu_ps(m0, Y + (size_t)i * ldy);
+            acc[i][1] = _mm512_maskz_loadu_ps(m1, Y + (size_t)i * ldy + 16);
+        }
         c[i] = _mm512_set1_ps((float)off[i]);
     }
-    for (int g = 0; g < K / group; g++) {
+    for (int g = g0; g < g1; g++) {
         __m512i raw[MR][2];
         for (int i = 0; i < R; i++) raw[i][0] = raw[i][1] = _mm512_setzero_si512();
         const int8_t *qg = q + (size_t)g * group * NR;
@@ -147,11 +176,9 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
             }
         }
     }
-    const __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-    const __mmask16 m1 = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
     for (int i = 0; i < R; i++) {
         __m512 y0 = acc[i][0], y1 = acc[i][1];
-        if (per_row) {
+        if (per_row && last) {
             const __m512 x = _mm512_set1_ps(xs[(size_t)i * xs_ld]);
             y0 = _mm512_mul_ps(y0, x), y1 = _mm512_mul_ps(y1, x);
         }
@@ -162,8 +189,8 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
 
 VNNI_TARGET static void tile_dispatch(int R, float *Y, int ldy, const uint8_t *X, int ldx, const float *xs, int xs_ld,
                                       int per_row, int xgroup, const int32_t *off, const int8_t *q, const float *sc,
-                                      const float *qs, int K, int group, int cols) {
-#define TILE(r) tile_vnni(r, Y, ldy, X, ldx, xs, xs_ld, per_row, xgroup, off, q, sc, qs, K, group, cols)
+                                      const float *qs, int group, int g0, int g1, int first, int last, int cols) {
+#define TILE(r) tile_vnni(r, Y, ldy, X, ldx, xs, xs_ld, per_row, xgroup, off, q, sc, qs, group, g0, g1, first, last, cols)
     switch (R) {
     case 6: TILE(6); break;
     case 5: TILE(5); break;
@@ -190,22 +217,31 @@ static void product(float *Y, const uint8_t *X, const float *xscale, int xgroup,
                     const ml_int8_matrix *W, int M, int vnni) {
     const int N = W->N, K = W->K, group = W->group, panels = (N + NR - 1) / NR, groups = K / group;
     const int per_row = xgroup == K, xs_ld = per_row ? 1 : K / xgroup;
-    const int tiles = (M + MR - 1) / MR;
+    const int tiles = (M + MR - 1) / MR, chunks = (tiles + CHUNK - 1) / CHUNK;
+    const int gb = KB / group > 0 ? KB / group : 1; /* groups per block of columns */
 #pragma omp parallel for collapse(2) schedule(static)
     for (int pn = 0; pn < panels; pn++)
-        for (int ti = 0; ti < tiles; ti++) {
-            const int t0 = ti * MR, rows = M - t0 < MR ? M - t0 : MR, o0 = pn * NR, cols = N - o0 < NR ? N - o0 : NR;
+        for (int ch = 0; ch < chunks; ch++) {
+            const int o0 = pn * NR, cols = N - o0 < NR ? N - o0 : NR;
             const int8_t *q = W->q + (size_t)pn * K * NR;
             const float *sc = W->scale + (size_t)pn * groups * NR, *qs = W->qsum + (size_t)pn * groups * NR;
-            if (vnni) {
-                tile_dispatch(rows, Y + (size_t)t0 * N + o0, N, X + (size_t)t0 * K, K, xscale + (size_t)t0 * xs_ld, xs_ld,
-                              per_row, xgroup, xoffset + t0, q, sc, qs, K, group, cols);
-                continue;
-            }
-            for (int i = 0; i < rows; i++) {
-                const int t = t0 + i;
-                row_portable(Y + (size_t)t * N + o0, X + (size_t)t * K, xscale + (size_t)t * xs_ld, per_row, xgroup,
-                             xoffset[t], q, sc, qs, K, group, cols);
+            const int ti1 = (ch + 1) * CHUNK < tiles ? (ch + 1) * CHUNK : tiles;
+            for (int g0 = 0; g0 < groups; g0 += gb) { /* a block of the panel stays in L1 while the chunk's rows pass */
+                const int g1 = g0 + gb < groups ? g0 + gb : groups, first = g0 == 0, last = g1 == groups;
+                for (int ti = ch * CHUNK; ti < ti1; ti++) {
+                    const int t0 = ti * MR, rows = M - t0 < MR ? M - t0 : MR;
+                    if (vnni) {
+                        tile_dispatch(rows, Y + (size_t)t0 * N + o0, N, X + (size_t)t0 * K, K,
+                                      xscale + (size_t)t0 * xs_ld, xs_ld, per_row, xgroup, xoffset + t0, q, sc, qs,
+                                      group, g0, g1, first, last, cols);
+                        continue;
+                    }
+                    for (int i = 0; i < rows; i++) {
+                        const int t = t0 + i;
+                        row_portable(Y + (size_t)t * N + o0, X + (size_t)t * K, xscale + (size_t)t * xs_ld, per_row,
+                                     xgroup, xoffset[t], q, sc, qs, group, g0, g1, first, last, cols);
+                    }
+                }
             }
         }
 }

@@ -48,6 +48,13 @@ size_t ml_int8_matrix_bytes(int N, int K, int group, int plain);
  * the kernel group (ml_int8_group), dividing wgroup; plain (wgroup == K only): also the plain form. */
 void ml_int8_pack(ml_int8_matrix *w, void *mem, const int8_t *codes, const float *scales, int wgroup, int N, int K,
                   int group, int plain);
+/* The same in parts, for a caller that makes the codes panel by panel inside its own parallel loop: the layout in
+ * mem, then panel pn (weight rows 32 pn .. 32 pn + 31) from those rows' codes [32][K] and scales [32][K / wgroup]
+ * (rows past N are not read). plain: wgroup == K only. */
+void ml_int8_layout(ml_int8_matrix *w, void *mem, int N, int K, int group, int plain);
+void ml_int8_pack_panel(ml_int8_matrix *w, int pn, const int8_t *codes, const float *scales, int wgroup);
+#define ML_INT8_PANEL 32
+
 /* The plain form's finish after oneDNN's s32 product acc[M, N] (see above). */
 void ml_int8_finish_rows(float *Y, const int32_t *acc, const float *xscale, const int32_t *xoffset,
                          const ml_int8_matrix *W, int M);

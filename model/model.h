@@ -79,7 +79,8 @@ typedef struct {
  * and the LM head, forward and both backward products) may run on bf16-rounded inputs with fp32 accumulation,
  * on the GEMM engine the dispatcher picks per product (model/ops/gemm.h: our AVX512-BF16 kernel, oneDNN, or
  * sgemm where neither wins) or the one forced by ml_model_set_gemm_engine. Weights, gradients, optimizer
- * state, norms, RoPE, attention, SwiGLU and the softmax stay fp32. */
+ * state, norms, RoPE, attention, SwiGLU and the softmax stay fp32. In either precision, the forward of a product whose
+ * weight and input transforms have integer forms (QAT with --act) may run on the int8 engine (model/ops/gemm.h). */
 typedef enum { ML_PRECISION_FP32 = 0, ML_PRECISION_BF16 = 1 } ml_precision;
 ml_status ml_precision_parse(const char *name, ml_precision *p);
 const char *ml_precision_name(ml_precision p);

@@ -95,6 +95,7 @@ ml_status ml_model_create(ml_model *m, const ml_config *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     ML_TRY(ml_config_validate(&m->cfg));
+    ML_TRY(ml_gemm_engine_resolve(ML_GEMM_AUTO, 0, &m->gemm_engine)); /* fp32 auto, or ML_GEMM_ENGINE's openblas / int8 */
     int count;
     build_table(m, &count);
     m->params = calloc((size_t)count, sizeof(ml_param));

@@ -137,7 +137,10 @@ static void test_resolve(void **state) {
     setenv("ML_GEMM_ENGINE", "openblas", 1);
     assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_AUTO, 1, &e), ML_OK);
     assert_int_equal(e, ML_GEMM_OPENBLAS);
-    assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_AUTO, 0, &e), ML_OK); /* fp32: the environment does not apply */
+    assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_AUTO, 0, &e), ML_OK); /* fp32: openblas keeps the fake-quant forward */
+    assert_int_equal(e, ML_GEMM_OPENBLAS);
+    setenv("ML_GEMM_ENGINE", "bf16", 1);
+    assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_AUTO, 0, &e), ML_OK); /* fp32: a bf16 engine does not apply */
     assert_int_equal(e, ML_GEMM_AUTO);
     if (ml_gemm_engine_available(ML_GEMM_BF16)) { /* an explicit engine wins over the environment */
         assert_int_equal(ml_gemm_engine_resolve(ML_GEMM_BF16, 1, &e), ML_OK);

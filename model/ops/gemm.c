@@ -98,14 +98,17 @@ static const char *why_absent(ml_gemm_engine e) {
 }
 
 ml_status ml_gemm_engine_resolve(ml_gemm_engine requested, int bf16_allowed, ml_gemm_engine *out) {
-    if (requested == ML_GEMM_AUTO && !bf16_allowed) { /* fp32 products are sgemm's, whatever the environment says */
-        *out = ML_GEMM_AUTO;
-        return ML_OK;
-    }
     if (requested == ML_GEMM_AUTO) {
         const char *env = getenv("ML_GEMM_ENGINE");
         if (env && *env && ml_gemm_engine_parse(env, &requested) != ML_OK)
             return ml_fail(ML_ERR_ARG, "ML_GEMM_ENGINE: unknown GEMM engine '%s' (auto | openblas | bf16 | onednn | int8)", env);
+        /* fp32: the float products are sgemm's whatever it says; openblas and int8 choose the integer-grid forwards
+         * (commands without --gemm-engine, e.g. logits and eval, take the fake-quant forward so) */
+        if (!bf16_allowed && requested != ML_GEMM_OPENBLAS && requested != ML_GEMM_INT8) requested = ML_GEMM_AUTO;
+        if (requested == ML_GEMM_AUTO) {
+            *out = ML_GEMM_AUTO;
+            return ML_OK;
+        }
     }
     if (!ml_gemm_engine_available(requested))
         return ml_fail(ML_ERR_UNSUPPORTED, "GEMM engine %s is not available: %s", names[requested], why_absent(requested));

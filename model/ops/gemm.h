@@ -24,7 +24,9 @@
  * above); forcing openblas (or bf16, onednn) keeps them on the fp32 (bf16) product of the fake-quantized operands,
  * the reference the int8 engine is tested against.
  * The environment variable ML_GEMM_ENGINE (auto | openblas | bf16 | onednn | int8) replaces "auto" in bf16
- * precision (ml_gemm_engine_resolve); an engine given explicitly (--gemm-engine) wins over it. */
+ * precision, and in fp32 where it says openblas or int8 (ml_gemm_engine_resolve): `ML_GEMM_ENGINE=openblas` gives
+ * commands without --gemm-engine (logits, eval, sample) the fake-quant forward. An engine given explicitly
+ * (--gemm-engine) wins over it. */
 #ifndef ML_GEMM_H
 #define ML_GEMM_H
 

@@ -126,6 +126,8 @@ static void test_kernel(void **state) {
         {64, 96, 768, 256, 768, 7, 0},  {5, 17, 576, 576, 576, 7, 0},  {9, 40, 1536, 1536, 1536, 7, 0},
         /* q8_0 weights and q8_0 activations (blocks of 32 on both sides), int4 groups with q8_0 activations */
         {11, 45, 320, 32, 32, 127, 0},  {6, 64, 384, 128, 32, 7, 0},
+        /* several blocks of 512 columns (the running sums pass through Y), ragged last block */
+        {13, 40, 1536, 32, 1536, 7, 0}, {7, 33, 1280, 32, 32, 127, 0}, {200, 64, 1024, 64, 1024, 7, 0},
         /* int8 per-row weights (the embedding grid) as a head; K with few groups; single rows and columns */
         {3, 300, 128, 128, 128, 127, 0}, {1, 1, 32, 32, 32, 127, 0}, {1, 50, 100, 100, 100, 7, 0},
         {50, 1, 96, 32, 96, 7, 0},

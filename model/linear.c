@@ -171,10 +171,9 @@ static void int8_pack(ml_model *m, int i, float *used) {
     const int panels = (rows + ML_INT8_PANEL - 1) / ML_INT8_PANEL;
     const float *latent = ml_param_data(m, p);
     ml_int8_layout(w, w->q, rows, cols, w->group, int8_plain(m, i));
-#pragma omp parallel
+#pragma omp parallel num_threads(m->w8_threads) /* at most the threads the scratch was planned for */
     {
-        int tid = omp_get_thread_num();
-        if (tid >= m->w8_threads) tid = m->w8_threads - 1; /* not expected: the pool does not grow after the plan */
+        const int tid = omp_get_thread_num();
         int8_t *codes = m->w8_codes + (size_t)tid * m->w8_panel_bytes;
         float *scales = m->w8_scales + (size_t)tid * m->w8_panel_scales;
 #pragma omp for schedule(static)

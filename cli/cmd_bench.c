@@ -26,9 +26,10 @@ int ml_cmd_bench(int argc, char **argv) {
         {"embedding", ML_OPT_STR, &a.quant_embedding, "with --scheme: the embedding's grid", 0, 0},
         {"act", ML_OPT_STR, &a.quant_act, "with --scheme: activation rounding (q8_0 | int8-token)", 0, 0},
         {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load); with --precision bf16: fp32 steps alternating with the bf16 ones", 0, 0},
+        {"paired-engine", ML_OPT_STR, &a.paired_engine, "with --paired --scheme: the paired steps are the same QAT step on this GEMM engine (e.g. openblas against --gemm-engine int8)", 0, 0},
         {"teacher", ML_OPT_FLAG, &a.teacher, "also time a full-precision teacher's forward on the batch (reported apart)", 0, 0},
         {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs (default fp32)", 0, 0},
-        {"gemm-engine", ML_OPT_STR, &engine, "auto | openblas | bf16 | onednn: engine of the bf16 GEMMs (default auto)", 0, 0},
+        {"gemm-engine", ML_OPT_STR, &engine, "auto | openblas | bf16 | onednn | int8: engine of the bf16 GEMMs and of QAT's integer-grid forwards (openblas: fp32 fake-quant forward; default auto)", 0, 0},
         {"gemm", ML_OPT_FLAG, &gemm, "instead: every GEMM engine on MobileLLM-125M's shapes (no --config)", 0, 0},
         {"tokens", ML_OPT_INT, &tokens, "with --gemm: rows (tokens) of each product (default 1024)", 0, 0},
     };
@@ -52,23 +53,31 @@ int ml_cmd_bench(int argc, char **argv) {
         if (!json) {
             printf("%s\n", engines);
             if (warn) printf("%s\n", warn);
-            printf("%-36s %6s %6s %6s  %9s %9s %9s  %-8s %s\n", "GEMM (GFLOP/s, best of repetitions)", "M", "N", "K",
-                   "openblas", "bf16", "onednn", "auto", "oneDNN kernel");
+            printf("%-36s %6s %6s %6s  %9s %9s %9s %9s  %-8s %s\n", "GEMM (GFLOP/s, best of repetitions)", "M", "N", "K",
+                   "openblas", "bf16", "onednn", "int8", "auto", "oneDNN kernel");
             for (int i = 0; i < n; i++) {
-                char col[3][16];
+                char col[ML_GEMM_NUM_ENGINES - 1][16];
                 for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++)
                     if (rows[i].gflops[e] > 0) snprintf(col[e - 1], sizeof col[0], "%.1f", rows[i].gflops[e]);
                     else snprintf(col[e - 1], sizeof col[0], "-");
-                printf("%-36s %6d %6d %6d  %9s %9s %9s  %-8s %s\n", rows[i].name, rows[i].M, rows[i].N, rows[i].K,
-                       col[0], col[1], col[2], ml_gemm_engine_name(rows[i].chosen), rows[i].onednn_impl);
+                printf("%-36s %6d %6d %6d  %9s %9s %9s %9s  %-8s %s\n", rows[i].name, rows[i].M, rows[i].N, rows[i].K,
+                       col[0], col[1], col[2], col[3], ml_gemm_engine_name(rows[i].chosen), rows[i].onednn_impl);
             }
+            printf("int8 forward (GOP/s; int8-token inputs): int4-g32 and per-row int4 weights on our kernel, per-row on "
+                   "oneDNN\n%-36s %9s %9s %9s  %s\n", "shape", "g32", "row", "row dnnl", "oneDNN int8 kernel");
+            for (int i = 0; i < n; i++)
+                if (rows[i].gflops[ML_GEMM_INT8] > 0)
+                    printf("%-36s %9.1f %9.1f %9.1f  %s\n", rows[i].name, rows[i].gflops[ML_GEMM_INT8], rows[i].int8_row_gops,
+                           rows[i].int8_onednn_gops, rows[i].onednn_int8_impl);
         }
         for (int i = 0; i < n; i++)
             printf("{\"gemm\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"openblas_gflops\":%.1f,\"bf16_gflops\":%.1f,"
-                   "\"onednn_gflops\":%.1f,\"auto\":\"%s\",\"onednn_impl\":\"%s\",\"blas_kernel\":\"%s\",\"threads\":%d}\n",
+                   "\"onednn_gflops\":%.1f,\"int8_gops\":%.1f,\"int8_row_gops\":%.1f,\"int8_onednn_gops\":%.1f,"
+                   "\"onednn_int8_impl\":\"%s\",\"auto\":\"%s\",\"onednn_impl\":\"%s\",\"blas_kernel\":\"%s\",\"threads\":%d}\n",
                    rows[i].name, rows[i].M, rows[i].N, rows[i].K, rows[i].gflops[ML_GEMM_OPENBLAS],
-                   rows[i].gflops[ML_GEMM_BF16], rows[i].gflops[ML_GEMM_ONEDNN], ml_gemm_engine_name(rows[i].chosen),
-                   rows[i].onednn_impl, ml_blas_corename(), ml_num_threads());
+                   rows[i].gflops[ML_GEMM_BF16], rows[i].gflops[ML_GEMM_ONEDNN], rows[i].gflops[ML_GEMM_INT8],
+                   rows[i].int8_row_gops, rows[i].int8_onednn_gops, rows[i].onednn_int8_impl,
+                   ml_gemm_engine_name(rows[i].chosen), rows[i].onednn_impl, ml_blas_corename(), ml_num_threads());
         return 0;
     }
     if (!config) {
@@ -100,7 +109,10 @@ int ml_cmd_bench(int argc, char **argv) {
         if (a.quant_scheme)
             printf("quantized    %s: fake quantization of the weights %.1f ms of the forward\n", a.quant_scheme, r.ms_refresh);
         if (a.teacher) printf("teacher      full-precision forward %.1f ms (not in the step)\n", r.ms_teacher);
-        if (a.paired && a.quant_scheme)
+        if (a.paired && a.quant_scheme && a.paired_engine)
+            printf("paired       QAT step on %s %.1f ms, on %s %.1f ms: %.3fx\n", a.paired_engine, r.ms_per_step_fp, engine,
+                   r.ms_per_step, r.ms_per_step / r.ms_per_step_fp);
+        else if (a.paired && a.quant_scheme)
             printf("paired       full-precision step %.1f ms, QAT step %.1f ms: %.3fx\n", r.ms_per_step_fp, r.ms_per_step,
                    r.ms_per_step / r.ms_per_step_fp);
         else if (a.paired && a.bf16)

@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "model/ops/gemm_bf16.h"
+#include "model/ops/gemm_int8.h"
 #include "model/ops/ops.h"
 
 typedef struct {
@@ -61,6 +64,12 @@ void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *
     const linear L = lookup(m, kind, layer);
     const ml_param *p = NULL;
     const ml_act_transform *at = act_of(m, kind, layer, &p);
+    if (at && m->w8 && m->w8[p - m->params].N > 0 && (size_t)N <= m->x8_rows) { /* the integer product */
+        const int xg = at->int8_group(at->ctx, p, L.in);
+        at->int8_codes(at->ctx, p, m->x8, m->x8_scale, m->x8_offset, x, N, L.in);
+        ml_gemm_q8(y, m->x8, m->x8_scale, xg, m->x8_offset, &m->w8[p - m->params], N);
+        return;
+    }
     if (at && (size_t)N <= m->act_scratch_rows) {
         at->forward(at->ctx, p, m->act_scratch, x, N, L.in);
         x = m->act_scratch;
@@ -139,7 +148,55 @@ ml_status ml_model_set_transform(ml_model *m, const ml_param *p, const ml_weight
     m->transforms[i] = t;
     ml_model_rebind_used(m);
     m->weights_stale = 1;
-    return ML_OK;
+    return m->act_scratch_rows ? ml_model_int8_plan(m) : ML_OK;
+}
+
+/* Whether parameter i's product keeps the plain form for oneDNN (one scale per weight row and per input row). */
+static int int8_plain(const ml_model *m, int i) {
+    const ml_param *p = &m->params[i];
+    const ml_weight_transform *t = m->transforms[i];
+    const ml_act_transform *a = m->act_transforms[i];
+    const int K = (int)p->shape[1];
+    return ml_gemm_int8_onednn() && t->int8_group(t->ctx, p) == K && a->int8_group(a->ctx, p, K) == K;
+}
+
+/* The int8 engine's codes of parameter i's used weight, packed; with `used`, also the used copy as code * scale (the
+ * fake-quantized value, a -0 aside: one rounding pass instead of two). One parallel region per matrix, panel by panel
+ * (a region costs a scheduler slice when the cores are shared). */
+static void int8_pack(ml_model *m, int i, float *used) {
+    const ml_param *p = &m->params[i];
+    const ml_weight_transform *t = m->transforms[i];
+    ml_int8_matrix *w = &m->w8[i];
+    const int wg = t->int8_group(t->ctx, p), rows = (int)p->shape[0], cols = (int)p->shape[1], wgroups = cols / wg;
+    const int panels = (rows + ML_INT8_PANEL - 1) / ML_INT8_PANEL;
+    const float *latent = ml_param_data(m, p);
+    ml_int8_layout(w, w->q, rows, cols, w->group, int8_plain(m, i));
+#pragma omp parallel num_threads(m->w8_threads) /* at most the threads the scratch was planned for */
+    {
+        const int tid = omp_get_thread_num();
+        int8_t *codes = m->w8_codes + (size_t)tid * m->w8_panel_bytes;
+        float *scales = m->w8_scales + (size_t)tid * m->w8_panel_scales;
+#pragma omp for schedule(static)
+        for (int pn = 0; pn < panels; pn++) {
+            const int r0 = pn * ML_INT8_PANEL, r1 = r0 + ML_INT8_PANEL < rows ? r0 + ML_INT8_PANEL : rows;
+            t->int8_codes(t->ctx, p, codes, scales, latent, r0, r1);
+            ml_int8_pack_panel(w, pn, codes, scales, wg);
+            for (int r = r0; used && r < r1; r++)
+                for (int g = 0; g < wgroups; g++) {
+                    const float s = scales[(size_t)(r - r0) * wgroups + g];
+                    const int8_t *qg = codes + (size_t)(r - r0) * cols + (size_t)g * wg;
+                    float *u = used + (size_t)r * cols + (size_t)g * wg;
+#pragma omp simd
+                    for (int k = 0; k < wg; k++) u[k] = (float)qg[k] * s;
+                }
+        }
+    }
+}
+
+/* Every packed product's codes (when the plan changes). */
+static void int8_pack_all(ml_model *m) {
+    for (int i = 0; m->w8 && i < m->n_params; i++)
+        if (m->w8[i].N > 0) int8_pack(m, i, NULL);
 }
 
 ml_status ml_model_refresh_weights(ml_model *m) {
@@ -150,6 +207,10 @@ ml_status ml_model_refresh_weights(ml_model *m) {
             const ml_weight_transform *t = m->transforms[i];
             if (!t) continue;
             const ml_param *p = &m->params[i];
+            if (m->w8 && m->w8[i].N > 0) { /* codes for the int8 engine, the used copy from them */
+                int8_pack(m, i, m->used_arena.base + p->offset);
+                continue;
+            }
             s = t->forward(t->ctx, p, m->used_arena.base + p->offset, ml_param_data(m, p));
             if (s != ML_OK) s = ml_fail_context(s, "weight transform '%s' of %s", t->name, p->name);
         }
@@ -188,7 +249,7 @@ static size_t max_in(const ml_model *m) {
 }
 
 ml_status ml_model_act_scratch_reserve(ml_model *m, size_t rows) {
-    if (!m->act_transforms || rows <= m->act_scratch_rows) return ML_OK;
+    if (!m->act_transforms || rows <= m->act_scratch_rows) return ml_model_int8_plan(m);
     const size_t cols = max_in(m);
     float *s = ml_aligned_calloc(2 * rows * cols * sizeof(float)); /* transformed input + gradient */
     if (!s) return ml_fail(ML_ERR_NOMEM, "out of memory for the activation-transform scratch");
@@ -196,6 +257,73 @@ ml_status ml_model_act_scratch_reserve(ml_model *m, size_t rows) {
     m->act_scratch = s;
     m->act_scratch_rows = rows;
     m->act_scratch_cols = cols;
+    return ml_model_int8_plan(m);
+}
+
+/* ---------------------------------------------------------------- the int8 engine's operands */
+
+/* The kernel group of parameter i's product when both its transforms have integer forms the kernel takes, else 0. */
+static int int8_product(const ml_model *m, int i) {
+    const ml_param *p = &m->params[i];
+    const ml_weight_transform *t = m->transforms ? m->transforms[i] : NULL;
+    const ml_act_transform *a = m->act_transforms ? m->act_transforms[i] : NULL;
+    if (!t || !a || !t->int8_group || !t->int8_codes || !a->int8_group || !a->int8_codes || p->ndim != 2) return 0;
+    const int K = (int)p->shape[1], wg = t->int8_group(t->ctx, p), xg = a->int8_group(a->ctx, p, K);
+    return wg > 0 && xg > 0 ? ml_int8_group(K, wg, xg) : 0;
+}
+
+static void int8_release(ml_model *m) {
+    free(m->w8), free(m->w8_mem), free(m->w8_codes), free(m->w8_scales);
+    free(m->x8), free(m->x8_scale), free(m->x8_offset);
+    m->w8 = NULL, m->w8_mem = NULL, m->w8_codes = NULL, m->w8_scales = NULL;
+    m->x8 = NULL, m->x8_scale = NULL, m->x8_offset = NULL;
+    m->x8_rows = 0;
+}
+
+ml_status ml_model_int8_plan(ml_model *m) {
+    const int on = ml_gemm_int8_forward(m->gemm_engine); /* fp32 auto resolves to auto, forced engines to themselves */
+    size_t bytes = 0, max_cols = 0;
+    uint64_t key = 1469598103934665603ull; /* FNV-1a over what the plan depends on */
+    int any = 0;
+    for (int i = 0; on && m->act_scratch_rows && i < m->n_params; i++) {
+        const int g = int8_product(m, i);
+        if (!g) continue;
+        const ml_param *p = &m->params[i];
+        bytes += ml_int8_matrix_bytes((int)p->shape[0], (int)p->shape[1], g, int8_plain(m, i));
+        if ((size_t)p->shape[1] > max_cols) max_cols = (size_t)p->shape[1];
+        key = (key ^ (uint64_t)i) * 1099511628211ull, key = (key ^ (uint64_t)g) * 1099511628211ull;
+        any = 1;
+    }
+    key = (key ^ (uint64_t)m->act_scratch_rows) * 1099511628211ull;
+    if (any && m->w8 && key == m->w8_plan) return ML_OK; /* unchanged: keep the packed codes */
+    int8_release(m);
+    if (!any) return ML_OK;
+    const size_t rows = m->act_scratch_rows, cols = max_in(m);
+    m->w8 = calloc((size_t)m->n_params, sizeof *m->w8);
+    m->w8_mem = ml_aligned_calloc(bytes);
+    m->w8_threads = omp_get_max_threads();
+    m->w8_panel_bytes = (size_t)ML_INT8_PANEL * max_cols;
+    m->w8_panel_scales = (size_t)ML_INT8_PANEL * (max_cols / 4); /* groups have at least 4 columns */
+    m->w8_codes = malloc((size_t)m->w8_threads * m->w8_panel_bytes);
+    m->w8_scales = malloc((size_t)m->w8_threads * m->w8_panel_scales * sizeof(float));
+    m->x8 = malloc(rows * cols);
+    m->x8_scale = malloc(rows * (cols / 4 + 1) * sizeof(float));
+    m->x8_offset = malloc(rows * sizeof(int32_t));
+    if (!m->w8 || !m->w8_mem || !m->w8_codes || !m->w8_scales || !m->x8 || !m->x8_scale || !m->x8_offset) {
+        int8_release(m);
+        return ml_fail(ML_ERR_NOMEM, "out of memory for the int8 engine's operands");
+    }
+    m->x8_rows = rows;
+    char *mem = m->w8_mem;
+    for (int i = 0; i < m->n_params; i++) {
+        const int g = int8_product(m, i);
+        if (!g) continue;
+        const ml_param *p = &m->params[i];
+        m->w8[i] = (ml_int8_matrix){.N = (int)p->shape[0], .K = (int)p->shape[1], .group = g, .q = (int8_t *)mem};
+        mem += ml_int8_matrix_bytes((int)p->shape[0], (int)p->shape[1], g, int8_plain(m, i));
+    }
+    m->w8_plan = key;
+    int8_pack_all(m); /* now: a decoder refreshes before it reserves */
     return ML_OK;
 }
 
@@ -215,7 +343,7 @@ ml_status ml_model_set_act_transform(ml_model *m, const ml_param *p, const ml_ac
         if ((size_t)m->head_chunk > rows) rows = (size_t)m->head_chunk;
         ML_TRY(ml_model_act_scratch_reserve(m, rows));
     }
-    return ML_OK;
+    return m->act_scratch_rows ? ml_model_int8_plan(m) : ML_OK;
 }
 
 void ml_model_set_transform_owner(ml_model *m, void *owner, void (*free_fn)(void *owner)) {

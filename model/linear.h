@@ -22,6 +22,13 @@ struct ml_weight_transform {
     /* grad[numel]: d loss / d used on entry, d loss / d latent on return. NULL: straight through. */
     void (*backward)(void *ctx, const ml_param *p, float *grad, const float *latent);
     void *ctx;
+    /* Optional integer form, for the int8 engine (model/ops/gemm.h); NULL: none. int8_group: columns per scale of
+     * p's used weight when it sits on an integer grid (0: it does not); int8_codes: the s8 codes [r1 - r0, cols] and
+     * scales [r1 - r0, cols / group] of rows r0 .. r1 - 1, code * scale equal to the used value (called from inside
+     * the model's parallel loop: no parallel region of its own). */
+    int (*int8_group)(void *ctx, const ml_param *p);
+    void (*int8_codes)(void *ctx, const ml_param *p, int8_t *codes, float *scales, const float *latent, int64_t r0,
+                       int64_t r1);
 };
 
 /* An activation transform (fake quantization of a linear layer's input, e.g. the dynamic int8 of
@@ -34,6 +41,12 @@ struct ml_act_transform {
     void (*forward)(void *ctx, const ml_param *p, float *xq, const float *x, int N, int in);
     void (*backward)(void *ctx, const ml_param *p, float *dx, const float *x, int N, int in);
     void *ctx;
+    /* Optional integer form (NULL: none). int8_group: columns per scale of the transformed input of a product with
+     * p (in: one scale per row; 0: no integer form); int8_codes: u8 codes u[N, in], scales [N, in / group] and a
+     * per-row offset with (u - offset) * scale equal to what `forward` gives. */
+    int (*int8_group)(void *ctx, const ml_param *p, int in);
+    void (*int8_codes)(void *ctx, const ml_param *p, uint8_t *u, float *scales, int32_t *offset, const float *x, int N,
+                       int in);
 };
 
 /* Install (or, with t = NULL, remove) the transform of one parameter matrix (the embedding included;
@@ -45,6 +58,10 @@ ml_status ml_model_set_transform(ml_model *m, const ml_param *p, const ml_weight
 ml_status ml_model_set_act_transform(ml_model *m, const ml_param *p, const ml_act_transform *t);
 /* Make the activation scratch hold at least `rows` rows (no-op without activation transforms). */
 ml_status ml_model_act_scratch_reserve(ml_model *m, size_t rows);
+/* (Re)plan the int8 engine's operands for the current transforms, engine and scratch rows: the products whose
+ * weight and input transforms have integer forms the kernel takes get packed codes when the engine computes
+ * integer forwards (ml_gemm_int8_forward); otherwise they are released. Called by the setters and reserve. */
+ml_status ml_model_int8_plan(ml_model *m);
 /* Hand the transforms' state to the model: free_fn(owner) runs in ml_model_free (replacing a previous owner,
  * which is released first). */
 void ml_model_set_transform_owner(ml_model *m, void *owner, void (*free_fn)(void *owner));
@@ -58,7 +75,8 @@ ml_status ml_model_refresh_weights(ml_model *m);
 void ml_model_grads_to_latent(ml_model *m);
 
 /* y[N, out] = x[N, in] . W^T for the matrix `kind` of block `layer` (-1 outside blocks; ML_P_LM_HEAD is
- * the embedding when tied), with the used weight and the model's precision. */
+ * the embedding when tied), with the used weight and the model's precision; on the int8 engine where the product has
+ * packed codes (the same product up to fp32 rounding). */
 void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *y, const float *x, int N);
 /* dx[N, in] (= or += per accumulate_dx) dy . W and dW += dy^T . x (the gradient of the used weight).
  * dx may be NULL. */

@@ -95,6 +95,7 @@ ml_status ml_model_create(ml_model *m, const ml_config *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     ML_TRY(ml_config_validate(&m->cfg));
+    ML_TRY(ml_gemm_engine_resolve(ML_GEMM_AUTO, 0, &m->gemm_engine)); /* fp32 auto, or ML_GEMM_ENGINE's openblas / int8 */
     int count;
     build_table(m, &count);
     m->params = calloc((size_t)count, sizeof(ml_param));
@@ -146,6 +147,8 @@ void ml_model_free(ml_model *m) {
     if (m->transform_owner_free) m->transform_owner_free(m->transform_owner);
     free(m->act_transforms);
     free(m->act_scratch);
+    free(m->w8), free(m->w8_mem), free(m->w8_codes), free(m->w8_scales);
+    free(m->x8), free(m->x8_scale), free(m->x8_offset);
     ml_arena_free(&m->param_arena);
     ml_arena_free(&m->grad_arena);
     ml_arena_free(&m->act_arena);
@@ -275,7 +278,8 @@ ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
     ML_TRY(ml_gemm_engine_resolve(m->gemm_request, p == ML_PRECISION_BF16, &e));
     m->precision = p;
     m->gemm_engine = e;
-    return bf16_copies(m);
+    ML_TRY(bf16_copies(m));
+    return ml_model_int8_plan(m);
 }
 
 ml_status ml_model_set_gemm_engine(ml_model *m, ml_gemm_engine e) {
@@ -283,7 +287,8 @@ ml_status ml_model_set_gemm_engine(ml_model *m, ml_gemm_engine e) {
     ML_TRY(ml_gemm_engine_resolve(e, m->precision == ML_PRECISION_BF16, &r));
     m->gemm_request = e;
     m->gemm_engine = r;
-    return bf16_copies(m);
+    ML_TRY(bf16_copies(m));
+    return ml_model_int8_plan(m);
 }
 
 /* ---------------------------------------------------------------- activations */

@@ -79,7 +79,8 @@ typedef struct {
  * and the LM head, forward and both backward products) may run on bf16-rounded inputs with fp32 accumulation,
  * on the GEMM engine the dispatcher picks per product (model/ops/gemm.h: our AVX512-BF16 kernel, oneDNN, or
  * sgemm where neither wins) or the one forced by ml_model_set_gemm_engine. Weights, gradients, optimizer
- * state, norms, RoPE, attention, SwiGLU and the softmax stay fp32. */
+ * state, norms, RoPE, attention, SwiGLU and the softmax stay fp32. In either precision, the forward of a product whose
+ * weight and input transforms have integer forms (QAT with --act) may run on the int8 engine (model/ops/gemm.h). */
 typedef enum { ML_PRECISION_FP32 = 0, ML_PRECISION_BF16 = 1 } ml_precision;
 ml_status ml_precision_parse(const char *name, ml_precision *p);
 const char *ml_precision_name(ml_precision p);
@@ -124,6 +125,20 @@ typedef struct ml_model {
     const ml_act_transform **act_transforms; /* [n_params] or NULL */
     float *act_scratch;
     size_t act_scratch_rows, act_scratch_cols;
+    /* The int8 engine's operands (model/ops/gemm_int8.h, model/linear.h) when it computes the forwards of products
+     * whose weight and input transforms both have integer forms (ml_gemm_int8_forward): w8[i] is parameter i's
+     * packed codes (N = 0: no integer product), refreshed with the used copies; x8 the input's codes. */
+    struct ml_int8_matrix_s *w8;
+    void *w8_mem;
+    int8_t *w8_codes; /* refresh scratch per thread: one panel's codes and scales */
+    float *w8_scales;
+    size_t w8_panel_bytes, w8_panel_scales;
+    int w8_threads;
+    uint8_t *x8;
+    float *x8_scale;
+    int32_t *x8_offset;
+    size_t x8_rows;
+    uint64_t w8_plan; /* what the current plan was made for (ml_model_int8_plan) */
     /* Owner of the transforms' state (quant/ sets it): released by ml_model_free. */
     void *transform_owner;
     void (*transform_owner_free)(void *owner);

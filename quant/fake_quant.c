@@ -168,3 +168,66 @@ void ml_fq_act_int8_token(float *y, uint8_t *keep, const float *x, int64_t n) {
         y[j] = (clampf(q, -128.0f, 127.0f) - zp) * s;
     }
 }
+
+/* ---- integer forms: the same roundings, returning the codes and scales whose products are the values above
+ * (code * scale == the fake-quantized value, bit for bit), for the integer forward (model/ops/gemm_int8.h). */
+
+void ml_q_q4_0(int8_t *q, float *d, const float *x, int64_t n) {
+    for (int64_t b = 0; b < n; b += ML_QK) {
+        float amax;
+        const float max = first_extreme(x + b, ML_QK, &amax);
+        const float dd = max / -8, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        d[b / ML_QK] = through_f16(dd);
+        for (int j = 0; j < ML_QK; j++) {
+            int v = (int)(x[b + j] * id + 8.5f);
+            q[b + j] = (int8_t)((v > 15 ? 15 : v) - 8);
+        }
+    }
+}
+
+void ml_q_q8_0(int8_t *q, float *d, const float *x, int64_t n) {
+    for (int64_t b = 0; b < n; b += ML_QK) {
+        const float amax = max_abs(x + b, ML_QK);
+        const float dd = amax / 127, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        d[b / ML_QK] = through_f16(dd);
+        for (int j = 0; j < ML_QK; j++) q[b + j] = (int8_t)round_away(x[b + j] * id);
+    }
+}
+
+void ml_q_sym(int8_t *q, float *s, const float *x, int64_t n, int group, int bits) {
+    const float lo = qminf(bits), hi = qmaxf(bits), half = (hi - lo) / 2.0f;
+    for (int64_t g = 0; g < n; g += group) {
+        float sc = max_abs(x + g, group) / half;
+        if (sc < FLT_MIN) sc = FLT_MIN;
+        const float inv = 1.0f / sc;
+        s[g / group] = sc;
+        for (int j = 0; j < group; j++) q[g + j] = (int8_t)clampf(rintf(x[g + j] * inv), lo, hi);
+    }
+}
+
+void ml_q_scaled(int8_t *q, const float *x, int64_t n, float s, int bits) {
+    const float lo = qminf(bits), hi = qmaxf(bits), inv = 1.0f / s;
+    for (int64_t j = 0; j < n; j++) q[j] = (int8_t)clampf(rintf(x[j] * inv), lo, hi);
+}
+
+void ml_q_act_q8_0(uint8_t *u, float *d, const float *x, int64_t n) {
+    for (int64_t b = 0; b < n; b += ML_QK) {
+        const float amax = max_abs(x + b, ML_QK);
+        d[b / ML_QK] = through_f16(amax / 127.f);
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        for (int j = 0; j < ML_QK; j++) u[b + j] = (uint8_t)((int)rintf(x[b + j] * id) + 128);
+    }
+}
+
+void ml_q_act_int8_token(uint8_t *u, float *scale, int32_t *offset, const float *x, int64_t n) {
+    float mn = 0.0f, mx = 0.0f;
+#pragma omp simd reduction(min : mn) reduction(max : mx)
+    for (int64_t j = 0; j < n; j++) mn = x[j] < mn ? x[j] : mn, mx = x[j] > mx ? x[j] : mx;
+    float s = (mx - mn) / 255.0f;
+    if (s < FLT_MIN) s = FLT_MIN;
+    const float zp = clampf(-128.0f - rintf(mn / s), -128.0f, 127.0f);
+    const float inv = 1.0f / s;
+    *scale = s;
+    *offset = 128 + (int32_t)zp;
+    for (int64_t j = 0; j < n; j++) u[j] = (uint8_t)((int)clampf(rintf(x[j] * inv) + zp, -128.0f, 127.0f) + 128);
+}

@@ -201,6 +201,62 @@ static void a_backward(void *ctx, const ml_param *p, float *dx, const float *x, 
     }
 }
 
+/* ---- integer forms (model/linear.h): the same grids as codes and scales, for the int8 engine */
+
+static int w_int8_group(void *ctx, const ml_param *p) {
+    const ml_qweight *g = grid_of(ctx, p);
+    const int cols = (int)p->shape[1];
+    switch (g->kind) {
+    case ML_QW_Q4_0:
+    case ML_QW_Q8_0:
+    case ML_QW_INT4_GROUP: return g->group;
+    case ML_QW_INT4_LSQ:
+    case ML_QW_INT8_CHANNEL: return cols;
+    default: return 0;
+    }
+}
+
+static void w_int8_codes(void *ctx, const ml_param *p, int8_t *codes, float *scales, const float *w, int64_t r0,
+                         int64_t r1) {
+    const qstate *q = ctx;
+    const ml_qweight *g = grid_of(q, p);
+    const int64_t cols = p->shape[1];
+    const int group = w_int8_group(ctx, p), per_row = (int)(cols / group);
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = w + r * cols;
+        int8_t *c = codes + (r - r0) * cols;
+        float *s = scales + (r - r0) * per_row;
+        switch (g->kind) {
+        case ML_QW_Q4_0: ml_q_q4_0(c, s, x, cols); break;
+        case ML_QW_Q8_0: ml_q_q8_0(c, s, x, cols); break;
+        case ML_QW_INT4_GROUP: ml_q_sym(c, s, x, cols, g->group, 4); break;
+        case ML_QW_INT8_CHANNEL: ml_q_sym(c, s, x, cols, (int)cols, 8); break;
+        case ML_QW_INT4_LSQ: *s = lsq_scale(q, p, r), ml_q_scaled(c, x, cols, *s, 4); break;
+        case ML_QW_NONE: break;
+        }
+    }
+}
+
+static int a_int8_group(void *ctx, const ml_param *p, int in) {
+    const qstate *q = ctx;
+    return q->r.act == ML_QA_Q8_0 ? ML_QK : q->r.act == ML_QA_INT8_TOKEN ? in : 0;
+}
+
+static void a_int8_codes(void *ctx, const ml_param *p, uint8_t *u, float *scales, int32_t *offset, const float *x, int N,
+                         int in) {
+    const qstate *q = ctx;
+    const int per_row = q->r.act == ML_QA_Q8_0 ? in / ML_QK : 1;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        if (q->r.act == ML_QA_Q8_0) {
+            ml_q_act_q8_0(u + (size_t)r * in, scales + (size_t)r * per_row, x + (size_t)r * in, in);
+            offset[r] = 128;
+        } else {
+            ml_q_act_int8_token(u + (size_t)r * in, scales + r, offset + r, x + (size_t)r * in, in);
+        }
+    }
+}
+
 /* "model.layers.0.self_attn.q_proj.weight" -> "model.layers.0.self_attn.q_proj.weight_fake_quantizer.scale" */
 static void scale_name(char *buf, size_t n, const char *param) {
     snprintf(buf, n, "%s_fake_quantizer.scale", param);
@@ -316,9 +372,9 @@ ml_status ml_quant_install(ml_model *m, const ml_quant_recipe *r) {
         qstate_free(q);
         return s;
     }
-    q->wt_linear = (ml_weight_transform){"fake-quant", w_forward, w_backward, q};
+    q->wt_linear = (ml_weight_transform){"fake-quant", w_forward, w_backward, q, w_int8_group, w_int8_codes};
     q->wt_embed = q->wt_linear;
-    q->at = (ml_act_transform){ml_qact_name(r->act), a_forward, a_backward, q};
+    q->at = (ml_act_transform){ml_qact_name(r->act), a_forward, a_backward, q, a_int8_group, a_int8_codes};
     for (int i = 0; i < n0 && s == ML_OK; i++) {
         const ml_param *p = &m->params[i];
         if (p->ndim != 2 || p->kind == ML_P_AUX) continue;

@@ -100,4 +100,16 @@ double ml_fq_scaled_grad(float *gx, const float *gy, const float *x, int64_t n, 
 void ml_fq_act_q8_0(float *y, const float *x, int64_t n);                   /* n % 32 == 0 */
 void ml_fq_act_int8_token(float *y, uint8_t *keep, const float *x, int64_t n);
 
+/* ---- the same grids as integers, for the integer forward (model/ops/gemm_int8.h): codes and one scale per block or
+ * group (per row for ml_q_scaled), with code * scale equal to the ml_fq_* value bit for bit.
+ * Weights: q4_0 codes in [-8, 7], q8_0 in [-127, 127], symmetric int4 in [-8, 7], int8 in [-128, 127].
+ * Activations as u = code + 128 in [0, 255], value (u - offset) * scale: q8_0 offset 128 and a scale per block of 32;
+ * int8-token offset 128 + zp and one scale for the row. */
+void ml_q_q4_0(int8_t *q, float *d, const float *x, int64_t n);                 /* n % 32 == 0, d[n / 32] */
+void ml_q_q8_0(int8_t *q, float *d, const float *x, int64_t n);                 /* n % 32 == 0, d[n / 32] */
+void ml_q_sym(int8_t *q, float *s, const float *x, int64_t n, int group, int bits); /* s[n / group] */
+void ml_q_scaled(int8_t *q, const float *x, int64_t n, float s, int bits);      /* the row's scale is s */
+void ml_q_act_q8_0(uint8_t *u, float *d, const float *x, int64_t n);            /* n % 32 == 0, d[n / 32] */
+void ml_q_act_int8_token(uint8_t *u, float *scale, int32_t *offset, const float *x, int64_t n);
+
 #endif

@@ -61,8 +61,8 @@ static ml_status identity_forward(void *ctx, const ml_param *p, float *used, con
     memcpy(used, w, p->numel * sizeof(float));
     return ML_OK;
 }
-static const ml_weight_transform soft_clamp = {"soft-clamp", soft_clamp_forward, soft_clamp_backward, NULL};
-static const ml_weight_transform identity = {"identity", identity_forward, NULL, NULL};
+static const ml_weight_transform soft_clamp = {"soft-clamp", soft_clamp_forward, soft_clamp_backward, NULL, NULL, NULL};
+static const ml_weight_transform identity = {"identity", identity_forward, NULL, NULL, NULL, NULL};
 
 static void set_all_transforms(ml_model *m, const ml_weight_transform *t) {
     for (int i = 0; i < m->n_params; i++)

@@ -23,6 +23,7 @@
 #include "model/ops/gemm.h"
 #include "optim/clip.h"
 #include "optim/optimizer.h"
+#include "quant/quant.h"
 #include "tests/support/test_util.h"
 #include "train/trainer.h"
 
@@ -64,12 +65,13 @@ static ml_status half_forward(void *ctx, const ml_param *p, float *used, const f
 static void half_backward(void *ctx, const ml_param *p, float *g, const float *w) {
     for (size_t i = 0; i < p->numel; i++) g[i] *= 0.5f;
 }
-static const ml_weight_transform half = {"half", half_forward, half_backward, NULL};
+static const ml_weight_transform half = {"half", half_forward, half_backward, NULL, NULL, NULL};
 
 typedef struct {
     const char *preset;
     int docs, recompute, transform, teacher;
     ml_gemm_engine bf16; /* 0: fp32; else bf16 precision on this engine */
+    const char *qat;     /* a QAT recipe "scheme act" on the int8 engine (its codes repacked every step), or NULL */
 } step_case;
 
 static void load(ml_model *m, const char *preset, uint64_t seed) {
@@ -90,10 +92,19 @@ static void run_step_case(const step_case *c) {
         assert_int_equal(ml_model_set_precision(&m, ML_PRECISION_BF16), ML_OK);
         assert_int_equal(ml_model_set_gemm_engine(&m, c->bf16), ML_OK);
     }
+    if (c->qat) {
+        char scheme[32], act[32];
+        ml_quant_recipe r;
+        assert_int_equal(sscanf(c->qat, "%31s %31s", scheme, act), 2);
+        assert_int_equal(ml_quant_recipe_parse(&r, scheme, "int4-g32", act), ML_OK);
+        assert_int_equal(ml_quant_install(&m, &r), ML_OK);
+        assert_int_equal(ml_model_set_gemm_engine(&m, ML_GEMM_INT8), ML_OK);
+    }
     if (c->transform)
         for (int i = 0; i < m.n_params; i++)
             if (m.params[i].ndim == 2) assert_int_equal(ml_model_set_transform(&m, &m.params[i], &half), ML_OK);
     assert_int_equal(ml_model_reserve(&m, B, T, T), ML_OK);
+    if (c->qat) assert_non_null(m.w8); /* the integer forward is planned */
     if (c->teacher) {
         load(&teacher, c->preset, 2);
         assert_int_equal(ml_model_reserve(&teacher, B, T, T), ML_OK);
@@ -140,13 +151,15 @@ static void run_step_case(const step_case *c) {
 
 static void test_training_step(void **state) {
     const step_case cases[] = {
-        {"tiny-v1", 0, 0, 0, 0, 0}, {"tiny-r1", 0, 0, 0, 0, 0}, {"tiny-pro", 1, 0, 0, 0, 0},
-        {"tiny-pro", 1, 1, 0, 0, 0}, {"tiny-v1", 0, 0, 1, 0, 0}, {"tiny-r1", 1, 0, 0, 1, 0},
+        {"tiny-v1", 0, 0, 0, 0, 0, NULL}, {"tiny-r1", 0, 0, 0, 0, 0, NULL}, {"tiny-pro", 1, 0, 0, 0, 0, NULL},
+        {"tiny-pro", 1, 1, 0, 0, 0, NULL}, {"tiny-v1", 0, 0, 1, 0, 0, NULL}, {"tiny-r1", 1, 0, 0, 1, 0, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_step_case(&cases[i]);
+    const step_case qat[] = {{"tiny-v1", 0, 0, 0, 0, 0, "int4-g32 int8-token"}, {"tiny-r1", 0, 1, 0, 0, 0, "q4_0 q8_0"}};
+    for (size_t i = 0; i < sizeof qat / sizeof qat[0]; i++) run_step_case(&qat[i]);
     for (int e = ML_GEMM_BF16; e <= ML_GEMM_ONEDNN; e++) {
         if (ml_gemm_engine_available((ml_gemm_engine)e)) {
-            const step_case bf = {"tiny-pro", 1, 0, 1, 0, (ml_gemm_engine)e};
+            const step_case bf = {"tiny-pro", 1, 0, 1, 0, (ml_gemm_engine)e, NULL};
             run_step_case(&bf);
         } else {
             print_message("bf16 case on engine %s not run: not available here\n", ml_gemm_engine_name((ml_gemm_engine)e));

@@ -214,6 +214,8 @@ static void run_model_ex(const char *preset, const char *scheme, const char *emb
     ml_quant_recipe r;
     assert_int_equal(ml_quant_recipe_parse(&r, scheme, emb, act), ML_OK);
     assert_int_equal(ml_quant_install(&m, &r), ML_OK);
+    /* the fake-quant fp32 forward is what PyTorch computes; the int8 engine is held against it in test_gemm_int8 */
+    assert_int_equal(ml_model_set_gemm_engine(&m, ML_GEMM_OPENBLAS), ML_OK);
     assert_int_equal(ml_test_run("%s %s/tests/reference/golden.py --config %s --weights %s --batch %s --out %s --steps 0 "
                                  "--fake-quant '%s'",
                                  ML_PYTHON, ML_SOURCE_DIR, cfg_path, w_path, b_path, o_path, m.quant),

@@ -12,6 +12,7 @@
 #include "model/linear.h"
 #include "model/model.h"
 #include "model/ops/gemm.h"
+#include "model/ops/gemm_int8.h"
 #include "model/ops/gemm_onednn.h"
 #include "optim/optimizer.h"
 #include "quant/quant.h"
@@ -35,6 +36,55 @@ double ml_gemm_probe(ml_gemm_engine engine, int n, int reps) {
     return 2.0 * n * (double)n * n * reps / dt / 1e9;
 }
 
+/* The forward Y = X W^T on the int8 engine, X as int8-token codes (quant/), W packed once: int4-g32 codes on our
+ * kernel (gflops[ML_GEMM_INT8]), per-row int4 codes (int4-channel-lsq's grid) on our kernel and on oneDNN's u8 x s8
+ * matmul with the finish (int8_row_gops, int8_onednn_gops). The products alone are timed, calls alternating (quantizing
+ * X is not: the fp32 path's fake quantization of X costs the same). */
+static ml_status bench_int8(ml_gemm_bench_row *r, const float *x, const float *w, float *y, int tokens, int in, int out,
+                            double seconds) {
+    const int onednn = ml_onednn_int8_available();
+    int8_t *codes = malloc((size_t)out * in), *rcodes = malloc((size_t)out * in);
+    float *ws = malloc(sizeof(float) * (size_t)out * (in / 32)), *rs = malloc(sizeof(float) * (size_t)out),
+          *xs = malloc(sizeof(float) * (size_t)tokens);
+    uint8_t *u = malloc((size_t)tokens * in);
+    int32_t *off = malloc(sizeof(int32_t) * (size_t)tokens), *acc = malloc(sizeof(int32_t) * (size_t)tokens * out);
+    const int g32 = ml_int8_group(in, 32, in), grow = ml_int8_group(in, in, in);
+    void *mem = ml_aligned_calloc(ml_int8_matrix_bytes(out, in, g32, 0)),
+         *rmem = ml_aligned_calloc(ml_int8_matrix_bytes(out, in, grow, onednn));
+    ml_status s = ML_OK;
+    if (!codes || !rcodes || !ws || !rs || !xs || !u || !off || !acc || !mem || !rmem)
+        s = ml_fail(ML_ERR_NOMEM, "GEMM benchmark: out of memory");
+    if (s == ML_OK) {
+        for (int o = 0; o < out; o++) {
+            ml_q_sym(codes + (size_t)o * in, ws + (size_t)o * (in / 32), w + (size_t)o * in, in, 32, 4);
+            ml_q_sym(rcodes + (size_t)o * in, rs + o, w + (size_t)o * in, in, in, 4);
+        }
+        for (int t = 0; t < tokens; t++) ml_q_act_int8_token(u + (size_t)t * in, xs + t, off + t, x + (size_t)t * in, in);
+        ml_int8_matrix W, R;
+        ml_int8_pack(&W, mem, codes, ws, 32, out, in, g32, 0);
+        ml_int8_pack(&R, rmem, rcodes, rs, in, out, in, grow, onednn);
+        double best[3] = {1e30, 1e30, 1e30}, spent = 0;
+        for (int rep = 0; rep < 3 || (spent < seconds && rep < 1000); rep++)
+            for (int k = 0; k < 2 + onednn; k++) {
+                const double t0 = ml_now_seconds();
+                if (k == 0) ml_gemm_int8(y, u, xs, in, off, &W, tokens);
+                else if (k == 1) ml_gemm_int8(y, u, xs, in, off, &R, tokens);
+                else if (ml_onednn_gemm_u8s8(tokens, out, in, u, R.plain, acc) == 0)
+                    ml_int8_finish_rows(y, acc, xs, off, &R, tokens);
+                const double dt = ml_now_seconds() - t0;
+                if (rep > 0 && dt < best[k]) best[k] = dt;
+                spent += dt;
+            }
+        const double ops = 2.0 * tokens * (double)in * out / 1e9;
+        r->gflops[ML_GEMM_INT8] = ops / best[0];
+        r->int8_row_gops = ops / best[1];
+        r->int8_onednn_gops = onednn ? ops / best[2] : 0;
+        ml_onednn_int8_impl_name(tokens, out, in, r->onednn_int8_impl, sizeof r->onednn_int8_impl);
+    }
+    free(codes), free(rcodes), free(ws), free(rs), free(xs), free(u), free(off), free(acc), free(mem), free(rmem);
+    return s;
+}
+
 ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows, int *n_rows) {
     static const struct {
         const char *name;
@@ -45,8 +95,8 @@ ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows
     enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
     if (tokens < 1) return ml_fail(ML_ERR_ARG, "GEMM benchmark: tokens must be positive");
     int engines[ML_GEMM_NUM_ENGINES], n_eng = 0;
-    for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++)
-        if (ml_gemm_engine_available((ml_gemm_engine)e)) engines[n_eng++] = e;
+    for (int e = ML_GEMM_OPENBLAS; e < ML_GEMM_NUM_ENGINES; e++) /* int8 has its own operands: timed below */
+        if (e != ML_GEMM_INT8 && ml_gemm_engine_available((ml_gemm_engine)e)) engines[n_eng++] = e;
     *n_rows = 0;
     for (int s = 0; s < NSHAPES; s++) {
         const int in = shapes[s].in, out = shapes[s].out;
@@ -88,6 +138,9 @@ ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows
                     spent += dt;
                 }
             for (int i = 0; i < n_eng; i++) r->gflops[engines[i]] = flops / best[engines[i]] / 1e9;
+            if (layout == 0) { /* the forward on int8 codes (int4-g32 weights, int8-token inputs) */
+                ML_TRY(bench_int8(r, x, w, y, tokens, in, out, n_eng * seconds_each));
+            }
         }
         free(x), free(w), free(y), free(dx), free(dw);
     }
@@ -134,7 +187,14 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
                 fpm.gemm_request = m.gemm_request;
                 fpm.gemm_engine = m.gemm_engine;
             }
-            s = ml_model_reserve(&fpm, a->B, a->T, a->T);
+            if (a->quant_scheme && a->paired_engine) { /* the same QAT step on another engine */
+                ml_gemm_engine pe;
+                s = ml_gemm_engine_parse(a->paired_engine, &pe);
+                if (s == ML_OK) s = ml_model_set_gemm_engine(&fpm, pe);
+                if (s == ML_OK)
+                    s = ml_quant_prepare(&fpm, a->quant_scheme, a->quant_embedding, a->quant_act, cfg->name);
+            }
+            if (s == ML_OK) s = ml_model_reserve(&fpm, a->B, a->T, a->T);
         }
         ml_optim_config foc = ml_optim_defaults(ML_OPTIM_ADAMW);
         if (s == ML_OK) s = ml_optimizer_for_model(&fpo, &fpm, &foc);
@@ -176,6 +236,7 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
             s = ml_model_forward(&fpm, &b);
             if (s == ML_OK) s = ml_model_head_loss(&fpm, &b, 1.0f / (float)N, &fl, &fn);
             if (s == ML_OK) s = ml_model_backward(&fpm, &b);
+            if (s == ML_OK) ml_model_grads_to_latent(&fpm);
             if (s == ML_OK) s = ml_optim_step(&fpo, fpm.param_arena.base, fpm.grad_arena.base, 1e-4f);
             ml_model_weights_changed(&fpm);
             if (step >= a->warmup) t_fp += ml_now_seconds() - f0;
@@ -277,8 +338,10 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
         (double)r->min_bytes / MiB, r->mem_ratio, ml_blas_corename());
     if (k > 0) len = (size_t)k;
     k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,
-                 ",\"gemm_engine\":\"%s\",\"bf16_probe_engine\":\"%s\",\"bf16_probe_gflops\":%.2f,\"gemm\":[",
-                 ml_gemm_engine_name(a->gemm_engine), a->bf16 ? ml_gemm_engine_name(r->probe_engine) : "",
+                 ",\"gemm_engine\":\"%s\",\"paired_engine\":\"%s\",\"bf16_probe_engine\":\"%s\",\"bf16_probe_gflops\":%.2f,"
+                 "\"gemm\":[",
+                 ml_gemm_engine_name(a->gemm_engine), a->paired && a->paired_engine ? a->paired_engine : "",
+                 a->bf16 ? ml_gemm_engine_name(r->probe_engine) : "",
                  r->bf16_probe_gflops);
     if (k > 0) len += (size_t)k;
     for (int i = 0; i < r->n_gemm; i++) {

@@ -26,6 +26,8 @@ typedef struct {
     int paired; /* with a scheme: also a full-precision copy, its steps alternating with the QAT steps in this one
                    process (both see the same machine load), reported as ms_per_step_fp; with bf16 and no scheme the
                    copy is an fp32 model (fp32 vs bf16 under the same load) */
+    const char *paired_engine; /* with paired and a scheme: the copy has the same recipe on this GEMM engine (e.g.
+                                  "openblas": the fp32 fake-quant forward against int8), NULL: full precision */
 } ml_bench_args;
 
 typedef struct {
@@ -66,13 +68,17 @@ double ml_gemm_probe(ml_gemm_engine engine, int n, int reps);
 typedef struct {
     char name[48];
     int M, N, K, transA, transB;
-    double gflops[ML_GEMM_NUM_ENGINES]; /* [ML_GEMM_OPENBLAS], [ML_GEMM_BF16], [ML_GEMM_ONEDNN] */
+    double gflops[ML_GEMM_NUM_ENGINES]; /* [ML_GEMM_OPENBLAS], [ML_GEMM_BF16], [ML_GEMM_ONEDNN]; [ML_GEMM_INT8]: the
+                                           forward layout on int4-g32 x int8-token codes (GOP/s), 0 otherwise */
+    double int8_row_gops, int8_onednn_gops; /* the forward with per-row int4 weights: our kernel, oneDNN (0: absent) */
+    char onednn_int8_impl[64];              /* oneDNN's kernel for that ("brg:avx512_core_amx_int8", ...) or "-" */
     ml_gemm_engine chosen;              /* what the dispatcher picks for it in bf16 precision */
     char onednn_impl[64];               /* oneDNN's kernel for it ("brg:avx512_core_amx_bf16", ...) or "-" */
 } ml_gemm_bench_row;
 
 /* MobileLLM-125M's GEMMs at `tokens` rows (576->576 q and o, 576->192 k and v, 576->1728 qkv-ish, 576->1536
- * gate/up, 1536->576 down, 576->32000 head), each as forward Y = X W^T, backward dX = dY W and dW += dY^T X.
+ * gate/up, 1536->576 down, 576->32000 head), each as forward Y = X W^T, backward dX = dY W and dW += dY^T X; the
+ * forward also on the int8 engine (QAT's integer forward).
  * rows holds ML_GEMM_BENCH_ROWS. */
 #define ML_GEMM_BENCH_ROWS 18
 ml_status ml_bench_gemm(int tokens, double seconds_each, ml_gemm_bench_row *rows, int *n_rows);

@@ -103,7 +103,9 @@ static const ml_train_opt table[] = {
      "fp32 | bf16: GEMMs on bf16 inputs, fp32 accumulation and state", "precision", ML_RESUME_RESTORE,
      ML_STORE_ALWAYS, 0, ML_CMD_ALL, 0},
     {"gemm-engine", NULL, ML_TOPT_NAME, NAMEBUF(gemm_engine), "auto", NULL,
-     "auto | openblas | bf16 | onednn: engine of the bf16 GEMMs (auto: per machine and shape, or ML_GEMM_ENGINE)",
+     "auto | openblas | bf16 | onednn | int8: engine of the bf16 GEMMs (auto: per machine and shape, or "
+     "ML_GEMM_ENGINE) and of QAT's integer-grid forwards with --act (auto: int8 where the CPU has AVX512-VNNI; "
+     "openblas: the fp32 fake-quant forward)",
      "gemm_engine", ML_RESUME_RESTORE, ML_STORE_ALWAYS, 0, ML_CMD_ALL, 0},
     {"rope-theta", NULL, ML_TOPT_FLOAT, SCALAR(rope_theta), NULL, NULL,
      "set RoPE theta for this run (e.g. raised for context extension)", NULL, ML_RESUME_FREE, ML_STORE_ALWAYS, 0,
@@ -203,7 +205,7 @@ ml_status ml_train_option_set(ml_train_args *a, const ml_train_opt *o, const cha
         if (!strcmp(o->flag, "gemm-engine")) {
             ml_gemm_engine e;
             if (ml_gemm_engine_parse(v, &e) != ML_OK)
-                return ml_fail(ML_ERR_ARG, "--gemm-engine must be auto, openblas, bf16 or onednn, not '%s'", v);
+                return ml_fail(ML_ERR_ARG, "--gemm-engine must be auto, openblas, bf16, onednn or int8, not '%s'", v);
         }
         return ML_OK;
     case ML_TOPT_FLAG: *AT(a, o, int) = strcmp(v, "0") != 0; return ML_OK;

@@ -11,9 +11,10 @@
 
 #include "common/sysinfo.h"
 #include "model/ops/gemm_bf16.h"
+#include "model/ops/gemm_int8.h"
 #include "model/ops/gemm_onednn.h"
 
-static const char *const names[ML_GEMM_NUM_ENGINES] = {"auto", "openblas", "bf16", "onednn"};
+static const char *const names[ML_GEMM_NUM_ENGINES] = {"auto", "openblas", "bf16", "onednn", "int8"};
 
 const char *ml_gemm_engine_name(ml_gemm_engine e) { return e >= 0 && e < ML_GEMM_NUM_ENGINES ? names[e] : "?"; }
 
@@ -23,7 +24,7 @@ ml_status ml_gemm_engine_parse(const char *name, ml_gemm_engine *e) {
             *e = (ml_gemm_engine)i;
             return ML_OK;
         }
-    return ml_fail(ML_ERR_ARG, "unknown GEMM engine '%s' (auto | openblas | bf16 | onednn)", name ? name : "");
+    return ml_fail(ML_ERR_ARG, "unknown GEMM engine '%s' (auto | openblas | bf16 | onednn | int8)", name ? name : "");
 }
 
 /* ---------------------------------------------------------------- CPU features */
@@ -85,6 +86,7 @@ int ml_gemm_engine_available(ml_gemm_engine e) {
     case ML_GEMM_OPENBLAS: return 1;
     case ML_GEMM_BF16: return ml_bf16_available();
     case ML_GEMM_ONEDNN: return ml_onednn_available();
+    case ML_GEMM_INT8: return 1; /* the portable kernel runs anywhere */
     default: return 0;
     }
 }
@@ -96,14 +98,17 @@ static const char *why_absent(ml_gemm_engine e) {
 }
 
 ml_status ml_gemm_engine_resolve(ml_gemm_engine requested, int bf16_allowed, ml_gemm_engine *out) {
-    if (requested == ML_GEMM_AUTO && !bf16_allowed) { /* fp32 products are sgemm's, whatever the environment says */
-        *out = ML_GEMM_AUTO;
-        return ML_OK;
-    }
     if (requested == ML_GEMM_AUTO) {
         const char *env = getenv("ML_GEMM_ENGINE");
         if (env && *env && ml_gemm_engine_parse(env, &requested) != ML_OK)
-            return ml_fail(ML_ERR_ARG, "ML_GEMM_ENGINE: unknown GEMM engine '%s' (auto | openblas | bf16 | onednn)", env);
+            return ml_fail(ML_ERR_ARG, "ML_GEMM_ENGINE: unknown GEMM engine '%s' (auto | openblas | bf16 | onednn | int8)", env);
+        /* fp32: the float products are sgemm's whatever it says; openblas and int8 choose the integer-grid forwards
+         * (commands without --gemm-engine, e.g. logits and eval, take the fake-quant forward so) */
+        if (!bf16_allowed && requested != ML_GEMM_OPENBLAS && requested != ML_GEMM_INT8) requested = ML_GEMM_AUTO;
+        if (requested == ML_GEMM_AUTO) {
+            *out = ML_GEMM_AUTO;
+            return ML_OK;
+        }
     }
     if (!ml_gemm_engine_available(requested))
         return ml_fail(ML_ERR_UNSUPPORTED, "GEMM engine %s is not available: %s", names[requested], why_absent(requested));
@@ -132,6 +137,10 @@ ml_gemm_engine ml_gemm_choose(int bf16_allowed, int transA, int transB, int M, i
     return ml_bf16_available() && weight >= BF16_MIN_WEIGHT ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS;
 }
 
+int ml_gemm_int8_forward(ml_gemm_engine engine) {
+    return engine == ML_GEMM_INT8 || (engine == ML_GEMM_AUTO && ml_int8_vnni_available());
+}
+
 void ml_gemm_engines_describe(char *buf, size_t n) {
     char blas[256], dnnl[160];
     ml_blas_describe(blas, sizeof blas);
@@ -139,9 +148,12 @@ void ml_gemm_engines_describe(char *buf, size_t n) {
     snprintf(buf, n,
              "openblas  available: %s\n"
              "bf16      %s\n"
-             "onednn    %s: %s",
+             "onednn    %s: %s\n"
+             "int8      available: %s (forward of integer-grid products with int8 activations)",
              blas, ml_bf16_available() ? "available: AVX512-BF16 kernel (vdpbf16ps)" : "absent: no AVX512-BF16",
-             ml_onednn_available() ? "available" : "absent", dnnl);
+             ml_onednn_available() ? "available" : "absent", dnnl,
+             ml_int8_vnni_available() ? "AVX512-VNNI kernel (vpdpbusd), auto uses it"
+                                      : "portable kernel only (no AVX512-VNNI), auto leaves it");
 }
 
 /* ---------------------------------------------------------------- statistics */
@@ -188,7 +200,42 @@ int ml_gemm_stats(ml_gemm_stat *rows, int max) {
 
 int ml_gemm_reads_bf16_copies(ml_gemm_engine requested) {
     if (requested == ML_GEMM_ONEDNN) return 1;
-    return requested == ML_GEMM_AUTO && ml_cpu_features_get()->amx_bf16 && ml_onednn_available();
+    return (requested == ML_GEMM_AUTO || requested == ML_GEMM_INT8) && ml_cpu_features_get()->amx_bf16 &&
+           ml_onednn_available();
+}
+
+int ml_gemm_int8_onednn(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *force = getenv("ML_INT8_ONEDNN"); /* tests: take this path without AMX too */
+        on = ml_onednn_int8_available() && ((force && !strcmp(force, "1")) || ml_cpu_features_get()->amx_int8);
+    }
+    return on;
+}
+
+/* oneDNN's s32 products, kept by the calling thread between calls (grown as needed; the first step sizes it) */
+static _Thread_local int32_t *q8_acc;
+static _Thread_local size_t q8_acc_n;
+
+void ml_gemm_q8(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,
+                const ml_int8_matrix *W, int M) {
+    if (M <= 0 || W->N <= 0) return;
+    const double t0 = ml_now_seconds();
+    int done = 0;
+    if (W->plain && xgroup == W->K && ml_gemm_int8_onednn()) {
+        const size_t n = (size_t)M * W->N;
+        if (n > q8_acc_n) {
+            free(q8_acc);
+            q8_acc = malloc(n * sizeof(int32_t));
+            q8_acc_n = q8_acc ? n : 0;
+        }
+        if (q8_acc && ml_onednn_gemm_u8s8(M, W->N, W->K, X, W->plain, q8_acc) == 0) {
+            ml_int8_finish_rows(Y, q8_acc, xscale, xoffset, W, M);
+            done = 1;
+        }
+    }
+    if (!done) ml_gemm_int8(Y, X, xscale, xgroup, xoffset, W, M); /* ours (also when oneDNN failed) */
+    record(ML_GEMM_INT8, 0, 1, M, W->N, W->K, ml_now_seconds() - t0);
 }
 
 void ml_gemm(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
@@ -204,7 +251,8 @@ void ml_gemm_b16(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, con
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
         return;
     }
-    ml_gemm_engine e = engine == ML_GEMM_AUTO ? ml_gemm_choose(1, ta, tb, M, N, K) : engine;
+    /* int8 computes only integer-grid forwards (ml_gemm_q8); its other products are auto's */
+    ml_gemm_engine e = engine == ML_GEMM_AUTO || engine == ML_GEMM_INT8 ? ml_gemm_choose(1, ta, tb, M, N, K) : engine;
     const double t0 = ml_now_seconds();
     if (e == ML_GEMM_ONEDNN && ml_onednn_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, B16, beta, C, ldc) != 0)
         e = ml_bf16_available() ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS; /* oneDNN failed (memory): same product elsewhere */

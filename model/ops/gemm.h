@@ -4,6 +4,11 @@
  *   bf16      our AVX512-BF16 kernel (model/ops/gemm_bf16.h): inputs rounded to bf16, fp32 accumulation
  *   onednn    oneDNN matmul on bf16 inputs with fp32 accumulation and output (model/ops/gemm_onednn.c; AMX where
  *             the CPU has it, else its AVX-512 bf16/VNNI kernels); present when the build found oneDNN
+ *   int8      integer products (model/ops/gemm_int8.h) for the forward of the products whose weight sits on an
+ *             integer grid and whose input is quantized to int8 (QAT's int4/q4_0/q8_0 weights with --act int8-token
+ *             or q8_0): s8 codes x u8 codes summed exactly in int32 per group, times the scales in fp32, so the
+ *             result is the fake-quantized product up to fp32 rounding. Every other product (their backward, and
+ *             products without such transforms) runs as under auto. AVX512-VNNI kernel, portable fallback.
  *
  *   C[M,N] = beta * C + op(A)[M,K] . op(B)[K,N]     row-major, beta 0 or 1, transposes as in gemm_bf16.h
  *
@@ -15,8 +20,13 @@
  * weight operand (2-3x sgemm on Zen 4, 1.5-2.1x on Zen 5; oneDNN's avx512_core_bf16 kernels were no faster), sgemm
  * for narrow ones (our kernel lost on 576 x 576 and 192 x 576); otherwise, and for products too small to
  * amortise the bf16 conversion, -> openblas.
- * The environment variable ML_GEMM_ENGINE (auto | openblas | bf16 | onednn) replaces "auto" in bf16 precision
- * (ml_gemm_engine_resolve); an engine given explicitly (--gemm-engine) wins over it. */
+ * Integer-grid forward products (either precision): auto -> int8 where the CPU has AVX512-VNNI (a fixed rule, as
+ * above); forcing openblas (or bf16, onednn) keeps them on the fp32 (bf16) product of the fake-quantized operands,
+ * the reference the int8 engine is tested against.
+ * The environment variable ML_GEMM_ENGINE (auto | openblas | bf16 | onednn | int8) replaces "auto" in bf16
+ * precision, and in fp32 where it says openblas or int8 (ml_gemm_engine_resolve): `ML_GEMM_ENGINE=openblas` gives
+ * commands without --gemm-engine (logits, eval, sample) the fake-quant forward. An engine given explicitly
+ * (--gemm-engine) wins over it. */
 #ifndef ML_GEMM_H
 #define ML_GEMM_H
 
@@ -25,19 +35,29 @@
 
 #include "common/status.h"
 
-typedef enum { ML_GEMM_AUTO = 0, ML_GEMM_OPENBLAS, ML_GEMM_BF16, ML_GEMM_ONEDNN, ML_GEMM_NUM_ENGINES } ml_gemm_engine;
+typedef enum {
+    ML_GEMM_AUTO = 0,
+    ML_GEMM_OPENBLAS,
+    ML_GEMM_BF16,
+    ML_GEMM_ONEDNN,
+    ML_GEMM_INT8,
+    ML_GEMM_NUM_ENGINES
+} ml_gemm_engine;
 
 const char *ml_gemm_engine_name(ml_gemm_engine e);
-/* "auto" | "openblas" | "bf16" | "onednn"; ML_ERR_ARG with a one-line message otherwise. */
+/* "auto" | "openblas" | "bf16" | "onednn" | "int8"; ML_ERR_ARG with a one-line message otherwise. */
 ml_status ml_gemm_engine_parse(const char *name, ml_gemm_engine *e);
 /* 1 when the engine runs on this machine at speed (openblas always; bf16: AVX512-BF16; onednn: built with
- * oneDNN and its bf16 matmul is implemented on this CPU). */
+ * oneDNN and its bf16 matmul is implemented on this CPU; int8: always, slowly without AVX512-VNNI). */
 int ml_gemm_engine_available(ml_gemm_engine e);
 /* `requested`, with AUTO replaced by ML_GEMM_ENGINE when that is set and bf16 is allowed; fails (one line) for an
  * unknown name, an engine this machine lacks, or a bf16 engine asked for with fp32 precision (bf16_allowed 0). */
 ml_status ml_gemm_engine_resolve(ml_gemm_engine requested, int bf16_allowed, ml_gemm_engine *out);
 /* The engine AUTO picks for one product. */
 ml_gemm_engine ml_gemm_choose(int bf16_allowed, int transA, int transB, int M, int N, int K);
+/* 1 when products asked of `engine` (as resolved) run their integer-grid forwards on the int8 engine: int8, or
+ * auto on a CPU with AVX512-VNNI. */
+int ml_gemm_int8_forward(ml_gemm_engine engine);
 
 /* C = beta * C + op(A) op(B) on `engine` (AUTO: ml_gemm_choose with bf16 allowed). Called outside OpenMP
  * parallel regions: every engine runs on the threads of the calling team (oneDNN on OpenMP's too). */
@@ -52,6 +72,16 @@ void ml_gemm_b16(ml_gemm_engine engine, int transA, int transB, int M, int N, in
 /* 1 when products asked of `requested` (AUTO or one engine) may run on an engine that reads bf16 copies (onednn),
  * i.e. when keeping such copies pays. */
 int ml_gemm_reads_bf16_copies(ml_gemm_engine requested);
+
+/* 1 when the int8 engine runs products whose weights have one scale per row (int4-channel-lsq, the int8 embedding
+ * as head) with int8-token inputs on oneDNN's u8 x s8 matmul: where the CPU has AMX-INT8 (the issue's Xeon: 4.2-5.4
+ * TOP/s) and the build has oneDNN, or with ML_INT8_ONEDNN=1 (tests). Group-wise weights stay on our kernel: oneDNN
+ * 2.6 has no per-group scales in one product. Fixed per machine, as the rule above. */
+int ml_gemm_int8_onednn(void);
+/* The int8 engine's product (model/ops/gemm_int8.h), recorded with the others (M x N x K, "NT", engine int8). */
+struct ml_int8_matrix_s;
+void ml_gemm_q8(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,
+                const struct ml_int8_matrix_s *W, int M);
 
 /* CPU features that matter to the engines (CPUID, and for AMX the OS's XSAVE state). */
 typedef struct {

@@ -40,14 +40,19 @@ static void release(product *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* Primitive descriptor of one product: bf16 A [M,K] and B [K,N] compact in their stored layout, f32 C. */
+enum { INT8 = 2 }; /* `acc` of an integer product: u8 A, s8 B, s32 C (no post-op) */
+
+/* Primitive descriptor of one product: bf16 A [M,K] and B [K,N] compact in their stored layout, f32 C; with
+ * acc == INT8, u8 A, s8 B and s32 C. */
 static dnnl_primitive_desc_t describe(int ta, int tb, int M, int N, int K, int acc, int ldc) {
     dnnl_memory_desc_t a_md, b_md, c_md;
     const dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N};
     const dnnl_dims_t as = {ta ? 1 : K, ta ? M : 1}, bs = {tb ? 1 : N, tb ? K : 1}, cs = {ldc, 1};
-    if (dnnl_memory_desc_init_by_strides(&a_md, 2, ad, dnnl_bf16, as) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&b_md, 2, bd, dnnl_bf16, bs) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) != dnnl_success)
+    const int i8 = acc == INT8;
+    if (i8) acc = 0;
+    if (dnnl_memory_desc_init_by_strides(&a_md, 2, ad, i8 ? dnnl_u8 : dnnl_bf16, as) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&b_md, 2, bd, i8 ? dnnl_s8 : dnnl_bf16, bs) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, i8 ? dnnl_s32 : dnnl_f32, cs) != dnnl_success)
         return NULL;
     dnnl_matmul_desc_t md;
     if (dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) != dnnl_success) return NULL;
@@ -88,6 +93,8 @@ static int create(product *p, int ta, int tb, int M, int N, int K, int acc, int 
     return 0;
 }
 
+static int int8_state = -1; /* a u8 x s8 matmul on this CPU: -1 unknown, 0, 1 */
+
 /* Under `lock`. */
 static int init_once(void) {
     if (state >= 0) return state;
@@ -95,8 +102,33 @@ static int init_once(void) {
              dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) == dnnl_success;
     dnnl_primitive_desc_t pd = ok ? describe(0, 1, 4, 4, 4, 0, 4) : NULL; /* a bf16 matmul on this CPU? */
     if (pd) dnnl_primitive_desc_destroy(pd);
+    dnnl_primitive_desc_t pi = ok ? describe(0, 1, 4, 4, 4, INT8, 4) : NULL; /* and an integer one? */
+    if (pi) dnnl_primitive_desc_destroy(pi);
+    int8_state = pi ? 1 : 0;
     __atomic_store_n(&state, pd ? 1 : 0, __ATOMIC_RELEASE);
     return state;
+}
+
+int ml_onednn_int8_available(void) {
+    ml_onednn_available();
+    return int8_state == 1;
+}
+
+/* A cached (or, past the cache, a local) primitive for the product; NULL when oneDNN cannot make it. */
+static product *find_or_create(product *local, int ta, int tb, int M, int N, int K, int acc, int ldc) {
+    product *p = NULL;
+    pthread_mutex_lock(&lock);
+    if (init_once() || acc == INT8) {
+        for (int i = 0; i < n_cached && !p; i++) {
+            product *q = &cache[i];
+            if (q->M == M && q->N == N && q->K == K && q->ta == ta && q->tb == tb && q->acc == acc && q->ldc == ldc)
+                p = q;
+        }
+        if (!p && n_cached < CACHE && create(&cache[n_cached], ta, tb, M, N, K, acc, ldc) == 0) p = &cache[n_cached++];
+        if (!p && create(local, ta, tb, M, N, K, acc, ldc) == 0) p = local;
+    }
+    pthread_mutex_unlock(&lock);
+    return p;
 }
 
 int ml_onednn_available(void) {
@@ -127,18 +159,8 @@ int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int
                         const uint16_t *B16, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0 || (beta != 0.0f && beta != 1.0f)) return -1; /* the dispatcher handles these */
     const int acc = beta != 0.0f;
-    product local, *p = NULL;
-    pthread_mutex_lock(&lock);
-    if (init_once()) {
-        for (int i = 0; i < n_cached && !p; i++) {
-            product *q = &cache[i];
-            if (q->M == M && q->N == N && q->K == K && q->ta == ta && q->tb == tb && q->acc == acc && q->ldc == ldc)
-                p = q;
-        }
-        if (!p && n_cached < CACHE && create(&cache[n_cached], ta, tb, M, N, K, acc, ldc) == 0) p = &cache[n_cached++];
-        if (!p && create(&local, ta, tb, M, N, K, acc, ldc) == 0) p = &local;
-    }
-    pthread_mutex_unlock(&lock);
+    product local;
+    product *p = find_or_create(&local, ta, tb, M, N, K, acc, ldc);
     if (!p) return -1;
     const size_t a_bytes = round64((size_t)M * K * 2), b_bytes = B16 ? 0 : round64((size_t)K * N * 2);
     char *w = workspace(a_bytes + b_bytes + p->pad_bytes);
@@ -167,6 +189,43 @@ int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int
     }
     if (p == &local) release(&local);
     return rc;
+}
+
+int ml_onednn_gemm_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, int32_t *C) {
+    if (M <= 0 || N <= 0 || K <= 0) return -1;
+    ml_onednn_available();
+    if (int8_state != 1) return -1;
+    product local;
+    product *p = find_or_create(&local, 0, 1, M, N, K, INT8, N);
+    if (!p) return -1;
+    char *w = p->pad_bytes ? workspace(p->pad_bytes) : NULL;
+    int rc = -1;
+    if (!p->pad_bytes || w) {
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c},
+                                   {DNNL_ARG_SCRATCHPAD, p->pad}};
+        int ok = dnnl_memory_set_data_handle(p->a, (void *)A) == dnnl_success && /* oneDNN reads A and B only */
+                 dnnl_memory_set_data_handle(p->b, (void *)B) == dnnl_success &&
+                 dnnl_memory_set_data_handle(p->c, C) == dnnl_success &&
+                 (!p->pad || dnnl_memory_set_data_handle(p->pad, w) == dnnl_success);
+        if (ok && dnnl_primitive_execute(p->prim, stream, p->pad ? 4 : 3, args) == dnnl_success &&
+            dnnl_stream_wait(stream) == dnnl_success)
+            rc = 0;
+    }
+    if (p == &local) release(&local);
+    return rc;
+}
+
+void ml_onednn_int8_impl_name(int M, int N, int K, char *buf, size_t n) {
+    snprintf(buf, n, "-");
+    if (!ml_onednn_int8_available()) return;
+    pthread_mutex_lock(&lock);
+    dnnl_primitive_desc_t pd = describe(0, 1, M, N, K, INT8, N);
+    pthread_mutex_unlock(&lock);
+    if (!pd) return;
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+        snprintf(buf, n, "%s", impl);
+    dnnl_primitive_desc_destroy(pd);
 }
 
 static const char *isa_name(dnnl_cpu_isa_t isa) {
@@ -211,6 +270,12 @@ int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int
 }
 
 void ml_onednn_describe(char *buf, size_t n) { snprintf(buf, n, "oneDNN: not built in (apt-get install libdnnl-dev)"); }
+
+int ml_onednn_int8_available(void) { return 0; }
+
+int ml_onednn_gemm_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, int32_t *C) { return -1; }
+
+void ml_onednn_int8_impl_name(int M, int N, int K, char *buf, size_t n) { snprintf(buf, n, "-"); }
 
 void ml_onednn_impl_name(int ta, int tb, int M, int N, int K, char *buf, size_t n) { snprintf(buf, n, "-"); }
 

@@ -23,4 +23,12 @@ void ml_onednn_describe(char *buf, size_t n);
  * none; for bench --gemm. */
 void ml_onednn_impl_name(int transA, int transB, int M, int N, int K, char *buf, size_t n);
 
+/* Integer products for the int8 engine (model/ops/gemm_int8.h): s32 C[M,N] = u8 A[M,K] . B^T with B the s8 weight
+ * codes stored [N,K] row-major. A is given untransposed: with a transposed u8 source oneDNN 2.6 leaves AMX for a
+ * slower kernel. Exact (int32 sums of u8 x s8 products, K < 2^16). Returns 0, or -1 when oneDNN cannot run it. */
+int ml_onednn_int8_available(void);
+int ml_onednn_gemm_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, int32_t *C);
+/* oneDNN's kernel for that product ("brg:avx512_core_amx_int8", ...), or "-". */
+void ml_onednn_int8_impl_name(int M, int N, int K, char *buf, size_t n);
+
 #endif

@@ -1,5 +1,6 @@
 # qat / quantize end to end (tiny-v1: tied embedding, layer sharing, half-split RoPE):
-#  - QAT with self-distillation resumes bit-exactly (q4_0; int4-channel-lsq with int8-token activations);
+#  - QAT with self-distillation resumes bit-exactly (q4_0; int4-channel-lsq with int8-token activations; int4-g32
+#    with int8-token on the int8 engine), whose logits are the fake-quant forward's up to the stated bound;
 #  - a QAT checkpoint exported to GGUF q4_0 holds, block for block and byte for byte, Q4_0 of its latent weights
 #    computed here independently in NumPy (norms F32, the unquantized embedding F32);
 #  - `logits` of the QAT checkpoint equal a PyTorch forward (tests/reference/mobilellm_torch.py) on weights
@@ -27,6 +28,11 @@ ok $M qat --init "$FP" "${L[@]}" "${Q[@]}" --out "$W/lfull" >/dev/null
 ok $M qat --init "$FP" "${L[@]}" "${Q[@]}" --out "$W/lhalf" --stop-after 2 >/dev/null
 ok $M qat --resume "$W/lhalf/ckpt_00000002.h5" --out "$W/lhalf" --quiet >/dev/null
 same_state "$W/lfull/ckpt_00000006.h5" "$W/lhalf/ckpt_00000006.h5" || fail "learned-scale QAT resume differs"
+G=(--scheme int4-g32 --act int8-token --gemm-engine int8 --lr 1e-3) # the integer forward (model/ops/gemm_int8.h)
+ok $M qat --init "$FP" "${G[@]}" "${Q[@]}" --out "$W/gfull" >/dev/null
+ok $M qat --init "$FP" "${G[@]}" "${Q[@]}" --out "$W/ghalf" --stop-after 3 >/dev/null
+ok $M qat --resume "$W/ghalf/ckpt_00000003.h5" --out "$W/ghalf" --quiet >/dev/null
+same_state "$W/gfull/ckpt_00000006.h5" "$W/ghalf/ckpt_00000006.h5" || fail "QAT resume on the int8 engine differs"
 $M info "$W/lfull/ckpt_00000006.h5" | grep -q "scheme=int4-channel-lsq embedding=none act=int8-token.*14 learned scale" ||
     fail "info does not show the scheme and the scales"
 QAT="$W/full/ckpt_00000006.h5"
@@ -151,6 +157,18 @@ k = "model.layers.0.self_attn.v_proj.weight"
 assert np.array_equal(hfw[k], np.stack([dequant_q4_0(r) for r in f["params"][k][()]])), "HF export is not dequantized"
 assert np.array_equal(lat[k], f["params"][k][()]), "HF --latent export is not the latent weights"
 print("quantize: latent weights kept, recipe stored; HF export dequantized (latent with --latent)")
+EOF
+
+# --- logits of a QAT checkpoint with int8-token activations: the int8 engine and the fake-quant forward
+# (ML_GEMM_ENGINE picks it for commands without --gemm-engine) are different arithmetic within the stated bound
+ML_GEMM_ENGINE=openblas ok $M logits --ckpt "$W/gfull/ckpt_00000006.h5" --tokens "$IDS" --out "$W/g-fq.npy" >/dev/null
+ML_GEMM_ENGINE=int8 ok $M logits --ckpt "$W/gfull/ckpt_00000006.h5" --tokens "$IDS" --out "$W/g-i8.npy" >/dev/null
+"$PY" - "$W/g-fq.npy" "$W/g-i8.npy" <<'EOF' || fail "int8 engine logits not within the bound of the fake-quant ones"
+import sys, numpy as np
+a, b = (np.load(p) for p in sys.argv[1:3])
+e = float(np.abs(a - b).max() / np.abs(a).max())
+print(f"logits, int8 engine vs fake-quant forward: max|diff|/max|logit| = {e:.2e}")
+sys.exit(0 if 0 < e < 5e-2 else 1)
 EOF
 
 # --- llama.cpp: its logits of the q4_0 GGUF against ours, without and with activation rounding (q8_0)

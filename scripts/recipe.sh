@@ -8,8 +8,9 @@
 #   tokenizer   byte-level BPE trained on the corpus (bytes with --tiny; the teacher's with an HF --teacher);
 #               every split tokenized into shards
 #   mixture     domain weights from a proxy's influence (mobilellm mix)
-#   teacher     a larger model trained on the mixture at 4x the student's context (or --teacher)
-#   pretrain    the student (layer sharing) trained with cross-entropy: the CE arm
+#   teacher     a larger model: a retrieval warm-up on pass-key rows, then the mixture at 4x the student's
+#               context (or --teacher)
+#   pretrain    the student (layer sharing): the same warm-up, then cross-entropy on the mixture: the CE arm
 #   distill     the same student and tokens with forward-KL distillation from the teacher
 #   ipd         context extension from the distilled student: implicit positional distillation (short documents
 #               packed into long windows) against CE on long documents and against no extension
@@ -62,22 +63,24 @@ if [ -n "$TOK_IN" ] && [ "$TOK_IN" != bytes ]; then
 fi
 
 # ---- sizes: --tiny checks the pipeline in minutes; the default gives figures worth reading in about 30
-local T L PK_ROWS PK_BYTES PK_LONG_BYTES PK_SHARE MB VOCAB EVAL_BATCHES PK_SAMPLES
-local MIX_STEPS MIX_SAMPLES TEACH_STEPS PRE_STEPS ARM_STEPS SPEC_STEPS QAT_STEPS TRIALS B S_CFG T_CFG
+local T L PK_ROWS PK_BYTES PK_MID_BYTES PK_LONG_BYTES PK_SHARE MB VOCAB EVAL_BATCHES PK_SAMPLES
+local MIX_STEPS MIX_SAMPLES WARM_STEPS TEACH_STEPS PRE_STEPS ARM_STEPS SPEC_STEPS QAT_STEPS TRIALS B S_CFG T_CFG
 if [ "$SCALE" = tiny ]; then
-    T=256 L=512 B=4 MB=0.25 VOCAB=bytes PK_ROWS=300 PK_BYTES=40,120 PK_LONG_BYTES=150,400 PK_SHARE=0.3
-    MIX_STEPS=8 MIX_SAMPLES=4 TEACH_STEPS=12 PRE_STEPS=12 ARM_STEPS=3 SPEC_STEPS=3 QAT_STEPS=3 TRIALS=3 EVAL_BATCHES=2 PK_SAMPLES=2
+    T=256 L=512 B=4 MB=0.25 VOCAB=bytes PK_ROWS=300 PK_BYTES=20,100 PK_MID_BYTES=100,200 PK_LONG_BYTES=150,400
+    PK_SHARE=0.3 MIX_STEPS=8 MIX_SAMPLES=4 WARM_STEPS=4 TEACH_STEPS=12 PRE_STEPS=12 ARM_STEPS=3 SPEC_STEPS=3 QAT_STEPS=3
+    TRIALS=3 EVAL_BATCHES=2 PK_SAMPLES=2
     S_CFG=configs/recipe-tiny-student.json T_CFG=configs/recipe-tiny-teacher.json
 else
-    T=256 L=1024 B=16 MB=3 VOCAB=2048 PK_ROWS=6000 PK_BYTES=60,300 PK_LONG_BYTES=300,3000 PK_SHARE=0.4
-    # the teacher sees ~1.7x the student's tokens: KD cannot teach more than the teacher knows
-    MIX_STEPS=80 MIX_SAMPLES=12 TEACH_STEPS=500 PRE_STEPS=300 ARM_STEPS=40 SPEC_STEPS=30 QAT_STEPS=30 TRIALS=8 EVAL_BATCHES=8
-    PK_SAMPLES=10
+    # pass-key rows: short (dense: the retrieval warm-up), middle (needle up to ~T from the question), long (~L)
+    T=256 L=1024 B=16 MB=3 VOCAB=2048 PK_ROWS=20000 PK_BYTES=20,100 PK_MID_BYTES=100,550 PK_LONG_BYTES=300,2600
+    PK_SHARE=0.4 MIX_STEPS=80 MIX_SAMPLES=12 WARM_STEPS=500 TEACH_STEPS=200 PRE_STEPS=300 ARM_STEPS=40 SPEC_STEPS=30
+    QAT_STEPS=30 TRIALS=8 EVAL_BATCHES=8 PK_SAMPLES=10
     S_CFG=configs/recipe-student.json T_CFG=configs/recipe-teacher.json
 fi
 # any size can be overridden from the environment (RECIPE_PRE_STEPS=100 ...); it is part of the phases' settings
 local v
-for v in T L B MB VOCAB PK_ROWS PK_BYTES PK_LONG_BYTES PK_SHARE MIX_STEPS MIX_SAMPLES TEACH_STEPS PRE_STEPS ARM_STEPS \
+for v in T L B MB VOCAB PK_ROWS PK_BYTES PK_MID_BYTES PK_LONG_BYTES PK_SHARE MIX_STEPS MIX_SAMPLES WARM_STEPS TEACH_STEPS \
+    PRE_STEPS ARM_STEPS \
     SPEC_STEPS QAT_STEPS TRIALS EVAL_BATCHES PK_SAMPLES; do
     local ov=RECIPE_$v
     [ -n "${!ov:-}" ] && printf -v "$v" '%s' "${!ov}"
@@ -111,7 +114,7 @@ if [ "$SCALE" = tiny ]; then
     EXPECT=([data]=5 [tokenizer]=5 [mixture]=15 [teacher]=15 [pretrain]=10 [distill]=15 [ipd]=25 [specialists]=15
         [merge]=10 [qat]=10 [export]=10)
 else
-    EXPECT=([data]=10 [tokenizer]=30 [mixture]=120 [teacher]=600 [pretrain]=180 [distill]=300 [ipd]=260
+    EXPECT=([data]=10 [tokenizer]=30 [mixture]=40 [teacher]=650 [pretrain]=400 [distill]=300 [ipd]=260
         [specialists]=120 [merge]=90 [qat]=90 [export]=30)
 fi
 local T0=$(date +%s) CHAIN="scale=$SCALE"
@@ -132,9 +135,9 @@ eta() { # seconds left for the phases from index $1 on, scaled by the measured/e
         done_exp=$((done_exp + EXPECT[$p])) done_real=$((done_real + $(cat "$OUT/state/$p.seconds")))
     done
     for p in "${PHASES[@]:$i}"; do left=$((left + EXPECT[$p])); done
-    # scaled only once the finished phases are expected to take a minute: the first ones (data, tokenizer) are
-    # mostly fixed costs and would scale the training phases by a factor that says nothing about them
-    [ $done_exp -ge 60 ] && [ $done_real -gt 0 ] && left=$((left * done_real / done_exp))
+    # scaled only once the finished phases are expected to take five minutes: the first ones (data, tokenizer,
+    # mixture) are mostly fixed costs and would scale the training phases by a factor that says nothing about them
+    [ $done_exp -ge 300 ] && [ $done_real -gt 0 ] && left=$((left * done_real / done_exp))
     echo $left
 }
 phase() { # phase NAME SETTINGS: 0 when the phase must run (a fresh directory OUT/NAME), 1 when it is done
@@ -184,23 +187,26 @@ PYEOF
 passkey() { # passkey LABEL CKPT
     local f=${1//:/_}
     run "passkey_$f" "$M" passkey --ckpt "$2" --tokenizer "$TOK" --lengths "$T,$((2 * T)),$((4 * T))" \
-        --samples "$PK_SAMPLES" --key-digits "$KEY_DIGITS" --filler "$OUT/data/text/filler_val.txt" --seed 3 \
-        --json "$OUT/passkey/$f.json"
+        --samples "$PK_SAMPLES" --key-digits "$KEY_DIGITS" --seed 3 --json "$OUT/passkey/$f.json"
 }
 
 # ======================================================================================= 1. data
 local TXT=$OUT/data/text
-if phase data "source=$DATA mb=$MB rows=$PK_ROWS bytes=$PK_BYTES long_bytes=$PK_LONG_BYTES key=$KEY_DIGITS"; then
+if phase data "source=$DATA mb=$MB rows=$PK_ROWS bytes=$PK_BYTES,$PK_MID_BYTES,$PK_LONG_BYTES key=$KEY_DIGITS"; then
     if [ "$DATA" = debian ]; then
         run data_text $PY scripts/recipe_data.py debian "$TXT" --mb "$MB" --long-bytes $((4 * L))
     else
         run data_text $PY scripts/recipe_data.py shared "$SHARED/data" "$TXT" --mb "$MB" --long-bytes $((4 * L))
     fi
-    # the student's rows: needle and question within T; the teacher's: up to 4T apart
-    run passkey_rows "$M" passkey-rows --filler "$TXT/filler_train.txt" --rows "$PK_ROWS" --bytes "$PK_BYTES" --seed 7 \
-        --key-digits "$KEY_DIGITS" --out "$TXT/passkey.jsonl"
-    run passkey_rows_long "$M" passkey-rows --filler "$TXT/filler_train.txt" --rows "$PK_ROWS" --bytes "$PK_LONG_BYTES" \
-        --seed 8 --key-digits "$KEY_DIGITS" --out "$TXT/passkey_long.jsonl"
+    # over the evaluation's own filler (the standard pass-key test's), so that the key is the only thing to learn
+    # in a row: short rows (many per window) for the retrieval warm-up, middle ones (needle and question within
+    # T), long ones (up to L apart) for the teacher and for CE on long documents
+    run passkey_rows "$M" passkey-rows --rows "$PK_ROWS" --bytes "$PK_BYTES" --seed 7 --key-digits "$KEY_DIGITS" \
+        --out "$TXT/passkey.jsonl"
+    run passkey_rows_mid "$M" passkey-rows --rows $((PK_ROWS / 4)) --bytes "$PK_MID_BYTES" --seed 9 \
+        --key-digits "$KEY_DIGITS" --out "$TXT/passkey_mid.jsonl"
+    run passkey_rows_long "$M" passkey-rows --rows $((PK_ROWS / 4)) --bytes "$PK_LONG_BYTES" --seed 8 \
+        --key-digits "$KEY_DIGITS" --out "$TXT/passkey_long.jsonl"
     finish data "$(json 'json.load(open(sys.argv[1]))["splits"]' "$TXT/corpus.json")"
 fi
 mapfile -t DOMAINS < <($PY -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["domains"]))' "$TXT/corpus.json")
@@ -222,6 +228,7 @@ if phase tokenizer "vocab=$VOCAB"; then
         run "tok_val_$d" "$M" tokenize "${tk[@]}" --input "$TXT/val_$d.jsonl" --domain "$d" --out "$SH/val_$d.shard"
     done
     run tok_passkey "$M" tokenize "${tk[@]}" --input "$TXT/passkey.jsonl" --domain passkey --out "$SH/passkey.shard"
+    run tok_passkey_mid "$M" tokenize "${tk[@]}" --input "$TXT/passkey_mid.jsonl" --domain passkey --out "$SH/passkey_mid.shard"
     run tok_passkey_long "$M" tokenize "${tk[@]}" --input "$TXT/passkey_long.jsonl" --domain passkey --out "$SH/passkey_long.shard"
     run tok_long "$M" tokenize "${tk[@]}" --input "$TXT/long.jsonl" --domain long --out "$SH/long.shard"
     for f in "$SH"/*.shard; do "$M" data info "$f" | sed -n 1,3p >>"$OUT/logs/tokenizer_info.log"; done
@@ -288,19 +295,33 @@ for d in mix["domains"]:
     print(f"{sh}/{d['name']}.shard:{(1 - pk) * d['weight']:.6f}:{d['name']}")
 PYEOF
 )
-TEACHSRC=("${SOURCES[@]}" "$SH/passkey.shard:$(json "$PK_SHARE / 2"):passkey" "$SH/passkey_long.shard:$(json "$PK_SHARE / 2"):passkey_long")
-LONGSRC=("$SH/long.shard:$(json "1 - $PK_SHARE"):long" "$SH/passkey.shard:$PK_SHARE:passkey")
-SOURCES+=("$SH/passkey.shard:$PK_SHARE:passkey")
+local PKS="$SH/passkey.shard:$(json "$PK_SHARE / 2"):passkey" PKM="$SH/passkey_mid.shard:$(json "$PK_SHARE / 2"):passkey_mid"
+TEACHSRC=("${SOURCES[@]}" "$PKS" "$SH/passkey_mid.shard:$(json "$PK_SHARE / 4"):passkey_mid"
+    "$SH/passkey_long.shard:$(json "$PK_SHARE / 4"):passkey_long")
+LONGSRC=("$SH/long.shard:$(json "1 - $PK_SHARE"):long" "$PKS" "$SH/passkey_long.shard:$(json "$PK_SHARE / 2"):passkey_long")
+SOURCES+=("$PKS" "$PKM")
+# The retrieval warm-up: pass-key rows alone (short ones, many to a window, and middle ones), each attending only
+# within itself. Retrieval needs an induction circuit, which a model of this size forms only after a few hundred
+# steps of such rows; on the mixture with 40% pass-key rows it had not formed after 500 (docs/recipe.md).
+local WARMSRC=("$SH/passkey.shard:0.75:passkey" "$SH/passkey_mid.shard:0.25:passkey_mid")
+warm_up() { # warm_up LOG CONFIG OUT_CKPT
+    run "$1" "$M" train --config "$2" --source "${WARMSRC[@]}" --doc-mask --seq "$T" --batch "$B" --steps "$WARM_STEPS" \
+        --lr 3e-3 --warmup $((WARM_STEPS / 20 + 1)) --schedule cosine --seed 1 --keep 1 --eval-every 1000000 \
+        --out "$(dirname "$3")/$1_run"
+    cp "$(last_ckpt "$(dirname "$3")/$1_run")" "$3"
+}
 
 # ======================================================================================= 4. teacher
 local TEACHER=$OUT/teacher/teacher.h5
-if phase teacher "in=$TEACHER_IN steps=$TEACH_STEPS L=$L BL=$BL"; then
+if phase teacher "in=$TEACHER_IN warm=$WARM_STEPS steps=$TEACH_STEPS L=$L BL=$BL"; then
     if [ -n "$TEACHER_IN" ]; then
         if [ -d "$TEACHER_IN" ]; then run teacher_import "$M" import --from "$TEACHER_IN" --out "$TEACHER"
         else cp "$TEACHER_IN" "$TEACHER"; fi
-    else # at 4T, so that it retrieves where the student is extended to
-        run teacher_train "$M" train --config "$TEACHER_CFG" --source "${TEACHSRC[@]}" --seq "$L" --batch "$BL" \
-            --steps "$TEACH_STEPS" --lr 3e-3 --warmup $((TEACH_STEPS / 20 + 1)) --schedule cosine --seed 1 \
+    else # the retrieval warm-up at T, then at 4T, so that it retrieves where the student is extended to
+        warm_up teacher_warm "$TEACHER_CFG" "$OUT/teacher/warm.h5"
+        # each row attending within itself, as in the warm-up: packed rows' keys would be distractors
+        run teacher_train "$M" train --init "$OUT/teacher/warm.h5" --source "${TEACHSRC[@]}" --doc-mask --seq "$L" \
+            --batch "$BL" --steps "$TEACH_STEPS" --lr 1e-3 --warmup $((TEACH_STEPS / 20 + 1)) --schedule cosine --seed 1 \
             --out "$OUT/teacher/run" --keep 1
         cp "$(last_ckpt "$OUT/teacher/run")" "$TEACHER"
     fi
@@ -313,9 +334,13 @@ THETA=$("$M" info "$TEACHER" | sed -n 's/^rope *theta \([0-9.e+]*\).*/\1/p')
 [ -n "$THETA" ] || { echo "recipe.sh: cannot read the RoPE theta of $TEACHER" >&2; exit 1; }
 
 # ======================================================================================= 5. pretrain (CE arm)
-local STU=(--config "$STUDENT_CFG" --source "${SOURCES[@]}" --seq "$T" --batch "$B" --steps "$PRE_STEPS" --lr 3e-3
-    --warmup $((PRE_STEPS / 20 + 1)) --schedule cosine --seed 1 --keep 1 --eval-every 1000000)
-if phase pretrain "steps=$PRE_STEPS B=$B T=$T pk=$PK_SHARE"; then
+# both arms start from one retrieval warm-up (OUT/pretrain/warm.h5) and see the same batches after it; each row
+# attends within itself (without it, the key of other packed pass-key rows undid the warm-up's retrieval: 37% -> 3%)
+local STU=(--init "$OUT/pretrain/warm.h5" --source "${SOURCES[@]}" --doc-mask --seq "$T" --batch "$B" --steps "$PRE_STEPS"
+    --lr 3e-3 --warmup $((PRE_STEPS / 20 + 1)) --schedule cosine --seed 1 --keep 1 --eval-every 1000000)
+if phase pretrain "warm=$WARM_STEPS steps=$PRE_STEPS B=$B T=$T pk=$PK_SHARE doc-mask"; then
+    warm_up pretrain_warm "$STUDENT_CFG" "$OUT/pretrain/warm.h5"
+    passkey warm-up "$OUT/pretrain/warm.h5"
     run pretrain "$M" train "${STU[@]}" --out "$OUT/pretrain/run"
     cp "$(last_ckpt "$OUT/pretrain/run")" "$OUT/pretrain/ce.h5"
     evaluate ce "$OUT/pretrain/ce.h5"
@@ -324,7 +349,7 @@ if phase pretrain "steps=$PRE_STEPS B=$B T=$T pk=$PK_SHARE"; then
 fi
 
 # ======================================================================================= 6. distill (KD arm)
-if phase distill "steps=$PRE_STEPS B=$B T=$T loss=fkl"; then
+if phase distill "steps=$PRE_STEPS B=$B T=$T loss=fkl doc-mask"; then
     run distill "$M" distill --teacher "$TEACHER" --loss fkl --temperature 1 --ce-weight 0 "${STU[@]}" --out "$OUT/distill/run"
     cp "$(last_ckpt "$OUT/distill/run")" "$OUT/distill/distilled.h5"
     evaluate distilled "$OUT/distill/distilled.h5"

@@ -18,10 +18,12 @@ from plot_metrics import grouped_bars, line_chart, read_metrics, smooth, stacked
 
 PHASES = ["data", "tokenizer", "mixture", "teacher", "pretrain", "distill", "ipd", "specialists", "merge", "qat", "export"]
 # the models in the order of the pipeline (specialists are added per domain)
-LABELS = ["teacher", "ce", "distilled", "ipd", "ce-long", "merged", "merged-uniform", "ptq", "qat"]
+LABELS = ["teacher", "warm-up", "ce", "distilled", "ipd", "ce-long", "merged", "merged-uniform", "ptq", "qat"]
 # runs whose loss curves are drawn: (phase, run directory under OUT, label, loss): cross-entropy runs and
 # distillation runs (their loss is the KL divergence to the teacher) go to separate plots
-RUNS = [("teacher", "teacher/run", "teacher", "ce"), ("pretrain", "pretrain/run", "ce (pre-training)", "ce"),
+RUNS = [("teacher", "teacher/teacher_warm_run", "teacher: retrieval warm-up", "ce"), ("teacher", "teacher/run", "teacher", "ce"),
+        ("pretrain", "pretrain/pretrain_warm_run", "student: retrieval warm-up", "ce"),
+        ("pretrain", "pretrain/run", "ce (pre-training)", "ce"),
         ("distill", "distill/run", "distilled", "kd"), ("ipd", "ipd/run", "IPD at L", "kd"),
         ("ipd", "ipd/ce_long_run", "CE on long documents at L", "ce"), ("qat", "qat/run", "QAT q4_0", "kd")]
 
@@ -65,7 +67,8 @@ def collect(out):
 def order(labels):
     spec = sorted(l for l in labels if l.startswith("specialist:"))
     base = [l for l in LABELS if l in labels]
-    return base[:5] + spec + base[5:] + sorted(set(labels) - set(base) - set(spec))
+    cut = next((i for i, l in enumerate(base) if l.startswith("merged")), len(base))  # specialists before merges
+    return base[:cut] + spec + base[cut:] + sorted(set(labels) - set(base) - set(spec))
 
 
 def plots(out, phases, ev, pk, corpus):

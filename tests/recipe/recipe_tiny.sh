@@ -28,7 +28,7 @@ for l in labels:
         v = r["eval"][l][d]
         assert isinstance(v, float) and math.isfinite(v) and 0 < v < 20, (l, d, v)
     assert abs(r["eval"][l]["avg"] - sum(r["eval"][l][d] for d in domains) / len(domains)) < 1e-9
-for l in ("teacher", "ce", "distilled", "ipd", "ce-long"):
+for l in ("teacher", "warm-up", "ce", "distilled", "ipd", "ce-long"):
     assert sorted(r["passkey"][l], key=int) == ["256", "512", "1024"], r["passkey"][l]
     assert all(0 <= a <= 1 for a in r["passkey"][l].values())
 for k in ("gguf", "hf"):

@@ -362,9 +362,12 @@ local STUDENT=$OUT/distill/distilled.h5
 # From the distilled student, the same tokens per arm at L = 4T: IPD (KD on the short mixture packed into L,
 # positions continuing through the window), CE on long documents at L, and no extension (the student as is).
 # Both extension arms take the teacher's RoPE theta.
+# Both arms block-causal (--doc-mask), as Pro packs IPD's windows: unmasked, the other packed rows' keys undid the
+# student's retrieval in both arms (docs/recipe.md). With RoPE a block-causal window sees only short relative
+# distances, so IPD here is distillation at high absolute positions, which RoPE does not distinguish.
 local ARM=(--init "$STUDENT" --seq "$L" --batch "$BL" --steps "$ARM_STEPS" --lr 1e-3 --warmup $((ARM_STEPS / 10 + 1))
-    --schedule cosine --seed 2 --rope-theta "$THETA" --keep 1)
-if phase ipd "steps=$ARM_STEPS L=$L BL=$BL theta=$THETA"; then
+    --schedule cosine --seed 2 --rope-theta "$THETA" --doc-mask --keep 1)
+if phase ipd "steps=$ARM_STEPS L=$L BL=$BL theta=$THETA doc-mask"; then
     run ipd "$M" distill --teacher "$TEACHER" --loss fkl --temperature 1 --ce-weight 0 --source "${SOURCES[@]}" \
         "${ARM[@]}" --out "$OUT/ipd/run"
     cp "$(last_ckpt "$OUT/ipd/run")" "$OUT/ipd/ipd.h5"

@@ -242,10 +242,13 @@ static char *repeated_default_filler(size_t n, size_t *len) {
 static ml_status write_rows(const char *path, const char *filler, size_t filler_n, const ml_passkey_rows_opts *o);
 
 ml_status ml_passkey_write_rows(const char *path, const char *filler, size_t filler_n, const ml_passkey_rows_opts *o) {
-    if (filler) return write_rows(path, filler, filler_n, o);
-    if (o->max_bytes < 0 || o->max_bytes > 1 << 24)
+    if (o->rows < 1) return ml_fail(ML_ERR_ARG, "pass-key rows: the number of rows must be positive");
+    if (o->key_digits < 0 || o->key_digits > 9)
+        return ml_fail(ML_ERR_ARG, "pass-key rows: keys of %d digits (1 to 9)", o->key_digits);
+    if (o->min_bytes < 16 || o->max_bytes < o->min_bytes)
         return ml_fail(ML_ERR_ARG, "pass-key rows: filler bytes %d..%d (need 16 <= min <= max)", o->min_bytes,
                        o->max_bytes);
+    if (filler) return write_rows(path, filler, filler_n, o);
     size_t n;
     char *built_in = repeated_default_filler(2 * (size_t)o->max_bytes, &n);
     if (!built_in) return ml_fail(ML_ERR_NOMEM, "out of memory");
@@ -254,13 +257,8 @@ ml_status ml_passkey_write_rows(const char *path, const char *filler, size_t fil
     return s;
 }
 
+/* The rows over a filler of filler_n bytes; the options are checked. */
 static ml_status write_rows(const char *path, const char *filler, size_t filler_n, const ml_passkey_rows_opts *o) {
-    if (o->rows < 1) return ml_fail(ML_ERR_ARG, "pass-key rows: the number of rows must be positive");
-    if (o->key_digits < 0 || o->key_digits > 9)
-        return ml_fail(ML_ERR_ARG, "pass-key rows: keys of %d digits (1 to 9)", o->key_digits);
-    if (o->min_bytes < 16 || o->max_bytes < o->min_bytes)
-        return ml_fail(ML_ERR_ARG, "pass-key rows: filler bytes %d..%d (need 16 <= min <= max)", o->min_bytes,
-                       o->max_bytes);
     if (filler_n < 2 * (size_t)o->max_bytes)
         return ml_fail(ML_ERR_ARG, "pass-key rows: the filler (%zu bytes) must be at least twice the longest row (%d)",
                        filler_n, o->max_bytes);

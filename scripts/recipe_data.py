@@ -7,9 +7,8 @@ documents, as JSONL ({"text": DOC} a line; tokenize with --jsonl-field text). St
     recipe_data.py shared DATA_DIR OUT --mb MB           ../shared/data: stories, books, math, code, wiki
 
 Writes OUT/train_<domain>.jsonl and OUT/val_<domain>.jsonl for every domain, OUT/long.jsonl (training
-documents of at least --long-bytes, for continued training on long documents), OUT/filler_train.txt and
-OUT/filler_val.txt (prose for pass-key rows and for the pass-key evaluation's haystack, from training and
-held-out documents respectively), OUT/tokenizer_text.txt (up to --tok-mb of training text per domain) and OUT/corpus.json (documents and bytes per domain and split, sources).
+documents of at least --long-bytes, for continued training on long documents), OUT/tokenizer_text.txt (up to
+--tok-mb of training text per domain) and OUT/corpus.json (documents and bytes per domain and split, sources).
 A document is held out whole (every --val-every-th by a stable hash of its name), so no held-out text is in
 any training set, long documents included. --mb caps each domain's bytes (documents chosen by the same hash).
 """
@@ -133,10 +132,8 @@ def main():
         for name, (docs, src) in (("code", code_docs(cap)), ("prose", prose_docs(cap)), ("math", math_docs(cap, a.seed))):
             domains[name] = docs
             sources += src
-        filler_domain = "prose"
     else:
         domains, sources = shared_docs(a.args[0], cap)
-        filler_domain = "wiki"
     os.makedirs(out, exist_ok=True)
     stats, long_docs, tok_text = {}, [], []
     for name, docs in domains.items():
@@ -151,16 +148,13 @@ def main():
         tok_text += [t for _, t in capped([(str(i), t) for i, t in enumerate(split["train"])], int(a.tok_mb * 1e6))]
         long_docs += [t for t in split["train"] if len(t.encode()) >= a.long_bytes and name != "math"]
         stats[name] = {p: {"documents": len(t), "bytes": sum(len(x.encode()) for x in t)} for p, t in split.items()}
-        if name == filler_domain:
-            for part, texts in split.items():
-                write_text(os.path.join(out, f"filler_{part}.txt"), "\n\n".join(texts) + "\n")
     if not long_docs:
         sys.exit(f"recipe_data.py: no training document of at least {a.long_bytes} bytes")
     write_jsonl(os.path.join(out, "long.jsonl"), long_docs)
     write_text(os.path.join(out, "tokenizer_text.txt"), "\n\n".join(tok_text) + "\n")
     stats["long"] = {"train": {"documents": len(long_docs), "bytes": sum(len(x.encode()) for x in long_docs)}}
     write_text(os.path.join(out, "corpus.json"), json.dumps(
-        {"source": a.source, "domains": list(domains), "filler": filler_domain, "sources": sources, "splits": stats,
+        {"source": a.source, "domains": list(domains), "sources": sources, "splits": stats,
          "mb_per_domain": a.mb, "val_every": a.val_every, "long_bytes": a.long_bytes}, indent=1) + "\n")
     for name, s in stats.items():
         print(f"{name}: " + ", ".join(f"{p} {v['documents']} documents {v['bytes'] / 1e6:.2f} MB" for p, v in s.items()))

@@ -215,17 +215,22 @@ int ml_onednn_gemm_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, 
     return rc;
 }
 
-void ml_onednn_int8_impl_name(int M, int N, int K, char *buf, size_t n) {
+/* The kernel oneDNN picks for one product (describe's arguments), or "-" when it cannot create one. */
+static void impl_name(int usable, int ta, int tb, int M, int N, int K, int kind, char *buf, size_t n) {
     snprintf(buf, n, "-");
-    if (!ml_onednn_int8_available()) return;
+    if (!usable) return;
     pthread_mutex_lock(&lock);
-    dnnl_primitive_desc_t pd = describe(0, 1, M, N, K, INT8, N);
+    dnnl_primitive_desc_t pd = describe(ta, tb, M, N, K, kind, N);
     pthread_mutex_unlock(&lock);
     if (!pd) return;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
         snprintf(buf, n, "%s", impl);
     dnnl_primitive_desc_destroy(pd);
+}
+
+void ml_onednn_int8_impl_name(int M, int N, int K, char *buf, size_t n) {
+    impl_name(ml_onednn_int8_available(), 0, 1, M, N, K, INT8, buf, n);
 }
 
 static const char *isa_name(dnnl_cpu_isa_t isa) {
@@ -248,16 +253,7 @@ void ml_onednn_describe(char *buf, size_t n) {
 }
 
 void ml_onednn_impl_name(int ta, int tb, int M, int N, int K, char *buf, size_t n) {
-    snprintf(buf, n, "-");
-    if (!ml_onednn_available()) return;
-    pthread_mutex_lock(&lock);
-    dnnl_primitive_desc_t pd = describe(ta, tb, M, N, K, 0, N);
-    pthread_mutex_unlock(&lock);
-    if (!pd) return;
-    const char *impl = NULL;
-    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
-        snprintf(buf, n, "%s", impl);
-    dnnl_primitive_desc_destroy(pd);
+    impl_name(ml_onednn_available(), ta, tb, M, N, K, 0, buf, n);
 }
 
 #else /* built without oneDNN */

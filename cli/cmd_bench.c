@@ -132,9 +132,10 @@ int ml_cmd_bench(int argc, char **argv) {
         printf("products     engine per product over the timed steps (layout: A, B transposed or not)\n");
         for (int i = 0; i < r.n_gemm; i++) {
             const ml_gemm_stat *g = &r.gemm[i];
-            printf("  %6d x %6d x %6d %c%c  %-8s %5.1f calls/step %8.2f ms/step %8.1f GFLOP/s\n", g->M, g->N, g->K,
-                   g->transA ? 'T' : 'N', g->transB ? 'T' : 'N', ml_gemm_engine_name(g->engine),
-                   (double)g->calls / a.steps, 1e3 * g->seconds / a.steps, g->seconds > 0 ? g->flops / g->seconds / 1e9 : 0);
+            printf("  %6d x %6d x %6d %c%c  %-8s %5.1f calls/step %8.2f ms/step (%6.2f converting) %8.1f GFLOP/s\n",
+                   g->M, g->N, g->K, g->transA ? 'T' : 'N', g->transB ? 'T' : 'N', ml_gemm_engine_name(g->engine),
+                   (double)g->calls / a.steps, 1e3 * g->seconds / a.steps, 1e3 * g->convert_seconds / a.steps,
+                   g->seconds > 0 ? g->flops / g->seconds / 1e9 : 0);
         }
         if (r.profiled) {
             printf("profile (%d timed steps)\n", a.steps);

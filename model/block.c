@@ -11,12 +11,17 @@ void ml_block_forward(const ml_model *m, int a, const ml_block_io *io, ml_block_
               KV = c->num_kv_heads, hd = c->head_dim;
     const int half_split = c->rope_pairing == ML_ROPE_HALF_SPLIT;
     const int l = a / c->layer_repeat;
-    ML_PROFILE(ML_PROF_RMSNORM_FWD)
-    ml_rmsnorm_forward(x->ln1, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
+    const ml_gemm_operand ln1 = {x->ln1, x->ln1_16, C}, ln2 = {x->ln2, x->ln2_16, C};
+    ML_PROFILE(ML_PROF_RMSNORM_FWD) {
+        if (x->ln1_16)
+            ml_rmsnorm_forward_b16(x->ln1_16, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
+        else
+            ml_rmsnorm_forward(x->ln1, x->rstd1, x->resid_in, m->w.layer[l].attn_norm, N, C, c->rms_norm_eps);
+    }
     ML_PROFILE(ML_PROF_QKV_FWD) {
-        ml_linear_forward(m, ML_P_WQ, l, x->q, x->ln1, N);
-        ml_linear_forward(m, ML_P_WK, l, x->k, x->ln1, N);
-        ml_linear_forward(m, ML_P_WV, l, x->v, x->ln1, N);
+        ml_linear_forward_in(m, ML_P_WQ, l, x->q, ln1, N);
+        ml_linear_forward_in(m, ML_P_WK, l, x->k, ln1, N);
+        ml_linear_forward_in(m, ML_P_WV, l, x->v, ln1, N);
     }
     if (c->layer_rope[l]) {
         ML_PROFILE(ML_PROF_ROPE_FWD) {
@@ -45,11 +50,15 @@ void ml_block_forward(const ml_model *m, int a, const ml_block_io *io, ml_block_
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < (int64_t)N * C; i++) x->resid_mid[i] += x->resid_in[i];
     }
-    ML_PROFILE(ML_PROF_RMSNORM_FWD)
-    ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
+    ML_PROFILE(ML_PROF_RMSNORM_FWD) {
+        if (x->ln2_16)
+            ml_rmsnorm_forward_b16(x->ln2_16, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
+        else
+            ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
+    }
     ML_PROFILE(ML_PROF_GATE_UP_FWD) {
-        ml_linear_forward(m, ML_P_WGATE, l, x->gate, x->ln2, N);
-        ml_linear_forward(m, ML_P_WUP, l, x->up, x->ln2, N);
+        ml_linear_forward_in(m, ML_P_WGATE, l, x->gate, ln2, N);
+        ml_linear_forward_in(m, ML_P_WUP, l, x->up, ln2, N);
     }
     if (!to_output) return;
     ML_PROFILE(ML_PROF_SWIGLU_FWD) ml_swiglu_forward(ffn_h, x->gate, x->up, (int64_t)N * F);

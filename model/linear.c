@@ -60,38 +60,72 @@ static const ml_act_transform *act_of(const ml_model *m, ml_param_kind kind, int
     return m->act_transforms[i];
 }
 
+/* The used weight as an operand: fp32, and its bf16 copy where the model keeps one. */
+static ml_gemm_operand weight_operand(const ml_model *m, ml_param_kind kind, int layer, const linear *L) {
+    return (ml_gemm_operand){L->w, weight16(m, kind, layer), L->in};
+}
+
+/* x's fp32 values for what needs them (activation transforms, observers) when only its bf16 bits were kept:
+ * widened into a buffer of the calling thread (grown as needed); NULL without memory. */
+static _Thread_local float *widened;
+static _Thread_local size_t widened_n;
+
+static const float *input_f32(ml_gemm_operand x, int N, int in) {
+    if (x.f32) return x.f32;
+    const size_t n = (size_t)N * in;
+    if (n > widened_n) {
+        free(widened);
+        widened = malloc(n * sizeof(float));
+        widened_n = widened ? n : 0;
+    }
+    if (widened) ml_bf16_widen(widened, x.b16, n);
+    return widened;
+}
+
 void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *y, const float *x, int N) {
+    ml_linear_forward_in(m, kind, layer, y, ml_gemm_f32(x, lookup(m, kind, layer).in), N);
+}
+
+void ml_linear_forward_in(const ml_model *m, ml_param_kind kind, int layer, float *y, ml_gemm_operand x, int N) {
     const linear L = lookup(m, kind, layer);
     const ml_param *p = NULL;
     const ml_act_transform *at = act_of(m, kind, layer, &p);
+    if (at && !(x.f32 = input_f32(x, N, L.in))) return;
     if (at && m->w8 && m->w8[p - m->params].N > 0 && (size_t)N <= m->x8_rows) { /* the integer product */
         const int xg = at->int8_group(at->ctx, p, L.in);
-        at->int8_codes(at->ctx, p, m->x8, m->x8_scale, m->x8_offset, x, N, L.in);
+        at->int8_codes(at->ctx, p, m->x8, m->x8_scale, m->x8_offset, x.f32, N, L.in);
         ml_gemm_q8(y, m->x8, m->x8_scale, xg, m->x8_offset, &m->w8[p - m->params], N);
         return;
     }
     if (at && (size_t)N <= m->act_scratch_rows) {
-        at->forward(at->ctx, p, m->act_scratch, x, N, L.in);
-        x = m->act_scratch;
+        at->forward(at->ctx, p, m->act_scratch, x.f32, N, L.in);
+        x = ml_gemm_f32(m->act_scratch, L.in);
     }
-    ml_matmul_forward_on(engine_of(m), y, x, L.w, weight16(m, kind, layer), N, L.in, L.out);
+    ml_matmul_forward_on(engine_of(m), y, x, weight_operand(m, kind, layer, &L), N, L.in, L.out);
 }
 
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
                         int accumulate_dx) {
+    ml_linear_backward_in(m, kind, layer, dx, dy, ml_gemm_f32(x, lookup(m, kind, layer).in), N, accumulate_dx);
+}
+
+void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, ml_gemm_operand x,
+                           int N, int accumulate_dx) {
     const linear L = lookup(m, kind, layer);
     const ml_param *p = NULL;
     const ml_act_transform *at = act_of(m, kind, layer, &p);
+    const ml_gemm_operand w = weight_operand(m, kind, layer, &L), dyo = ml_gemm_f32(dy, L.out);
+    if ((at || m->observer) && !(x.f32 = input_f32(x, N, L.in))) return;
     if (at && (size_t)N <= m->act_scratch_rows) {
         /* dW from the transformed input; dx = mask(dy W), added when accumulating */
         float *xq = m->act_scratch, *tmp = m->act_scratch + m->act_scratch_rows * (size_t)m->act_scratch_cols;
-        at->forward(at->ctx, p, xq, x, N, L.in);
+        at->forward(at->ctx, p, xq, x.f32, N, L.in);
         if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, xq, NULL, N); /* the input dW sees */
         float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
         const int acc = d == dx ? accumulate_dx : 0;
-        ml_matmul_backward_on(engine_of(m), d, L.g, dy, xq, L.w, weight16(m, kind, layer), N, L.in, L.out, acc);
+        ml_matmul_backward_on(engine_of(m), d, L.g, dyo, ml_gemm_f32(xq, L.in), w, N, L.in, L.out, acc);
         if (dx && at->backward) {
-            at->backward(at->ctx, p, d, x, N, L.in);
+            at->backward(at->ctx, p, d, x.f32, N, L.in);
             if (d != dx) {
                 const size_t n = (size_t)N * L.in;
 #pragma omp parallel for schedule(static)
@@ -100,8 +134,8 @@ void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, c
         }
         return;
     }
-    if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, x, NULL, N);
-    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, L.w, weight16(m, kind, layer), N, L.in, L.out, accumulate_dx);
+    if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, x.f32, NULL, N);
+    ml_matmul_backward_on(engine_of(m), dx, L.g, dyo, x, w, N, L.in, L.out, accumulate_dx);
 }
 
 void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N) {
@@ -343,6 +377,7 @@ ml_status ml_model_set_act_transform(ml_model *m, const ml_param *p, const ml_ac
         if ((size_t)m->head_chunk > rows) rows = (size_t)m->head_chunk;
         ML_TRY(ml_model_act_scratch_reserve(m, rows));
     }
+    ML_TRY(ml_model_sync_act16(m)); /* activation transforms read fp32 inputs */
     return m->act_scratch_rows ? ml_model_int8_plan(m) : ML_OK;
 }
 

@@ -78,10 +78,15 @@ void ml_model_grads_to_latent(ml_model *m);
  * the embedding when tied), with the used weight and the model's precision; on the int8 engine where the product has
  * packed codes (the same product up to fp32 rounding). */
 void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *y, const float *x, int N);
+/* The same with the input given as fp32, bf16 bits (the model's bf16 activations, ml_model.act16) or both, compact
+ * [N, in] (model/ops/gemm.h). */
+void ml_linear_forward_in(const ml_model *m, ml_param_kind kind, int layer, float *y, ml_gemm_operand x, int N);
 /* dx[N, in] (= or += per accumulate_dx) dy . W and dW += dy^T . x (the gradient of the used weight).
  * dx may be NULL. */
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
                         int accumulate_dx);
+void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, ml_gemm_operand x,
+                           int N, int accumulate_dx);
 /* out[N, C] = rows of the used embedding table; its backward accumulates into the table's gradient. */
 void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N);
 void ml_embed_backward(ml_model *m, const float *dout, const int32_t *tokens, int N);

@@ -279,6 +279,7 @@ ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
     m->precision = p;
     m->gemm_engine = e;
     ML_TRY(bf16_copies(m));
+    ML_TRY(ml_model_sync_act16(m));
     return ml_model_int8_plan(m);
 }
 
@@ -288,21 +289,38 @@ ml_status ml_model_set_gemm_engine(ml_model *m, ml_gemm_engine e) {
     m->gemm_request = e;
     m->gemm_engine = r;
     ML_TRY(bf16_copies(m));
+    ML_TRY(ml_model_sync_act16(m));
     return ml_model_int8_plan(m);
 }
 
 /* ---------------------------------------------------------------- activations */
+
+static int wants_act16(const ml_model *m) {
+    if (!m->w16) return 0; /* fp32, or no engine that reads bf16 operands */
+    for (int i = 0; m->act_transforms && i < m->n_params; i++)
+        if (m->act_transforms[i]) return 0; /* they transform fp32 inputs (what inference quantizes) */
+    return 1;
+}
+
+ml_status ml_model_sync_act16(ml_model *m) {
+    if (!m->acts || m->act16 == wants_act16(m)) return ML_OK;
+    return ml_model_reserve(m, m->B, m->T, m->rope_len);
+}
 
 /* Arena offsets of one block's activations, planned before the single allocation. */
 typedef struct {
     size_t resid_in, ln1, rstd1, q, k, v, q_rstd, k_rstd, att, lse, resid_mid, ln2, rstd2, gate, up;
 } offs;
 
-/* Everything of a block but its input. */
-static void reserve_block(ml_arena *a, offs *o, const ml_config *c, size_t N) {
+/* Floats that hold n bf16 values. */
+static size_t bf16_floats(size_t n) { return (n + 1) / 2; }
+
+/* Everything of a block but its input; the norms' outputs as bf16 with act16. */
+static void reserve_block(ml_arena *a, offs *o, const ml_config *c, size_t N, int act16) {
     const size_t C = c->hidden_size, F = c->intermediate_size, qd = (size_t)c->num_heads * c->head_dim,
                  kvd = (size_t)c->num_kv_heads * c->head_dim;
-    o->ln1 = ml_arena_reserve(a, N * C);
+    const size_t ln = act16 ? bf16_floats(N * C) : N * C;
+    o->ln1 = ml_arena_reserve(a, ln);
     o->rstd1 = ml_arena_reserve(a, N);
     o->q = ml_arena_reserve(a, N * qd);
     o->k = ml_arena_reserve(a, N * kvd);
@@ -314,7 +332,7 @@ static void reserve_block(ml_arena *a, offs *o, const ml_config *c, size_t N) {
     o->att = ml_arena_reserve(a, N * qd);
     o->lse = ml_arena_reserve(a, N * c->num_heads);
     o->resid_mid = ml_arena_reserve(a, N * C);
-    o->ln2 = ml_arena_reserve(a, N * C);
+    o->ln2 = ml_arena_reserve(a, ln);
     o->rstd2 = ml_arena_reserve(a, N);
     o->gate = ml_arena_reserve(a, N * F);
     o->up = ml_arena_reserve(a, N * F);
@@ -328,6 +346,7 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     const int A = ml_config_applied_layers(c);
     const size_t N = (size_t)B * T, C = c->hidden_size, F = c->intermediate_size,
                  qd = (size_t)c->num_heads * c->head_dim, kvd = (size_t)c->num_kv_heads * c->head_dim;
+    const int act16 = m->act16 = wants_act16(m);
     m->acts = calloc((size_t)A, sizeof(ml_block_acts));
     if (!m->acts) return ml_fail(ML_ERR_NOMEM, "out of memory for activation table");
     ml_arena *a = &m->act_arena;
@@ -338,11 +357,11 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
      * recomputation, one set shared by all blocks: backward re-runs each block's forward from its input. */
     for (int i = 0; i < A; i++) o[i].resid_in = ml_arena_reserve(a, N * C);
     if (!m->recompute)
-        for (int i = 0; i < A; i++) reserve_block(a, &o[i], c, N);
+        for (int i = 0; i < A; i++) reserve_block(a, &o[i], c, N, act16);
     size_t resid_final = ml_arena_reserve(a, N * C), ln_f = ml_arena_reserve(a, N * C), rstd_f = ml_arena_reserve(a, N);
     const size_t saved_end = a->used; /* everything above is kept from forward to backward; below is scratch */
     if (m->recompute) {
-        reserve_block(a, &o[0], c, N);
+        reserve_block(a, &o[0], c, N, act16);
         for (int i = 1; i < A; i++) {
             size_t own = o[i].resid_in;
             o[i] = o[0];
@@ -375,7 +394,8 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     for (int i = 0; i < A; i++) {
         ml_block_acts *b = &m->acts[i];
         b->resid_in = base + o[i].resid_in;
-        b->ln1 = base + o[i].ln1;
+        b->ln1 = act16 ? NULL : base + o[i].ln1;
+        b->ln1_16 = act16 ? (uint16_t *)(base + o[i].ln1) : NULL;
         b->rstd1 = base + o[i].rstd1;
         b->q = base + o[i].q;
         b->k = base + o[i].k;
@@ -385,7 +405,8 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
         b->att = base + o[i].att;
         b->lse = base + o[i].lse;
         b->resid_mid = base + o[i].resid_mid;
-        b->ln2 = base + o[i].ln2;
+        b->ln2 = act16 ? NULL : base + o[i].ln2;
+        b->ln2_16 = act16 ? (uint16_t *)(base + o[i].ln2) : NULL;
         b->rstd2 = base + o[i].rstd2;
         b->gate = base + o[i].gate;
         b->up = base + o[i].up;
@@ -534,8 +555,9 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
         ML_PROFILE(ML_PROF_SWIGLU_BWD) /* dup -> ffn_h */
         ml_swiglu_backward(m->d_gate, m->ffn_h, m->d_up, x->gate, x->up, (int64_t)N * F);
         ML_PROFILE(ML_PROF_GATE_UP_BWD) {
-            ml_linear_backward(m, ML_P_WGATE, l, m->d_ln, m->d_gate, x->ln2, N, 0);
-            ml_linear_backward(m, ML_P_WUP, l, m->d_ln, m->ffn_h, x->ln2, N, 1);
+            const ml_gemm_operand ln2 = {x->ln2, x->ln2_16, C};
+            ml_linear_backward_in(m, ML_P_WGATE, l, m->d_ln, m->d_gate, ln2, N, 0);
+            ml_linear_backward_in(m, ML_P_WUP, l, m->d_ln, m->ffn_h, ln2, N, 1);
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].mlp_norm, m->d_ln, x->resid_mid, m->w.layer[l].mlp_norm, x->rstd2, N, C);
@@ -557,9 +579,10 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
             }
         }
         ML_PROFILE(ML_PROF_QKV_BWD) {
-            ml_linear_backward(m, ML_P_WQ, l, m->d_ln, m->d_q, x->ln1, N, 0);
-            ml_linear_backward(m, ML_P_WK, l, m->d_ln, m->d_k, x->ln1, N, 1);
-            ml_linear_backward(m, ML_P_WV, l, m->d_ln, m->d_v, x->ln1, N, 1);
+            const ml_gemm_operand ln1 = {x->ln1, x->ln1_16, C};
+            ml_linear_backward_in(m, ML_P_WQ, l, m->d_ln, m->d_q, ln1, N, 0);
+            ml_linear_backward_in(m, ML_P_WK, l, m->d_ln, m->d_k, ln1, N, 1);
+            ml_linear_backward_in(m, ML_P_WV, l, m->d_ln, m->d_v, ln1, N, 1);
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].attn_norm, m->d_ln, x->resid_in, m->w.layer[l].attn_norm, x->rstd1, N, C);

@@ -73,6 +73,9 @@ typedef struct {
     float *resid_mid; /* after the attention residual [BT, C] */
     float *ln2, *rstd2;
     float *gate, *up; /* [BT, F] */
+    /* With bf16 activations (ml_model.act16) the norms' outputs, which only products read, are kept as bf16 bits
+     * here instead, and ln1, ln2 are NULL; otherwise these are NULL. */
+    uint16_t *ln1_16, *ln2_16;
 } ml_block_acts;
 
 /* Arithmetic of the model's GEMMs. fp32: OpenBLAS sgemm. bf16: every linear layer (q/k/v/o, gate/up/down
@@ -107,6 +110,11 @@ typedef struct ml_model {
      * (ml_model_weights_changed), instead of converting each weight in every product. NULL when unused. */
     uint16_t *w16;
     size_t w16_numel;
+    /* bf16 activations: in bf16 precision with bf16 weight copies and no activation transforms, the inputs that
+     * only products read (the blocks' norm outputs) are kept as bf16 (ml_block_acts.ln1_16, ln2_16): half their
+     * memory, and no rounding of them in each of their five products. Set by ml_model_reserve
+     * (ml_model_sync_act16 re-plans the activations when precision, engine or transforms change it). */
+    int act16;
     char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
                              export reproduces them bit for bit */
     int n_params;
@@ -192,6 +200,9 @@ ml_status ml_model_param_table(const ml_config *cfg, ml_param **params, int *n_p
 void ml_model_init_weights(ml_model *m, uint64_t seed);
 /* Allocate activations for up to B rows of T tokens, positions below max_pos. */
 ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos);
+/* Re-plan reserved activations when whether they are kept in bf16 (act16) changed with the precision, the GEMM
+ * engine or the activation transforms (their setters call it). */
+ml_status ml_model_sync_act16(ml_model *m);
 
 const ml_param *ml_model_find_param(const ml_model *m, const char *name);
 /* Where parameter p's pointer lives in a tensor set (NULL for auxiliary parameters). */

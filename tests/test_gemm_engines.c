@@ -32,13 +32,39 @@
 static ml_rng rng;
 
 
+/* How the operands are handed over (ml_gemm_operand): fp32 only, A or B or both as bf16 bits only, or both forms. */
+enum { FORM_F32, FORM_A16, FORM_B16, FORM_AB16, FORM_BOTH, FORMS };
+static const char *const form_name[FORMS] = {"fp32", "A bf16", "B bf16", "A, B bf16", "fp32 + bf16"};
+
+/* The operand of stored rows x cols (row stride ld) in the given form; *copy receives the compact bf16 bits made
+ * (free it), and the values of a bf16-only operand are replaced by their rounding (what the product multiplies). */
+static ml_gemm_operand operand(float *x, int rows, int cols, int ld, int b16_only, int both, uint16_t **copy) {
+    *copy = NULL;
+    if (!b16_only && !both) return ml_gemm_f32(x, ld);
+    *copy = malloc((size_t)rows * cols * sizeof(uint16_t));
+    ml_bf16_convert(*copy, x, rows, cols, ld);
+    if (b16_only)
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) x[(size_t)r * ld + c] = ml_bf16_round(x[(size_t)r * ld + c]);
+    return (ml_gemm_operand){b16_only ? NULL : x, *copy, ld};
+}
+
 /* One product on engine e against the reference; returns the largest |C - unrounded product| / sum |a b|. */
-static double check_one(ml_gemm_engine e, int M, int N, int K, int ta, int tb, float beta, int pad) {
+static double check_one(ml_gemm_engine e, int M, int N, int K, int ta, int tb, float beta, int pad, int form) {
     const int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
     const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
     float *A = ml_test_randn(&rng, na, 1), *B = ml_test_randn(&rng, nb, 1), *C = ml_test_randn(&rng, nc, 1), *C0 = malloc(nc * sizeof(float));
     memcpy(C0, C, nc * sizeof(float));
-    ml_gemm(e, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    uint16_t *a16, *b16;
+    const ml_gemm_operand Ao = operand(A, ta ? K : M, ta ? M : K, lda, form == FORM_A16 || form == FORM_AB16,
+                                       form == FORM_BOTH, &a16),
+                          Bo = operand(B, tb ? N : K, tb ? K : N, ldb, form == FORM_B16 || form == FORM_AB16,
+                                       form == FORM_BOTH, &b16);
+    if (form == FORM_F32)
+        ml_gemm(e, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else
+        ml_gemm_ops(e, ta, tb, M, N, K, Ao, Bo, beta, C, ldc);
+    free(a16), free(b16);
     const int bf16 = e != ML_GEMM_OPENBLAS;
     double off_fp32 = 0;
     for (int i = 0; i < M; i++)
@@ -51,8 +77,9 @@ static double check_one(ml_gemm_engine e, int M, int N, int K, int ta, int tb, f
             }
             const double got = C[(size_t)i * ldc + j], tol = (bf16 ? 1 : 2) * (K + 2) * ldexp(1.0, -24) * mag + 1e-30;
             if (fabs(got - ref) > tol)
-                fail_msg("%s: M %d N %d K %d ta %d tb %d beta %g pad %d: C[%d][%d] = %.9g, reference %.9g (tolerance %.3g)",
-                         ml_gemm_engine_name(e), M, N, K, ta, tb, beta, pad, i, j, got, ref, tol);
+                fail_msg("%s, %s: M %d N %d K %d ta %d tb %d beta %g pad %d: C[%d][%d] = %.9g, reference %.9g "
+                         "(tolerance %.3g)",
+                         ml_gemm_engine_name(e), form_name[form], M, N, K, ta, tb, beta, pad, i, j, got, ref, tol);
             if (fabs(got - exact) / (mag + 1e-30) > off_fp32) off_fp32 = fabs(got - exact) / (mag + 1e-30);
         }
     for (int i = 0; i < M; i++) /* padding between rows of C is never written */
@@ -74,8 +101,12 @@ static void check_engine(ml_gemm_engine e) {
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++)
                 for (int beta = 0; beta < 2; beta++) {
-                    double o = check_one(e, shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, (float)beta, (int)(s % 3) * 3);
+                    double o = check_one(e, shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, (float)beta, (int)(s % 3) * 3,
+                                         FORM_F32);
                     if (o > off) off = o;
+                    /* operands handed over as bf16 bits: a shape of each kind, every layout */
+                    for (int form = FORM_A16; form < FORMS && s % 4 == 1; form++)
+                        check_one(e, shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, (float)beta, (int)(s % 3) * 3, form);
                 }
     printf("%s: every layout within tolerance; largest |C - unrounded product| / sum|a b| = %.2e\n",
            ml_gemm_engine_name(e), off);
@@ -292,6 +323,62 @@ static void test_weight_copies(void **state) {
     assert_true(loss[2] == loss[1]);
 }
 
+/* bf16 activations (ml_model.act16): with oneDNN reading bf16 operands, the norms' outputs are kept as bf16 bits,
+ * which halves their share of the saved activations and changes nothing computed: loss and every gradient equal,
+ * bit for bit, those of the same model whose inputs stay fp32 (an identity activation transform turns act16 off,
+ * and its setter re-plans the reserved activations). */
+static void copy_input(void *ctx, const ml_param *p, float *xq, const float *x, int N, int in) {
+    (void)ctx, (void)p;
+    memcpy(xq, x, (size_t)N * in * sizeof(float));
+}
+
+static void test_act16(void **state) {
+    if (!ml_gemm_engine_available(ML_GEMM_ONEDNN)) ML_SKIP("GEMM engine onednn is not available here");
+    ml_config c;
+    ml_test_small_llama(&c, 300, 128, 320, 32);
+    enum { B = 2, T = 48, N = B * T };
+    int32_t tok[N], tgt[N];
+    for (int i = 0; i < N; i++) tok[i] = (i * 7 + 3) % 300, tgt[i] = (i * 5 + 1) % 300;
+    ml_batch b = {.tokens = tok, .targets = tgt, .B = B, .T = T};
+    const ml_act_transform identity = {.name = "identity", .forward = copy_input};
+    double loss[2];
+    size_t saved[2], n = 0;
+    float *grads[2];
+    for (int k = 0; k < 2; k++) {
+        ml_model m;
+        assert_int_equal(ml_model_create(&m, &c), ML_OK);
+        ml_model_init_weights(&m, 3);
+        assert_int_equal(ml_model_set_precision(&m, ML_PRECISION_BF16), ML_OK);
+        assert_int_equal(ml_model_set_gemm_engine(&m, ML_GEMM_ONEDNN), ML_OK);
+        assert_int_equal(ml_model_reserve(&m, B, T, T), ML_OK);
+        assert_int_equal(m.act16, 1);
+        assert_non_null(m.acts[0].ln1_16);
+        assert_null(m.acts[0].ln1);
+        for (int i = 0; k == 1 && i < m.n_params; i++)
+            if (m.params[i].ndim == 2 && m.params[i].kind != ML_P_EMBED)
+                assert_int_equal(ml_model_set_act_transform(&m, &m.params[i], &identity), ML_OK);
+        assert_int_equal(m.act16, !k);
+        assert_true(k == 0 ? m.acts[0].ln2_16 && !m.acts[0].ln2 : m.acts[0].ln2 && !m.acts[0].ln2_16);
+        saved[k] = m.act_saved_floats;
+        ml_model_zero_grad(&m);
+        int64_t cnt;
+        assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+        assert_int_equal(ml_model_head_loss(&m, &b, 1.0f / N, &loss[k], &cnt), ML_OK);
+        assert_int_equal(ml_model_backward(&m, &b), ML_OK);
+        n = m.grad_arena.capacity;
+        grads[k] = malloc(n * sizeof(float));
+        memcpy(grads[k], m.grad_arena.base, n * sizeof(float));
+        ml_model_free(&m);
+    }
+    const size_t per_block = (size_t)N * c.hidden_size / 2; /* floats saved per norm output */
+    printf("saved activations: %zu floats with bf16 norm outputs, %zu with fp32 (%d blocks); loss %.9g, %.9g\n",
+           saved[0], saved[1], c.num_layers, loss[0], loss[1]);
+    assert_true(saved[1] - saved[0] >= 2 * (size_t)c.num_layers * per_block);
+    assert_true(loss[0] == loss[1]);
+    assert_memory_equal(grads[0], grads[1], n * sizeof(float));
+    free(grads[0]), free(grads[1]);
+}
+
 int main(void) {
     ml_rng_seed(&rng, 9);
     char cpu[160], engines[768];
@@ -302,6 +389,7 @@ int main(void) {
         cmocka_unit_test(test_openblas),   cmocka_unit_test(test_bf16),  cmocka_unit_test(test_onednn),
         cmocka_unit_test(test_repeatable), cmocka_unit_test(test_degenerate), cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_stats),      cmocka_unit_test(test_model_engines), cmocka_unit_test(test_weight_copies),
+        cmocka_unit_test(test_act16),
     };
     return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -348,9 +348,10 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
         const ml_gemm_stat *g = &r->gemm[i];
         k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,
                      "%s{\"M\":%d,\"N\":%d,\"K\":%d,\"layout\":\"%c%c\",\"engine\":\"%s\",\"calls_per_step\":%.2f,"
-                     "\"ms_per_step\":%.3f,\"gflops\":%.1f}",
+                     "\"ms_per_step\":%.3f,\"ms_converting_per_step\":%.3f,\"gflops\":%.1f}",
                      i ? "," : "", g->M, g->N, g->K, g->transA ? 'T' : 'N', g->transB ? 'T' : 'N',
                      ml_gemm_engine_name(g->engine), (double)g->calls / a->steps, 1e3 * g->seconds / a->steps,
+                     1e3 * g->convert_seconds / a->steps,
                      g->seconds > 0 ? g->flops / g->seconds / 1e9 : 0.0);
         if (k > 0) len += (size_t)k;
     }

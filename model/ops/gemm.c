@@ -163,7 +163,7 @@ static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static ml_gemm_stat stats[MAX_STATS];
 static int n_stats;
 
-static void record(ml_gemm_engine e, int ta, int tb, int M, int N, int K, double seconds) {
+static void record(ml_gemm_engine e, int ta, int tb, int M, int N, int K, double seconds, double convert_seconds) {
     pthread_mutex_lock(&stats_lock);
     ml_gemm_stat *s = NULL;
     for (int i = n_stats - 1; i >= 0 && !s; i--) {
@@ -177,6 +177,7 @@ static void record(ml_gemm_engine e, int ta, int tb, int M, int N, int K, double
     if (s) {
         s->calls++;
         s->seconds += seconds;
+        s->convert_seconds += convert_seconds;
         s->flops += 2.0 * M * (double)N * K;
     }
     pthread_mutex_unlock(&stats_lock);
@@ -235,16 +236,71 @@ void ml_gemm_q8(float *Y, const uint8_t *X, const float *xscale, int xgroup, con
         }
     }
     if (!done) ml_gemm_int8(Y, X, xscale, xgroup, xoffset, W, M); /* ours (also when oneDNN failed) */
-    record(ML_GEMM_INT8, 0, 1, M, W->N, W->K, ml_now_seconds() - t0);
+    record(ML_GEMM_INT8, 0, 1, M, W->N, W->K, ml_now_seconds() - t0, 0);
+}
+
+int ml_gemm_reads_bf16(ml_gemm_engine engine, int ta, int tb, int M, int N, int K) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    const ml_gemm_engine e =
+        engine == ML_GEMM_AUTO || engine == ML_GEMM_INT8 ? ml_gemm_choose(1, ta, tb, M, N, K) : engine;
+    return e == ML_GEMM_ONEDNN;
+}
+
+/* Operand buffers of the calling thread, kept between calls (grown as needed): two slots, A's and B's. */
+static _Thread_local void *slot_mem[2];
+static _Thread_local size_t slot_bytes[2];
+
+static void *slot(int i, size_t bytes) {
+    if (bytes > slot_bytes[i]) {
+        free(slot_mem[i]);
+        slot_mem[i] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        slot_bytes[i] = slot_mem[i] ? bytes : 0;
+    }
+    return slot_mem[i];
+}
+
+/* The operand's bf16 bits (rows x cols as stored): its own, or f32 rounded into slot i; NULL without memory. */
+static const uint16_t *as_bf16(ml_gemm_operand x, int rows, int cols, int i) {
+    if (x.b16) return x.b16;
+    uint16_t *d = slot(i, (size_t)rows * cols * sizeof(uint16_t));
+    if (d) ml_bf16_convert(d, x.f32, rows, cols, x.ld);
+    return d;
+}
+
+/* The operand's fp32 values and stride: its own, or b16 widened into slot i (compact). */
+static const float *as_f32(ml_gemm_operand x, int rows, int cols, int i, int *ld) {
+    *ld = x.ld;
+    if (x.f32) return x.f32;
+    float *d = slot(i, (size_t)rows * cols * sizeof(float));
+    if (d) ml_bf16_widen(d, x.b16, (size_t)rows * cols);
+    *ld = cols;
+    return d;
+}
+
+/* Element (i, k) of x, or with trans of x^T; cols: x's stored row length (the bf16 copy's stride). */
+static float element(ml_gemm_operand x, int trans, int cols, int i, int k) {
+    const size_t r = trans ? (size_t)k : (size_t)i, c = trans ? (size_t)i : (size_t)k;
+    return x.f32 ? x.f32[r * x.ld + c] : ml_bf16_value(x.b16[r * cols + c]);
+}
+
+static void gemm_elementwise(int ta, int tb, int M, int N, int K, ml_gemm_operand A, ml_gemm_operand B, float beta,
+                             float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += (double)element(A, ta, ta ? M : K, i, k) * element(B, !tb, tb ? K : N, j, k);
+            C[(size_t)i * ldc + j] = (float)s + (beta == 0.0f ? 0.0f : C[(size_t)i * ldc + j]);
+        }
 }
 
 void ml_gemm(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
              int ldb, float beta, float *C, int ldc) {
-    ml_gemm_b16(engine, ta, tb, M, N, K, A, lda, B, ldb, NULL, beta, C, ldc);
+    ml_gemm_ops(engine, ta, tb, M, N, K, ml_gemm_f32(A, lda), ml_gemm_f32(B, ldb), beta, C, ldc);
 }
 
-void ml_gemm_b16(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
-                 int ldb, const uint16_t *B16, float beta, float *C, int ldc) {
+void ml_gemm_ops(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, ml_gemm_operand A, ml_gemm_operand B,
+                 float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* C = beta C, which no engine needs to see */
         for (int i = 0; i < M; i++)
@@ -253,13 +309,28 @@ void ml_gemm_b16(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, con
     }
     /* int8 computes only integer-grid forwards (ml_gemm_q8); its other products are auto's */
     ml_gemm_engine e = engine == ML_GEMM_AUTO || engine == ML_GEMM_INT8 ? ml_gemm_choose(1, ta, tb, M, N, K) : engine;
+    /* stored shapes: A is [M,K] or, transposed, [K,M]; B is [K,N] or [N,K] */
+    const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     const double t0 = ml_now_seconds();
-    if (e == ML_GEMM_ONEDNN && ml_onednn_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, B16, beta, C, ldc) != 0)
-        e = ml_bf16_available() ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS; /* oneDNN failed (memory): same product elsewhere */
-    if (e == ML_GEMM_BF16)
-        ml_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
-    else if (e != ML_GEMM_ONEDNN)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
-                    lda, B, ldb, beta, C, ldc);
-    record(e, ta, tb, M, N, K, ml_now_seconds() - t0);
+    double converted = 0;
+    if (e == ML_GEMM_ONEDNN) {
+        const uint16_t *a16 = as_bf16(A, ar, ac, 0), *b16 = as_bf16(B, br, bc, 1);
+        converted = ml_now_seconds() - t0;
+        if (!a16 || !b16 || ml_onednn_gemm_bf16(ta, tb, M, N, K, a16, b16, beta, C, ldc) != 0)
+            e = ml_bf16_available() ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS; /* oneDNN failed (memory): same product elsewhere */
+    }
+    if (e != ML_GEMM_ONEDNN) {
+        const double t1 = ml_now_seconds();
+        int lda, ldb;
+        const float *a = as_f32(A, ar, ac, 0, &lda), *b = as_f32(B, br, bc, 1, &ldb);
+        converted += ml_now_seconds() - t1;
+        if (!a || !b) /* no memory to widen a bf16-only operand: element by element */
+            gemm_elementwise(ta, tb, M, N, K, A, B, beta, C, ldc);
+        else if (e == ML_GEMM_BF16)
+            ml_gemm_bf16(ta, tb, M, N, K, a, lda, b, ldb, beta, C, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a,
+                        lda, b, ldb, beta, C, ldc);
+    }
+    record(e, ta, tb, M, N, K, ml_now_seconds() - t0, converted);
 }

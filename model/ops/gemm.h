@@ -64,11 +64,24 @@ int ml_gemm_int8_forward(ml_gemm_engine engine);
 void ml_gemm(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
 
-/* The same with B16, the bf16 bits of B (ml_bf16_convert, compact: ld = transB ? K : N), when the caller keeps such
- * a copy (the model's weights, refreshed once per optimizer step): engines that multiply bf16 operands (onednn)
- * read it instead of converting B; the others read B. B16 NULL: ml_gemm. */
-void ml_gemm_b16(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, const float *A, int lda,
-                 const float *B, int ldb, const uint16_t *B16, float beta, float *C, int ldc);
+/* One operand of a product: its fp32 values (row stride ld), its bf16 bits (ml_bf16_convert, compact: the same
+ * layout with ld = the row length), or both (the same values, b16 = the rounding of f32). Callers that keep a bf16
+ * copy (the model's weights, refreshed once per optimizer step; bf16 activations; an output gradient read by two
+ * products) pass it, and engines that multiply bf16 operands (onednn) read it instead of converting f32 in every
+ * product; engines that need fp32 (openblas, bf16) read f32, or widen b16 when only that is given. */
+typedef struct {
+    const float *f32;
+    const uint16_t *b16;
+    int ld;
+} ml_gemm_operand;
+static inline ml_gemm_operand ml_gemm_f32(const float *f32, int ld) { return (ml_gemm_operand){f32, NULL, ld}; }
+
+/* C = beta * C + op(A) op(B) as ml_gemm, on operands given as above. */
+void ml_gemm_ops(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, ml_gemm_operand A,
+                 ml_gemm_operand B, float beta, float *C, int ldc);
+/* 1 when ml_gemm_ops(engine, ...) of this shape reads bf16 operands (the engine it runs on is onednn), i.e. when
+ * handing it a bf16 copy saves a conversion. */
+int ml_gemm_reads_bf16(ml_gemm_engine engine, int transA, int transB, int M, int N, int K);
 /* 1 when products asked of `requested` (AUTO or one engine) may run on an engine that reads bf16 copies (onednn),
  * i.e. when keeping such copies pays. */
 int ml_gemm_reads_bf16_copies(ml_gemm_engine requested);
@@ -100,6 +113,7 @@ typedef struct {
     ml_gemm_engine engine;
     int64_t calls;
     double seconds, flops;
+    double convert_seconds; /* of `seconds`: rounding fp32 operands to bf16, or widening bf16 ones, for the engine */
 } ml_gemm_stat;
 void ml_gemm_stats_reset(void);
 /* Copies up to max rows, returns how many there are. */

@@ -50,22 +50,7 @@ int ml_bf16_available(void) {
     return avail;
 }
 
-float ml_bf16_round(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7F800000u) == 0x7F800000u) { /* inf stays, NaN stays NaN (quiet) */
-        if (u & 0x007FFFFFu) u |= 0x00400000u;
-        u &= 0xFFFF0000u;
-    } else if ((u & 0x7F800000u) == 0) { /* zero or denormal: signed zero */
-        u &= 0x80000000u;
-    } else {
-        u += 0x7FFFu + ((u >> 16) & 1u);
-        u &= 0xFFFF0000u;
-    }
-    float y;
-    memcpy(&y, &u, 4);
-    return y;
-}
+float ml_bf16_round(float x) { return ml_bf16_value(ml_bf16_bits(x)); }
 
 ML_BF16_TARGET static void convert_fast(uint16_t *dst, const float *src, int rows, int cols, int ld) {
 #pragma omp parallel for schedule(static)
@@ -90,12 +75,12 @@ void ml_bf16_convert(uint16_t *dst, const float *src, int rows, int cols, int ld
     }
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) {
-            const float x = ml_bf16_round(src[(size_t)r * ld + c]);
-            uint32_t u;
-            memcpy(&u, &x, 4);
-            dst[(size_t)r * cols + c] = (uint16_t)(u >> 16);
-        }
+        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = ml_bf16_bits(src[(size_t)r * ld + c]);
+}
+
+void ml_bf16_widen(float *dst, const uint16_t *src, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] = ml_bf16_value(src[i]);
 }
 
 /* ---------------------------------------------------------------- packing */

@@ -12,8 +12,6 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include "model/ops/gemm_bf16.h"
-
 /* One created product: the primitive, its memory objects (data handles set per call) and scratchpad size. */
 typedef struct {
     int M, N, K, ta, tb, acc, ldc;
@@ -140,7 +138,7 @@ int ml_onednn_available(void) {
     return s;
 }
 
-/* bf16 copies of A and B and the scratchpad, kept by the calling thread between calls (grown as needed). */
+/* The scratchpad, kept by the calling thread between calls (grown as needed). */
 static _Thread_local void *ws;
 static _Thread_local size_t ws_bytes;
 
@@ -153,40 +151,29 @@ static void *workspace(size_t bytes) {
     return ws;
 }
 
-static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+/* Run a created product on its operands (oneDNN reads A and B only). */
+static int execute(product *p, const void *A, const void *B, void *C) {
+    char *w = p->pad_bytes ? workspace(p->pad_bytes) : NULL;
+    if (p->pad_bytes && !w) return -1;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c},
+                               {DNNL_ARG_SCRATCHPAD, p->pad}};
+    const int ok = dnnl_memory_set_data_handle(p->a, (void *)A) == dnnl_success &&
+                   dnnl_memory_set_data_handle(p->b, (void *)B) == dnnl_success &&
+                   dnnl_memory_set_data_handle(p->c, C) == dnnl_success &&
+                   (!p->pad || dnnl_memory_set_data_handle(p->pad, w) == dnnl_success);
+    return ok && dnnl_primitive_execute(p->prim, stream, p->pad ? 4 : 3, args) == dnnl_success &&
+                   dnnl_stream_wait(stream) == dnnl_success
+               ? 0
+               : -1;
+}
 
-int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                        const uint16_t *B16, float beta, float *C, int ldc) {
+int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A16, const uint16_t *B16, float beta,
+                        float *C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0 || (beta != 0.0f && beta != 1.0f)) return -1; /* the dispatcher handles these */
-    const int acc = beta != 0.0f;
     product local;
-    product *p = find_or_create(&local, ta, tb, M, N, K, acc, ldc);
+    product *p = find_or_create(&local, ta, tb, M, N, K, beta != 0.0f, ldc);
     if (!p) return -1;
-    const size_t a_bytes = round64((size_t)M * K * 2), b_bytes = B16 ? 0 : round64((size_t)K * N * 2);
-    char *w = workspace(a_bytes + b_bytes + p->pad_bytes);
-    int rc = -1;
-    if (w) {
-        uint16_t *a16 = (uint16_t *)w, *b16 = (uint16_t *)(w + a_bytes);
-        if (ta)
-            ml_bf16_convert(a16, A, K, M, lda);
-        else
-            ml_bf16_convert(a16, A, M, K, lda);
-        if (B16)
-            b16 = (uint16_t *)B16; /* oneDNN reads it only */
-        else if (tb)
-            ml_bf16_convert(b16, B, N, K, ldb);
-        else
-            ml_bf16_convert(b16, B, K, N, ldb);
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c},
-                                   {DNNL_ARG_SCRATCHPAD, p->pad}};
-        int ok = dnnl_memory_set_data_handle(p->a, a16) == dnnl_success &&
-                 dnnl_memory_set_data_handle(p->b, b16) == dnnl_success &&
-                 dnnl_memory_set_data_handle(p->c, C) == dnnl_success &&
-                 (!p->pad || dnnl_memory_set_data_handle(p->pad, w + a_bytes + b_bytes) == dnnl_success);
-        if (ok && dnnl_primitive_execute(p->prim, stream, p->pad ? 4 : 3, args) == dnnl_success &&
-            dnnl_stream_wait(stream) == dnnl_success)
-            rc = 0;
-    }
+    const int rc = execute(p, A16, B16, C);
     if (p == &local) release(&local);
     return rc;
 }
@@ -198,19 +185,7 @@ int ml_onednn_gemm_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, 
     product local;
     product *p = find_or_create(&local, 0, 1, M, N, K, INT8, N);
     if (!p) return -1;
-    char *w = p->pad_bytes ? workspace(p->pad_bytes) : NULL;
-    int rc = -1;
-    if (!p->pad_bytes || w) {
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c},
-                                   {DNNL_ARG_SCRATCHPAD, p->pad}};
-        int ok = dnnl_memory_set_data_handle(p->a, (void *)A) == dnnl_success && /* oneDNN reads A and B only */
-                 dnnl_memory_set_data_handle(p->b, (void *)B) == dnnl_success &&
-                 dnnl_memory_set_data_handle(p->c, C) == dnnl_success &&
-                 (!p->pad || dnnl_memory_set_data_handle(p->pad, w) == dnnl_success);
-        if (ok && dnnl_primitive_execute(p->prim, stream, p->pad ? 4 : 3, args) == dnnl_success &&
-            dnnl_stream_wait(stream) == dnnl_success)
-            rc = 0;
-    }
+    const int rc = execute(p, A, B, C);
     if (p == &local) release(&local);
     return rc;
 }
@@ -260,8 +235,8 @@ void ml_onednn_impl_name(int ta, int tb, int M, int N, int K, char *buf, size_t 
 
 int ml_onednn_available(void) { return 0; }
 
-int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                        const uint16_t *B16, float beta, float *C, int ldc) {
+int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A16, const uint16_t *B16, float beta,
+                        float *C, int ldc) {
     return -1;
 }
 

@@ -1,6 +1,6 @@
-/* oneDNN's matmul as a GEMM engine (model/ops/gemm.h): the fp32 operands are rounded to bf16 (nearest even,
- * denormals to zero, as ml_bf16_round) into compact buffers of the same layout, and oneDNN multiplies them with
- * fp32 accumulation into the fp32 C (a sum post-op for beta 1). oneDNN picks its kernel for the CPU: AMX on
+/* oneDNN's matmul as a GEMM engine (model/ops/gemm.h): it multiplies bf16 operands, compact in their stored layout
+ * (the dispatcher rounds fp32 ones first, as ml_bf16_convert), with fp32 accumulation into the fp32 C (a sum
+ * post-op for beta 1). oneDNN picks its kernel for the CPU: AMX on
  * Xeons that have it (the library asks Linux for the AMX permission itself), avx512_core_bf16 or VNNI-era
  * kernels elsewhere. The Debian build runs on OpenMP, so its threads are ours.
  * One primitive per (shape, transposes, beta, ldc) is created on first use and kept for the process. */
@@ -12,11 +12,11 @@
 
 /* 1 when the build has oneDNN and a bf16 matmul can be created on this CPU (checked once). */
 int ml_onednn_available(void);
-/* C = beta C + op(A) op(B) in bf16 (see above); B16 (or NULL): B already in bf16, compact (ld = transB ? K : N),
- * read instead of converting B. Returns 0, or -1 when oneDNN could not create or run the product (the caller
- * falls back to another engine). */
-int ml_onednn_gemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
-                        int ldb, const uint16_t *B16, float beta, float *C, int ldc);
+/* C = beta C + op(A16) op(B16) (see above): A16 stored [M,K] (transA: [K,M]), B16 [K,N] (transB: [N,K]), both
+ * compact. Returns 0, or -1 when oneDNN could not create or run the product (the caller falls back to another
+ * engine). */
+int ml_onednn_gemm_bf16(int transA, int transB, int M, int N, int K, const uint16_t *A16, const uint16_t *B16,
+                        float beta, float *C, int ldc);
 /* "oneDNN 2.6.3 (OpenMP), ISA avx512_core_bf16" or why it is absent. */
 void ml_onednn_describe(char *buf, size_t n);
 /* The implementation oneDNN chose for a bf16 product of this shape ("brg:avx512_core_amx_bf16", ...), or why

@@ -21,12 +21,12 @@ void ml_matmul_forward_bf16(float *y, const float *x, const float *w, int N, int
 void ml_matmul_backward_bf16(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
                              int out, int accumulate_dx);
 /* The same on a GEMM engine of model/ops/gemm.h (ML_GEMM_AUTO: the dispatcher's choice per product; the plain
- * and _bf16 forms above are openblas and bf16). w16: NULL, or the bf16 bits of w (same layout), which engines
- * that multiply bf16 operands read instead of converting w. */
-void ml_matmul_forward_on(ml_gemm_engine e, float *y, const float *x, const float *w, const uint16_t *w16, int N,
-                          int in, int out);
-void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, const float *dy, const float *x, const float *w,
-                           const uint16_t *w16, int N, int in, int out, int accumulate_dx);
+ * and _bf16 forms above are openblas and bf16), with each operand given as fp32, bf16 bits or both
+ * (ml_gemm_operand; x and dy with ld = their row length, w with ld = in). When dy has no bf16 copy and both backward
+ * products read bf16 operands, dy is rounded once for the two. */
+void ml_matmul_forward_on(ml_gemm_engine e, float *y, ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out);
+void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, ml_gemm_operand dy, ml_gemm_operand x,
+                           ml_gemm_operand w, int N, int in, int out, int accumulate_dx);
 
 /* ---- embedding (model/ops/embedding.c) */
 void ml_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);
@@ -35,6 +35,9 @@ void ml_embedding_backward(float *dtable, const float *dout, const int32_t *toke
 
 /* ---- RMSNorm (model/ops/rmsnorm.c): y = x * rsqrt(mean(x^2) + eps) * w */
 void ml_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps);
+/* The same with y written as bf16 bits (each value rounded as ml_bf16_bits): the bf16 activations of a model whose
+ * products read bf16 operands (ml_model.act16). */
+void ml_rmsnorm_forward_b16(uint16_t *y, float *rstd, const float *x, const float *w, int N, int C, float eps);
 /* dx += ..., dw += ... (dx accumulates: it is the residual stream's gradient) */
 void ml_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                          int N, int C);

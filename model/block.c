@@ -57,11 +57,21 @@ void ml_block_forward(const ml_model *m, int a, const ml_block_io *io, ml_block_
             ml_rmsnorm_forward(x->ln2, x->rstd2, x->resid_mid, m->w.layer[l].mlp_norm, N, C, c->rms_norm_eps);
     }
     ML_PROFILE(ML_PROF_GATE_UP_FWD) {
-        ml_linear_forward_in(m, ML_P_WGATE, l, x->gate, ln2, N);
-        ml_linear_forward_in(m, ML_P_WUP, l, x->up, ln2, N);
+        if (x->gate16) {
+            ml_linear_forward_to_bf16(m, ML_P_WGATE, l, x->gate16, ln2, N);
+            ml_linear_forward_to_bf16(m, ML_P_WUP, l, x->up16, ln2, N);
+        } else {
+            ml_linear_forward_in(m, ML_P_WGATE, l, x->gate, ln2, N);
+            ml_linear_forward_in(m, ML_P_WUP, l, x->up, ln2, N);
+        }
     }
     if (!to_output) return;
-    ML_PROFILE(ML_PROF_SWIGLU_FWD) ml_swiglu_forward(ffn_h, x->gate, x->up, (int64_t)N * F);
+    ML_PROFILE(ML_PROF_SWIGLU_FWD) {
+        if (x->gate16)
+            ml_swiglu_forward_b16(ffn_h, x->gate16, x->up16, (int64_t)N * F);
+        else
+            ml_swiglu_forward(ffn_h, x->gate, x->up, (int64_t)N * F);
+    }
     ML_PROFILE(ML_PROF_DOWN_FWD) ml_linear_forward(m, ML_P_WDOWN, l, out, ffn_h, N);
     ML_PROFILE(ML_PROF_RESIDUAL) {
 #pragma omp parallel for simd schedule(static)

@@ -65,21 +65,26 @@ static ml_gemm_operand weight_operand(const ml_model *m, ml_param_kind kind, int
     return (ml_gemm_operand){L->w, weight16(m, kind, layer), L->in};
 }
 
-/* x's fp32 values for what needs them (activation transforms, observers) when only its bf16 bits were kept:
- * widened into a buffer of the calling thread (grown as needed); NULL without memory. */
-static _Thread_local float *widened;
-static _Thread_local size_t widened_n;
+/* fp32 buffers of the calling thread, kept between calls (grown as needed): 0 an input, 1 an output. */
+static _Thread_local float *buffer_mem[2];
+static _Thread_local size_t buffer_n[2];
 
+static float *buffer(int i, size_t n) {
+    if (n > buffer_n[i]) {
+        free(buffer_mem[i]);
+        buffer_mem[i] = malloc(n * sizeof(float));
+        buffer_n[i] = buffer_mem[i] ? n : 0;
+    }
+    return buffer_mem[i];
+}
+
+/* x's fp32 values for what needs them (activation transforms, observers) when only its bf16 bits were kept:
+ * widened into buffer 0; NULL without memory. */
 static const float *input_f32(ml_gemm_operand x, int N, int in) {
     if (x.f32) return x.f32;
-    const size_t n = (size_t)N * in;
-    if (n > widened_n) {
-        free(widened);
-        widened = malloc(n * sizeof(float));
-        widened_n = widened ? n : 0;
-    }
-    if (widened) ml_bf16_widen(widened, x.b16, n);
-    return widened;
+    float *w = buffer(0, (size_t)N * in);
+    if (w) ml_bf16_widen(w, x.b16, (size_t)N * in);
+    return w;
 }
 
 void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *y, const float *x, int N) {
@@ -102,6 +107,20 @@ void ml_linear_forward_in(const ml_model *m, ml_param_kind kind, int layer, floa
         x = ml_gemm_f32(m->act_scratch, L.in);
     }
     ml_matmul_forward_on(engine_of(m), y, x, weight_operand(m, kind, layer, &L), N, L.in, L.out);
+}
+
+void ml_linear_forward_to_bf16(const ml_model *m, ml_param_kind kind, int layer, uint16_t *y16, ml_gemm_operand x,
+                               int N) {
+    const linear L = lookup(m, kind, layer);
+    const ml_param *p = NULL;
+    if (!act_of(m, kind, layer, &p)) {
+        ml_gemm_ops_to_bf16(engine_of(m), 0, 1, N, L.out, L.in, x, weight_operand(m, kind, layer, &L), y16);
+        return;
+    }
+    float *y = buffer(1, (size_t)N * L.out); /* a transformed input: the fp32 route, then rounded */
+    if (!y) return;
+    ml_linear_forward_in(m, kind, layer, y, x, N);
+    ml_bf16_convert(y16, y, N, L.out, L.out);
 }
 
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,

@@ -81,6 +81,9 @@ void ml_linear_forward(const ml_model *m, ml_param_kind kind, int layer, float *
 /* The same with the input given as fp32, bf16 bits (the model's bf16 activations, ml_model.act16) or both, compact
  * [N, in] (model/ops/gemm.h). */
 void ml_linear_forward_in(const ml_model *m, ml_param_kind kind, int layer, float *y, ml_gemm_operand x, int N);
+/* The same with y written as bf16 bits [N, out] (each fp32 sum rounded once): outputs only read as bf16. */
+void ml_linear_forward_to_bf16(const ml_model *m, ml_param_kind kind, int layer, uint16_t *y16, ml_gemm_operand x,
+                               int N);
 /* dx[N, in] (= or += per accumulate_dx) dy . W and dW += dy^T . x (the gradient of the used weight).
  * dx may be NULL. */
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,

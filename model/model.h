@@ -73,9 +73,9 @@ typedef struct {
     float *resid_mid; /* after the attention residual [BT, C] */
     float *ln2, *rstd2;
     float *gate, *up; /* [BT, F] */
-    /* With bf16 activations (ml_model.act16) the norms' outputs, which only products read, are kept as bf16 bits
-     * here instead, and ln1, ln2 are NULL; otherwise these are NULL. */
-    uint16_t *ln1_16, *ln2_16;
+    /* With bf16 activations (ml_model.act16) the norms' outputs (read only by products) and gate and up (read only
+     * by SwiGLU) are kept as bf16 bits here instead, and ln1, ln2, gate, up are NULL; otherwise these are NULL. */
+    uint16_t *ln1_16, *ln2_16, *gate16, *up16;
 } ml_block_acts;
 
 /* Arithmetic of the model's GEMMs. fp32: OpenBLAS sgemm. bf16: every linear layer (q/k/v/o, gate/up/down
@@ -110,10 +110,11 @@ typedef struct ml_model {
      * (ml_model_weights_changed), instead of converting each weight in every product. NULL when unused. */
     uint16_t *w16;
     size_t w16_numel;
-    /* bf16 activations: in bf16 precision with bf16 weight copies and no activation transforms, the inputs that
-     * only products read (the blocks' norm outputs) are kept as bf16 (ml_block_acts.ln1_16, ln2_16): half their
-     * memory, and no rounding of them in each of their five products. Set by ml_model_reserve
-     * (ml_model_sync_act16 re-plans the activations when precision, engine or transforms change it). */
+    /* bf16 activations: in bf16 precision with bf16 weight copies and no activation transforms, the saved
+     * activations that feed only products (the blocks' norm outputs) or SwiGLU (gate, up, written as bf16 by their
+     * products) are kept as bf16 (ml_block_acts.ln1_16, ...): half their memory, no rounding of the norm outputs in
+     * each of their five products, half the bytes SwiGLU reads. Set by ml_model_reserve (ml_model_sync_act16
+     * re-plans the activations when precision, engine or transforms change it). */
     int act16;
     char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
                              export reproduces them bit for bit */

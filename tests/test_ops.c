@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
+#include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 #include "tests/support/test_util.h"
 
@@ -348,6 +349,25 @@ static void test_attention_tiled_vs_reference(void **state) {
     run_tiled_vs_reference(32);
 }
 
+/* The bf16-output norm (bf16 activations) writes exactly the bf16 rounding of the fp32 kernel's output, with the
+ * same rstd; a ragged width and a row of zeros (rstd from eps alone) included. */
+static void test_rmsnorm_b16(void **state) {
+    enum { N = 5, C = 37 };
+    float *x = ml_test_randn(&rng, N * C, 3), *w = ml_test_randn(&rng, C, 1), y[N * C], rstd[N], rstd16[N];
+    memset(x + 2 * C, 0, C * sizeof(float));
+    uint16_t y16[N * C];
+    ml_rmsnorm_forward(y, rstd, x, w, N, C, 1e-5f);
+    ml_rmsnorm_forward_b16(y16, rstd16, x, w, N, C, 1e-5f);
+    assert_memory_equal(rstd, rstd16, sizeof rstd);
+    int rounded = 0;
+    for (int i = 0; i < N * C; i++) {
+        assert_int_equal(y16[i], ml_bf16_bits(y[i]));
+        rounded += ml_bf16_value(y16[i]) != y[i];
+    }
+    assert_true(rounded > N * C / 2); /* really bf16, not truncated fp32 bits of something else */
+    free(x), free(w);
+}
+
 /* ---------------------------------------------------------------- swiglu */
 typedef struct {
     int n;
@@ -358,6 +378,25 @@ static double sw_loss(void *p) {
     sw_ctx *c = p;
     ml_swiglu_forward(c->h, c->g, c->u, c->n);
     return dotd(c->h, c->R, (size_t)c->n);
+}
+
+/* The bf16-input SwiGLU kernels are the fp32 kernels on the widened values, bit for bit (n not a multiple of the
+ * chunk). */
+static void test_swiglu_b16(void **state) {
+    enum { n = 1000 };
+    float *g = ml_test_randn(&rng, n, 3), *u = ml_test_randn(&rng, n, 1), *dh = ml_test_randn(&rng, n, 1);
+    uint16_t g16[n], u16[n];
+    for (int i = 0; i < n; i++) g16[i] = ml_bf16_bits(g[i]), u16[i] = ml_bf16_bits(u[i]), g[i] = ml_bf16_value(g16[i]),
+                                u[i] = ml_bf16_value(u16[i]);
+    float h[n], h16[n], dg[n], du[n], dg16[n], du16[n];
+    ml_swiglu_forward(h, g, u, n);
+    ml_swiglu_forward_b16(h16, g16, u16, n);
+    ml_swiglu_backward(dg, du, dh, g, u, n);
+    ml_swiglu_backward_b16(dg16, du16, dh, g16, u16, n);
+    assert_memory_equal(h, h16, sizeof h);
+    assert_memory_equal(dg, dg16, sizeof dg);
+    assert_memory_equal(du, du16, sizeof du);
+    free(g), free(u), free(dh);
 }
 
 static void test_swiglu(void **state) {
@@ -412,6 +451,7 @@ int main(void) {
         cmocka_unit_test(test_rope_pairings), cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_masks),
         cmocka_unit_test(test_attention_tiled_vs_reference), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_swiglu_b16),    cmocka_unit_test(test_rmsnorm_b16),
         cmocka_unit_test(test_cross_entropy),
     };
     return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));

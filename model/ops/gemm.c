@@ -246,9 +246,9 @@ int ml_gemm_reads_bf16(ml_gemm_engine engine, int ta, int tb, int M, int N, int 
     return e == ML_GEMM_ONEDNN;
 }
 
-/* Operand buffers of the calling thread, kept between calls (grown as needed): two slots, A's and B's. */
-static _Thread_local void *slot_mem[2];
-static _Thread_local size_t slot_bytes[2];
+/* Operand buffers of the calling thread, kept between calls (grown as needed): A's, B's and an fp32 C's. */
+static _Thread_local void *slot_mem[3];
+static _Thread_local size_t slot_bytes[3];
 
 static void *slot(int i, size_t bytes) {
     if (bytes > slot_bytes[i]) {
@@ -283,14 +283,19 @@ static float element(ml_gemm_operand x, int trans, int cols, int i, int k) {
     return x.f32 ? x.f32[r * x.ld + c] : ml_bf16_value(x.b16[r * cols + c]);
 }
 
+/* C (or, given C16, its bf16 bits, compact) = beta C + op(A) op(B), summed in double: the route when no memory is
+ * left for an operand's other form. */
 static void gemm_elementwise(int ta, int tb, int M, int N, int K, ml_gemm_operand A, ml_gemm_operand B, float beta,
-                             float *C, int ldc) {
+                             float *C, int ldc, uint16_t *C16) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = 0;
             for (int k = 0; k < K; k++)
                 s += (double)element(A, ta, ta ? M : K, i, k) * element(B, !tb, tb ? K : N, j, k);
-            C[(size_t)i * ldc + j] = (float)s + (beta == 0.0f ? 0.0f : C[(size_t)i * ldc + j]);
+            if (C16)
+                C16[(size_t)i * N + j] = ml_bf16_bits((float)s);
+            else
+                C[(size_t)i * ldc + j] = (float)s + (beta == 0.0f ? 0.0f : C[(size_t)i * ldc + j]);
         }
 }
 
@@ -325,7 +330,7 @@ void ml_gemm_ops(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, ml_
         const float *a = as_f32(A, ar, ac, 0, &lda), *b = as_f32(B, br, bc, 1, &ldb);
         converted += ml_now_seconds() - t1;
         if (!a || !b) /* no memory to widen a bf16-only operand: element by element */
-            gemm_elementwise(ta, tb, M, N, K, A, B, beta, C, ldc);
+            gemm_elementwise(ta, tb, M, N, K, A, B, beta, C, ldc, NULL);
         else if (e == ML_GEMM_BF16)
             ml_gemm_bf16(ta, tb, M, N, K, a, lda, b, ldb, beta, C, ldc);
         else
@@ -333,4 +338,27 @@ void ml_gemm_ops(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, ml_
                         lda, b, ldb, beta, C, ldc);
     }
     record(e, ta, tb, M, N, K, ml_now_seconds() - t0, converted);
+}
+
+void ml_gemm_ops_to_bf16(ml_gemm_engine engine, int ta, int tb, int M, int N, int K, ml_gemm_operand A,
+                         ml_gemm_operand B, uint16_t *C16) {
+    if (M <= 0 || N <= 0) return;
+    if (ml_gemm_reads_bf16(engine, ta, tb, M, N, K)) {
+        const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+        const double t0 = ml_now_seconds();
+        const uint16_t *a16 = as_bf16(A, ar, ac, 0), *b16 = as_bf16(B, br, bc, 1);
+        const double converted = ml_now_seconds() - t0;
+        if (a16 && b16 && ml_onednn_gemm_bf16_out(ta, tb, M, N, K, a16, b16, C16) == 0) {
+            record(ML_GEMM_ONEDNN, ta, tb, M, N, K, ml_now_seconds() - t0, converted);
+            return;
+        }
+    }
+    /* fp32 C on the engine the product would run on, rounded once */
+    float *C = slot(2, (size_t)M * N * sizeof(float));
+    if (!C) { /* no memory for it: element by element */
+        gemm_elementwise(ta, tb, M, N, K, A, B, 0.0f, NULL, N, C16);
+        return;
+    }
+    ml_gemm_ops(engine, ta, tb, M, N, K, A, B, 0.0f, C, N);
+    ml_bf16_convert(C16, C, M, N, N);
 }

@@ -79,6 +79,11 @@ static inline ml_gemm_operand ml_gemm_f32(const float *f32, int ld) { return (ml
 /* C = beta * C + op(A) op(B) as ml_gemm, on operands given as above. */
 void ml_gemm_ops(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, ml_gemm_operand A,
                  ml_gemm_operand B, float beta, float *C, int ldc);
+/* C16 = op(A) op(B) as bf16 bits, compact [M,N]: each fp32 sum rounded once to nearest even (onednn writes bf16
+ * itself; the others compute fp32 C and round it). For products whose output is only read as bf16 (the model's
+ * bf16 activations). */
+void ml_gemm_ops_to_bf16(ml_gemm_engine engine, int transA, int transB, int M, int N, int K, ml_gemm_operand A,
+                         ml_gemm_operand B, uint16_t *C16);
 /* 1 when ml_gemm_ops(engine, ...) of this shape reads bf16 operands (the engine it runs on is onednn), i.e. when
  * handing it a bf16 copy saves a conversion. */
 int ml_gemm_reads_bf16(ml_gemm_engine engine, int transA, int transB, int M, int N, int K);

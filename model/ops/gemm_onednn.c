@@ -38,19 +38,21 @@ static void release(product *p) {
     memset(p, 0, sizeof *p);
 }
 
-enum { INT8 = 2 }; /* `acc` of an integer product: u8 A, s8 B, s32 C (no post-op) */
+/* `acc` of a product: what C is. F32: fp32 C = the product; F32_ACC: fp32 C += it (a sum post-op); INT8: u8 A, s8 B,
+ * s32 C (no post-op); BF16_OUT: bf16 C = the product, each fp32 sum rounded once. */
+enum { F32 = 0, F32_ACC = 1, INT8 = 2, BF16_OUT = 3 };
 
-/* Primitive descriptor of one product: bf16 A [M,K] and B [K,N] compact in their stored layout, f32 C; with
- * acc == INT8, u8 A, s8 B and s32 C. */
+/* Primitive descriptor of one product: bf16 A [M,K] and B [K,N] compact in their stored layout, C as `acc` says. */
 static dnnl_primitive_desc_t describe(int ta, int tb, int M, int N, int K, int acc, int ldc) {
     dnnl_memory_desc_t a_md, b_md, c_md;
     const dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N};
     const dnnl_dims_t as = {ta ? 1 : K, ta ? M : 1}, bs = {tb ? 1 : N, tb ? K : 1}, cs = {ldc, 1};
     const int i8 = acc == INT8;
-    if (i8) acc = 0;
+    const dnnl_data_type_t ct = i8 ? dnnl_s32 : acc == BF16_OUT ? dnnl_bf16 : dnnl_f32;
+    acc = acc == F32_ACC;
     if (dnnl_memory_desc_init_by_strides(&a_md, 2, ad, i8 ? dnnl_u8 : dnnl_bf16, as) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&b_md, 2, bd, i8 ? dnnl_s8 : dnnl_bf16, bs) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, i8 ? dnnl_s32 : dnnl_f32, cs) != dnnl_success)
+        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, ct, cs) != dnnl_success)
         return NULL;
     dnnl_matmul_desc_t md;
     if (dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) != dnnl_success) return NULL;
@@ -171,9 +173,20 @@ int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A16
                         float *C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0 || (beta != 0.0f && beta != 1.0f)) return -1; /* the dispatcher handles these */
     product local;
-    product *p = find_or_create(&local, ta, tb, M, N, K, beta != 0.0f, ldc);
+    product *p = find_or_create(&local, ta, tb, M, N, K, beta != 0.0f ? F32_ACC : F32, ldc);
     if (!p) return -1;
     const int rc = execute(p, A16, B16, C);
+    if (p == &local) release(&local);
+    return rc;
+}
+
+int ml_onednn_gemm_bf16_out(int ta, int tb, int M, int N, int K, const uint16_t *A16, const uint16_t *B16,
+                            uint16_t *C16) {
+    if (M <= 0 || N <= 0 || K <= 0) return -1;
+    product local;
+    product *p = find_or_create(&local, ta, tb, M, N, K, BF16_OUT, N);
+    if (!p) return -1;
+    const int rc = execute(p, A16, B16, C16);
     if (p == &local) release(&local);
     return rc;
 }
@@ -237,6 +250,11 @@ int ml_onednn_available(void) { return 0; }
 
 int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A16, const uint16_t *B16, float beta,
                         float *C, int ldc) {
+    return -1;
+}
+
+int ml_onednn_gemm_bf16_out(int ta, int tb, int M, int N, int K, const uint16_t *A16, const uint16_t *B16,
+                            uint16_t *C16) {
     return -1;
 }
 

@@ -17,6 +17,9 @@ int ml_onednn_available(void);
  * engine). */
 int ml_onednn_gemm_bf16(int transA, int transB, int M, int N, int K, const uint16_t *A16, const uint16_t *B16,
                         float beta, float *C, int ldc);
+/* The same with C written as bf16, compact [M,N] (beta 0): each fp32 sum rounded once (nearest even). */
+int ml_onednn_gemm_bf16_out(int transA, int transB, int M, int N, int K, const uint16_t *A16, const uint16_t *B16,
+                            uint16_t *C16);
 /* "oneDNN 2.6.3 (OpenMP), ISA avx512_core_bf16" or why it is absent. */
 void ml_onednn_describe(char *buf, size_t n);
 /* The implementation oneDNN chose for a bf16 product of this shape ("brg:avx512_core_amx_bf16", ...), or why

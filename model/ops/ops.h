@@ -85,6 +85,11 @@ static inline ml_attn_dims ml_attn_dims_self(int B, int T, int H, int KV, int hd
 void ml_swiglu_forward(float *h, const float *gate, const float *up, int64_t n);
 /* dgate, dup overwritten */
 void ml_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int64_t n);
+/* The same with gate and up given as bf16 bits (the model's bf16 activations): exactly the fp32 kernels on their
+ * values. */
+void ml_swiglu_forward_b16(float *h, const uint16_t *gate, const uint16_t *up, int64_t n);
+void ml_swiglu_backward_b16(float *dgate, float *dup, const float *dh, const uint16_t *gate, const uint16_t *up,
+                            int64_t n);
 
 /* ---- softmax cross-entropy rows (model/ops/cross_entropy.c)
  * logits [n, V] overwritten in place by d(loss)/d(logits) * grad_scale when grad_scale != 0

@@ -126,6 +126,7 @@ int ml_cmd_bench(int argc, char **argv) {
                "activations %.1f (scratch %.1f more)\n",
                (double)r.min_bytes / MiB, (double)r.param_bytes / MiB, (double)r.grad_bytes / MiB,
                (double)r.moment_bytes / MiB, (double)r.act_saved_bytes / MiB, (double)r.act_scratch_bytes / MiB);
+        if (r.bf16_activations) printf("activations  bf16 where only products or SwiGLU read them (norm outputs, gate, up)\n");
         printf("peak RSS     %.1f MiB = %.2fx the minimum\n", (double)r.peak_rss / MiB, r.mem_ratio);
         printf("%s\n", r.blas);
         if (warn) printf("%s\n", warn);

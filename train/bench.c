@@ -292,6 +292,7 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         r->grad_bytes = m.grad_arena.capacity * sizeof(float);
         r->moment_bytes = (size_t)ml_optim_num_state(&opt) * opt.num_floats * sizeof(float);
         r->act_saved_bytes = m.act_saved_floats * sizeof(float);
+        r->bf16_activations = m.act16;
         r->act_scratch_bytes = (m.act_arena.capacity - m.act_saved_floats) * sizeof(float);
         r->min_bytes = r->param_bytes + r->grad_bytes + r->moment_bytes + r->act_saved_bytes;
         r->mem_ratio = (double)r->peak_rss / (double)r->min_bytes;
@@ -326,8 +327,8 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
         "\"recompute\":%s,\"precision\":\"%s\",\"quant\":\"%s%s%s%s%s\",\"ms_refresh\":%.2f,\"ms_teacher\":%.2f,\"ms_per_step_fp\":%.2f,\"steps\":%d,\"ms_per_step\":%.2f,\"ms_forward\":%.2f,\"ms_head\":%.2f,\"ms_backward\":%.2f,"
         "\"ms_update\":%.2f,\"tokens_per_s\":%.2f,\"flops_per_token\":%.6g,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
         "\"mfu\":%.4f,\"peak_rss_mib\":%.1f,\"param_mib\":%.1f,\"grad_mib\":%.1f,\"moment_mib\":%.1f,"
-        "\"act_saved_mib\":%.1f,\"act_scratch_mib\":%.1f,\"min_mib\":%.1f,\"mem_ratio\":%.3f,"
-        "\"blas_kernel\":\"%s\"",
+        "\"act_saved_mib\":%.1f,\"act_scratch_mib\":%.1f,\"bf16_activations\":%s,\"min_mib\":%.1f,"
+        "\"mem_ratio\":%.3f,\"blas_kernel\":\"%s\"",
         cfg->name, (long long)r->params, a->B, a->T, r->threads, a->recompute ? "true" : "false", a->bf16 ? "bf16" : "fp32",
         a->quant_scheme ? a->quant_scheme : "none", a->quant_embedding ? " embedding=" : "",
         a->quant_embedding ? a->quant_embedding : "", a->quant_act ? " act=" : "", a->quant_act ? a->quant_act : "",
@@ -335,7 +336,7 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
         r->ms_backward, r->ms_update, r->tokens_per_s, r->flops_per_token, r->gflops, r->sgemm_gflops, r->mfu,
         (double)r->peak_rss / MiB, (double)r->param_bytes / MiB, (double)r->grad_bytes / MiB,
         (double)r->moment_bytes / MiB, (double)r->act_saved_bytes / MiB, (double)r->act_scratch_bytes / MiB,
-        (double)r->min_bytes / MiB, r->mem_ratio, ml_blas_corename());
+        r->bf16_activations ? "true" : "false", (double)r->min_bytes / MiB, r->mem_ratio, ml_blas_corename());
     if (k > 0) len = (size_t)k;
     k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,
                  ",\"gemm_engine\":\"%s\",\"paired_engine\":\"%s\",\"bf16_probe_engine\":\"%s\",\"bf16_probe_gflops\":%.2f,"

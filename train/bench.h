@@ -52,6 +52,7 @@ typedef struct {
     /* bf16 runs: the probe of the engine the large products use, at 2048^3 (the step's bf16 ceiling) */
     ml_gemm_engine probe_engine;
     double bf16_probe_gflops;
+    int bf16_activations; /* the model kept bf16 activations (ml_model.act16) */
     /* every distinct product of the timed steps and the engine that ran it */
     ml_gemm_stat gemm[48];
     int n_gemm;

@@ -861,8 +861,9 @@ ml_status ml_train(const ml_train_args *args) {
                a->grad_accum, a->optim, a->schedule, a->lr, ml_precision_name(t.model.precision));
         ml_log(ML_LOG_INFO, "%s", blas);
         if (t.model.precision == ML_PRECISION_BF16)
-            ml_log(ML_LOG_INFO, "bf16 GEMM engine: %s%s", ml_gemm_engine_name(t.model.gemm_engine),
-                   t.model.gemm_engine == ML_GEMM_AUTO ? " (per machine and shape; bench shows which ran)" : "");
+            ml_log(ML_LOG_INFO, "bf16 GEMM engine: %s%s; activations %s", ml_gemm_engine_name(t.model.gemm_engine),
+                   t.model.gemm_engine == ML_GEMM_AUTO ? " (per machine and shape; bench shows which ran)" : "",
+                   t.model.act16 ? "bf16 where only products or SwiGLU read them" : "fp32");
         const char *warn = ml_blas_kernel_warning();
         if (warn) ml_log(ML_LOG_INFO, "%s", warn);
         if (a->resume_ckpt) ml_log(ML_LOG_INFO, "resuming %s at step %lld", a->resume_ckpt, (long long)t.st.step);

@@ -39,11 +39,11 @@ int main(int argc, char **argv) {
         double tf = 1e30, tb = 1e30;
         for (int rep = 0; rep < 5; rep++) {
             double t0 = omp_get_wtime();
-            if (impl) ml_attention_forward(out, lse, q, k, v, NULL, &(ml_attn_dims){B, T, T, 0, H, KV, hd, W}, NULL);
+            if (impl) ml_attention_forward(out, lse, q, k, v, NULL, &(ml_attn_dims){B, T, T, 0, H, KV, hd, W, ML_ATTN_FP32}, NULL);
             else base_attention_forward(out, lse, q, k, v, NULL, B, T, H, KV, hd, W);
             double t1 = omp_get_wtime();
             if (impl) ml_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, NULL,
-                          &(ml_attn_dims){B, T, T, 0, H, KV, hd, W}, NULL);
+                          &(ml_attn_dims){B, T, T, 0, H, KV, hd, W, ML_ATTN_FP32}, NULL);
             else base_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, NULL, B, T, H, KV, hd, W);
             double t2 = omp_get_wtime();
             tf = t1 - t0 < tf ? t1 - t0 : tf;

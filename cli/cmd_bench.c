@@ -48,7 +48,7 @@ int ml_cmd_bench(int argc, char **argv) {
             return 2;
         }
         if (ml_bench_gemm(tokens, 1.0, rows, &n) != ML_OK) return ml_cli_fail("bench");
-        char engines[768];
+        char engines[1024];
         ml_gemm_engines_describe(engines, sizeof engines);
         if (!json) {
             printf("%s\n", engines);

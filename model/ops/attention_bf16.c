@@ -86,13 +86,13 @@ typedef struct __attribute__((packed, aligned(64))) {
     uint8_t rows[16];
 } tile_config;
 
-AMX_TARGET static void amx_begin(void) {
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-    _tile_loadconfig(&cfg);
-}
+/* Static: GCC 12's _tile_loadconfig tells the compiler it reads 8 bytes only, so stores into a local
+ * configuration beyond those were dropped as dead (every tile then unconfigured: SIGILL at the first use). */
+static const tile_config amx_config = {.palette = 1,
+                                       .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+                                       .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
+
+AMX_TARGET static void amx_begin(void) { _tile_loadconfig(&amx_config); }
 
 AMX_TARGET static void amx_end(void) { _tile_release(); }
 
@@ -108,6 +108,7 @@ AMX_TARGET static void mm_amx(float *C, int ldc, const uint16_t *A, int lda, con
                               int k, int accumulate) {
     const int mp = (m + 31) & ~31;
     const long sc = 4L * ldc, sa = 2L * lda, sb = 4L * ldb;
+    __asm__ volatile("" ::: "memory"); /* _tile_loadd declares no memory read: keep earlier stores before it */
     for (int i = 0; i < mp; i += 32)
         for (int j = 0; j < n; j += 32) {
             float *c = C + (long)i * ldc + j;

@@ -28,7 +28,7 @@ int ml_cmd_bench(int argc, char **argv) {
         {"paired", ML_OPT_FLAG, &a.paired, "with --scheme: full-precision steps alternating with the QAT steps (same load); with --precision bf16: fp32 steps alternating with the bf16 ones", 0, 0},
         {"paired-engine", ML_OPT_STR, &a.paired_engine, "with --paired --scheme: the paired steps are the same QAT step on this GEMM engine (e.g. openblas against --gemm-engine int8)", 0, 0},
         {"teacher", ML_OPT_FLAG, &a.teacher, "also time a full-precision teacher's forward on the batch (reported apart)", 0, 0},
-        {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs (default fp32)", 0, 0},
+        {"precision", ML_OPT_STR, &precision, "fp32 | bf16: arithmetic of the model's GEMMs and attention tiles (default fp32)", 0, 0},
         {"gemm-engine", ML_OPT_STR, &engine, "auto | openblas | bf16 | onednn | int8: engine of the bf16 GEMMs and of QAT's integer-grid forwards (openblas: fp32 fake-quant forward; default auto)", 0, 0},
         {"gemm", ML_OPT_FLAG, &gemm, "instead: every GEMM engine on MobileLLM-125M's shapes (no --config)", 0, 0},
         {"tokens", ML_OPT_INT, &tokens, "with --gemm: rows (tokens) of each product (default 1024)", 0, 0},
@@ -48,7 +48,7 @@ int ml_cmd_bench(int argc, char **argv) {
             return 2;
         }
         if (ml_bench_gemm(tokens, 1.0, rows, &n) != ML_OK) return ml_cli_fail("bench");
-        char engines[768];
+        char engines[1024];
         ml_gemm_engines_describe(engines, sizeof engines);
         if (!json) {
             printf("%s\n", engines);
@@ -102,7 +102,8 @@ int ml_cmd_bench(int argc, char **argv) {
     if (!json) {
         printf("model        %s, %lld parameters, %.3f GFLOP per token (train)\n", cfg.name, (long long)r.params,
                r.flops_per_token / 1e9);
-        printf("batch        %d x %d, %d threads, precision %s\n", a.B, a.T, r.threads, precision);
+        printf("batch        %d x %d, %d threads, precision %s, attention tiles %s\n", a.B, a.T, r.threads, precision,
+               ml_attn_kernel_name(r.attn_kernel));
         printf("step         %.1f ms (forward %.1f, head+loss %.1f, backward %.1f, update %.1f)\n", r.ms_per_step,
                r.ms_forward, r.ms_head, r.ms_backward, r.ms_update);
         printf("throughput   %.1f tokens/s, %.1f GFLOP/s\n", r.tokens_per_s, r.gflops);

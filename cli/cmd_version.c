@@ -6,7 +6,7 @@
 int ml_cmd_version(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    char engines[768], cpu[160];
+    char engines[1024], cpu[160];
     ml_gemm_engines_describe(engines, sizeof engines);
     ml_cpu_features_describe(cpu, sizeof cpu);
     printf("mobilellm 0.1.0\nCPU features: %s\nGEMM engines (--gemm-engine, ML_GEMM_ENGINE):\n%s\n", cpu, engines);

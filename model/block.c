@@ -38,10 +38,11 @@ void ml_block_forward(const ml_model *m, int a, const ml_block_io *io, ml_block_
             int first;
             ml_kv_cache_append(io->kv, a, io->kv_start, T, x->k, x->v, &first);
             const int Tk = io->kv_start + T - first;
-            const ml_attn_dims d = {1, T, Tk, Tk - T, H, KV, hd, ml_layer_window(c, l)};
+            const ml_attn_dims d = {1, T, Tk, Tk - T, H, KV, hd, ml_layer_window(c, l), m->attn_kernel};
             ml_attention_forward(x->att, x->lse, x->q, io->kv->k[a], io->kv->v[a], NULL, &d, io->attn_work);
         } else {
-            const ml_attn_dims d = ml_attn_dims_self(B, T, H, KV, hd, ml_layer_window(c, l));
+            ml_attn_dims d = ml_attn_dims_self(B, T, H, KV, hd, ml_layer_window(c, l));
+            d.kernel = m->attn_kernel;
             ml_attention_forward(x->att, x->lse, x->q, x->k, x->v, io->doc, &d, io->attn_work);
         }
     }

@@ -283,9 +283,12 @@ static ml_status bf16_copies(ml_model *m) {
 
 ml_status ml_model_set_precision(ml_model *m, ml_precision p) {
     ml_gemm_engine e;
+    ml_attn_kernel ak;
     ML_TRY(ml_gemm_engine_resolve(m->gemm_request, p == ML_PRECISION_BF16, &e));
+    ML_TRY(ml_attn_kernel_resolve(p == ML_PRECISION_BF16, &ak));
     m->precision = p;
     m->gemm_engine = e;
+    m->attn_kernel = ak;
     ML_TRY(bf16_copies(m));
     ML_TRY(ml_model_sync_act16(m));
     return ml_model_int8_plan(m);
@@ -582,7 +585,8 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
         /* attention: resid_mid = resid_in + o_proj(att) */
         ML_PROFILE(ML_PROF_O_BWD)
         ml_linear_backward(m, ML_P_WO, l, m->d_att, dres, x->att, N, 0);
-        const ml_attn_dims dims = ml_attn_dims_self(B, T, H, KV, hd, ml_layer_window(c, l));
+        ml_attn_dims dims = ml_attn_dims_self(B, T, H, KV, hd, ml_layer_window(c, l));
+        dims.kernel = m->attn_kernel;
         ML_PROFILE(ML_PROF_ATTN_BWD)
         ml_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, x->att, x->lse, x->q, x->k, x->v, b->doc, &dims,
                               m->attn_work);

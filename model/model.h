@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "model/config.h"
 #include "model/ops/gemm.h"
+#include "model/ops/ops.h"
 
 typedef enum {
     ML_P_EMBED = 0,   /* model.embed_tokens.weight [V, C] */
@@ -81,8 +82,9 @@ typedef struct {
 /* Arithmetic of the model's GEMMs. fp32: OpenBLAS sgemm. bf16: every linear layer (q/k/v/o, gate/up/down
  * and the LM head, forward and both backward products) may run on bf16-rounded inputs with fp32 accumulation,
  * on the GEMM engine the dispatcher picks per product (model/ops/gemm.h: our AVX512-BF16 kernel, oneDNN, or
- * sgemm where neither wins) or the one forced by ml_model_set_gemm_engine. Weights, gradients, optimizer
- * state, norms, RoPE, attention, SwiGLU and the softmax stay fp32. In either precision, the forward of a product whose
+ * sgemm where neither wins) or the one forced by ml_model_set_gemm_engine. Attention's tile products run on
+ * bf16-rounded operands too (AMX or AVX512-BF16, ml_attn_kernel_resolve), its softmax in fp32. Weights, gradients,
+ * optimizer state, norms, RoPE, SwiGLU and the softmax stay fp32. In either precision, the forward of a product whose
  * weight and input transforms have integer forms (QAT with --act) may run on the int8 engine (model/ops/gemm.h). */
 typedef enum { ML_PRECISION_FP32 = 0, ML_PRECISION_BF16 = 1 } ml_precision;
 ml_status ml_precision_parse(const char *name, ml_precision *p);
@@ -105,6 +107,7 @@ typedef struct ml_model {
     ml_precision precision; /* fp32 unless ml_model_set_precision says otherwise */
     ml_gemm_engine gemm_request; /* as asked (ml_model_set_gemm_engine; AUTO by default) */
     ml_gemm_engine gemm_engine;  /* resolved for the precision (ML_GEMM_ENGINE applied): the bf16 products' engine */
+    ml_attn_kernel attn_kernel;  /* attention's tile products: fp32, or a bf16 kernel in bf16 precision (ml_attn_kernel_resolve) */
     /* bf16 bits of the used weight matrices at their parameter-arena offsets, for engines that multiply bf16
      * operands (oneDNN; ml_gemm_reads_bf16_copies): refreshed with the used copies, once per change of the weights
      * (ml_model_weights_changed), instead of converting each weight in every product. NULL when unused. */

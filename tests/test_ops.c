@@ -208,7 +208,7 @@ typedef struct {
 
 static double att_loss(void *p) {
     att_ctx *c = p;
-    ml_attention_forward(c->out, c->lse, c->q, c->k, c->v, c->doc, &(ml_attn_dims){c->B, c->T, c->T, 0, c->H, c->KV, c->hd, c->window}, NULL);
+    ml_attention_forward(c->out, c->lse, c->q, c->k, c->v, c->doc, &(ml_attn_dims){c->B, c->T, c->T, 0, c->H, c->KV, c->hd, c->window, ML_ATTN_FP32}, NULL);
     return dotd(c->out, c->R, (size_t)c->B * c->T * c->H * c->hd);
 }
 
@@ -222,7 +222,7 @@ static void run_attention(int window, int with_doc) {
     att_loss(&c);
     float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
     ml_attention_backward(dq, dk, dv, c.R, c.out, c.lse, c.q, c.k, c.v, c.doc,
-                          &(ml_attn_dims){c.B, c.T, c.T, 0, c.H, c.KV, c.hd, c.window}, NULL);
+                          &(ml_attn_dims){c.B, c.T, c.T, 0, c.H, c.KV, c.hd, c.window, ML_ATTN_FP32}, NULL);
     check_grad("attention dq", att_loss, &c, c.q, dq, nq, 2000);
     check_grad("attention dk", att_loss, &c, c.k, dk, nk, 2000);
     check_grad("attention dv", att_loss, &c, c.v, dv, nk, 2000);
@@ -241,13 +241,13 @@ static void test_attention(void **state) {
 static void test_attention_masks(void **state) {
     const int T = 5, hd = 4;
     float *q = ml_test_randn(&rng, T * hd, 1), *k = ml_test_randn(&rng, T * hd, 1), *v = ml_test_randn(&rng, T * hd, 1), out[5 * 4], lse[5];
-    ml_attention_forward(out, lse, q, k, v, NULL, &(ml_attn_dims){1, T, T, 0, 1, 1, hd, 1}, NULL);
+    ml_attention_forward(out, lse, q, k, v, NULL, &(ml_attn_dims){1, T, T, 0, 1, 1, hd, 1, ML_ATTN_FP32}, NULL);
     for (int i = 0; i < T * hd; i++) assert_float_equal(out[i], v[i], 1e-6);
     int32_t doc[5] = {0, 0, 1, 1, 1};
     float full[5 * 4];
-    ml_attention_forward(full, lse, q, k, v, doc, &(ml_attn_dims){1, T, T, 0, 1, 1, hd, 0}, NULL);
+    ml_attention_forward(full, lse, q, k, v, doc, &(ml_attn_dims){1, T, T, 0, 1, 1, hd, 0, ML_ATTN_FP32}, NULL);
     for (int i = 0; i < hd; i++) assert_float_equal(full[2 * hd + i], v[2 * hd + i], 1e-6); /* doc start */
-    ml_attention_forward(out, lse, q, k, v, NULL, &(ml_attn_dims){1, T, T, 0, 1, 1, hd, 0}, NULL);
+    ml_attention_forward(out, lse, q, k, v, NULL, &(ml_attn_dims){1, T, T, 0, 1, 1, hd, 0, ML_ATTN_FP32}, NULL);
     int differs = 0;
     for (int i = 2 * hd; i < T * hd; i++) differs |= fabsf(out[i] - full[i]) > 1e-6f;
     assert_true(differs);
@@ -331,9 +331,9 @@ static void run_tiled_vs_reference(int hd) {
     double *rout = malloc(nq * 8), *rdq = malloc(nq * 8), *rdk = malloc(nk * 8), *rdv = malloc(nk * 8);
     for (int di = 0; di < 3; di++)
         for (int wi = 0; wi < 3; wi++) {
-            ml_attention_forward(out, lse, q, k, v, docs[di], &(ml_attn_dims){B, T, T, 0, H, KV, hd, windows[wi]}, NULL);
+            ml_attention_forward(out, lse, q, k, v, docs[di], &(ml_attn_dims){B, T, T, 0, H, KV, hd, windows[wi], ML_ATTN_FP32}, NULL);
             ml_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, docs[di],
-                          &(ml_attn_dims){B, T, T, 0, H, KV, hd, windows[wi]}, NULL);
+                          &(ml_attn_dims){B, T, T, 0, H, KV, hd, windows[wi], ML_ATTN_FP32}, NULL);
             naive_attention(rout, rdq, rdk, rdv, q, k, v, dout, docs[di], B, T, H, KV, hd, windows[wi]);
             assert_close("out", out, rout, nq, 2e-5);
             assert_close("dq", dq, rdq, nq, 2e-5);

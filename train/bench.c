@@ -186,6 +186,7 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
                 fpm.precision = m.precision;
                 fpm.gemm_request = m.gemm_request;
                 fpm.gemm_engine = m.gemm_engine;
+                fpm.attn_kernel = m.attn_kernel;
             }
             if (a->quant_scheme && a->paired_engine) { /* the same QAT step on another engine */
                 ml_gemm_engine pe;
@@ -297,6 +298,7 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         r->min_bytes = r->param_bytes + r->grad_bytes + r->moment_bytes + r->act_saved_bytes;
         r->mem_ratio = (double)r->peak_rss / (double)r->min_bytes;
         r->threads = ml_num_threads();
+        r->attn_kernel = m.attn_kernel;
         ml_blas_describe(r->blas, sizeof r->blas);
         r->n_gemm = ml_gemm_stats(r->gemm, (int)(sizeof r->gemm / sizeof r->gemm[0]));
         if (r->n_gemm > (int)(sizeof r->gemm / sizeof r->gemm[0])) r->n_gemm = (int)(sizeof r->gemm / sizeof r->gemm[0]);
@@ -340,10 +342,10 @@ size_t ml_bench_json(char *buf, size_t n, const ml_config *cfg, const ml_bench_a
     if (k > 0) len = (size_t)k;
     k = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,
                  ",\"gemm_engine\":\"%s\",\"paired_engine\":\"%s\",\"bf16_probe_engine\":\"%s\",\"bf16_probe_gflops\":%.2f,"
-                 "\"gemm\":[",
+                 "\"attn_kernel\":\"%s\",\"gemm\":[",
                  ml_gemm_engine_name(a->gemm_engine), a->paired && a->paired_engine ? a->paired_engine : "",
                  a->bf16 ? ml_gemm_engine_name(r->probe_engine) : "",
-                 r->bf16_probe_gflops);
+                 r->bf16_probe_gflops, ml_attn_kernel_name(r->attn_kernel));
     if (k > 0) len += (size_t)k;
     for (int i = 0; i < r->n_gemm; i++) {
         const ml_gemm_stat *g = &r->gemm[i];

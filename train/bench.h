@@ -11,6 +11,7 @@
 
 #include "model/config.h"
 #include "model/ops/gemm.h"
+#include "model/ops/ops.h"
 
 typedef struct {
     int B, T, steps, warmup;
@@ -49,6 +50,7 @@ typedef struct {
     int threads;
     int profiled;
     char blas[256];
+    ml_attn_kernel attn_kernel; /* the measured model's attention tiles */
     /* bf16 runs: the probe of the engine the large products use, at 2048^3 (the step's bf16 ceiling) */
     ml_gemm_engine probe_engine;
     double bf16_probe_gflops;

@@ -11,7 +11,12 @@
  * The same forward serves a KV-cached decoder: queries are then the last Tq of Tk keys
  * (ml_attn_dims.q_start), so training, evaluation and decoding run one attention kernel.
  * Scratch comes from a caller's workspace (ml_attention_work_floats), so a training step
- * allocates nothing; without one, the kernel allocates its own. */
+ * allocates nothing; without one, the kernel allocates its own.
+ * bf16 kernels (ml_attn_dims.kernel, products in attention_bf16.c) take the same loops; each operand is
+ * converted once where it is reused: the forward converts every K/V tile once before the query tiles (all
+ * query heads of a group read it), the backward converts its row's Q and dO once per (row, kv head) and
+ * each K/V tile once, and accumulates dK^T and dV^T of a key tile over all its query tiles, so that P and
+ * dS serve as the pair-layout right operand and are never transposed. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,6 +26,7 @@
 #include <omp.h>
 
 #include "common/vmath.h"
+#include "model/ops/attention_bf16.h"
 #include "model/ops/ops.h"
 
 enum { TILE = 64 }; /* query and key tile rows; 64 x 64 scores fit L1 next to a K tile */
@@ -42,20 +48,44 @@ static bool nondecreasing(const int32_t *d, int T) {
 }
 
 /* Workspace: a header (threads it was sized for), one flag per batch row (do its document ids never
- * decrease, i.e. packed documents whose tiles may be skipped), then one scratch block per thread. */
+ * decrease, i.e. packed documents whose tiles may be skipped), one scratch block per thread, then the
+ * bf16 kernels' K/V tiles of the forward. */
 enum { WORK_HEADER = 16 };
+
+static inline int up32(int x) { return (x + 31) & ~31; }
+static inline int up64(int x) { return (x + 63) & ~63; }
+static inline size_t r16(size_t n) { return (n + 15) / 16 * 16; } /* 64-byte steps between buffers */
+
+/* Floats of the bf16 backward's per-thread buffers (carved in this order in ml_attention_backward). */
+static size_t bf16_bwd_floats(int T, int H, int KV, int hd) {
+    const size_t hdp = (size_t)up32(hd), Tp = (size_t)up64(T), g = (size_t)(H / KV), tt = (size_t)TILE * TILE;
+    return 2 * r16(tt) + r16(g * T)             /* p, ds, rowdot (fp32) */
+           + 4 * r16(g * Tp * hdp / 2)          /* Q and dO rows, Q^T and dO^T of every head of the group (bf16) */
+           + 3 * r16((size_t)TILE * hdp / 2)    /* K^T, V^T, K of the key tile (pairs) */
+           + 3 * r16((size_t)TILE * hdp)        /* dK^T, dV^T accumulators, a product's result (fp32) */
+           + 3 * r16(tt / 2);                   /* dS rows, P and dS pairs (bf16) */
+}
 
 static size_t per_thread_floats(int T, int H, int KV, int hd) {
     const size_t fwd = (size_t)TILE * hd + (size_t)TILE * TILE;
     const size_t bwd = 2 * (size_t)TILE * hd + 3 * (size_t)TILE * TILE + (size_t)(H / KV) * T;
-    const size_t n = fwd > bwd ? fwd : bwd;
-    return (n + 15) / 16 * 16;
+    const size_t hdp = (size_t)up32(hd);
+    const size_t fwd16 = r16((size_t)TILE * TILE) + r16((size_t)TILE * hdp / 2) + r16((size_t)TILE * TILE / 2) +
+                         r16((size_t)TILE * hdp);
+    const size_t bwd16 = bf16_bwd_floats(T, H, KV, hd);
+    size_t n = fwd > bwd ? fwd : bwd;
+    if (fwd16 > n) n = fwd16;
+    if (bwd16 > n) n = bwd16;
+    return r16(n);
 }
 
 static size_t flag_floats(int B) { return ((size_t)B + 15) / 16 * 16; }
 
+/* K^T and V of every key tile in the pair layout, bf16: B x KV x Tp x hdp halves each */
+static size_t kv_floats(int B, int T, int KV, int hd) { return (size_t)B * KV * up64(T) * up32(hd); }
+
 size_t ml_attention_work_floats(int B, int T, int H, int KV, int hd, int threads) {
-    return WORK_HEADER + flag_floats(B) + (size_t)threads * per_thread_floats(T, H, KV, hd);
+    return WORK_HEADER + flag_floats(B) + (size_t)threads * per_thread_floats(T, H, KV, hd) + kv_floats(B, T, KV, hd);
 }
 
 void ml_attention_work_init(float *work, int threads) { memcpy(work, &threads, sizeof threads); }
@@ -66,6 +96,7 @@ typedef struct {
     int threads;
     float *mono;   /* [B] 1 when the row's document ids never decrease */
     size_t stride; /* floats per thread */
+    float *kv;     /* the bf16 forward's K/V tiles (kv_floats) */
 } workspace;
 
 static void work_open(workspace *w, float *work, const int32_t *doc, int B, int T, int H, int KV, int hd) {
@@ -81,12 +112,26 @@ static void work_open(workspace *w, float *work, const int32_t *doc, int B, int 
     if (w->threads > omp_get_max_threads()) w->threads = omp_get_max_threads();
     w->mono = w->base + WORK_HEADER;
     w->stride = per_thread_floats(T, H, KV, hd);
+    w->kv = w->base + WORK_HEADER + flag_floats(B) + (size_t)w->threads * w->stride;
     if (doc)
         for (int b = 0; b < B; b++) w->mono[b] = nondecreasing(doc + (int64_t)b * T, T) ? 1.0f : 0.0f;
 }
 
 static inline float *work_thread(const workspace *w, int B) {
     return w->base + WORK_HEADER + flag_floats(B) + (size_t)omp_get_thread_num() * w->stride;
+}
+
+/* The kernel a call runs: as asked, or fp32 where this CPU lacks it. */
+static ml_attn_kernel call_kernel(const ml_attn_dims *dims) {
+    const ml_attn_kernel k = dims->kernel;
+    return k > ML_ATTN_FP32 && k < ML_ATTN_NUM_KERNELS && ml_attn_kernel_available(k) ? k : ML_ATTN_FP32;
+}
+
+/* The next buffer of n floats from a thread's block. */
+static inline float *carve(float **at, size_t n) {
+    float *p = *at;
+    *at += r16(n);
+    return p;
 }
 
 /* Where queries [q0, q0+nq) meet keys [k0, k0+nk) of one row. */
@@ -203,13 +248,37 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
     const int group = H / KV, ntiles = (Tq + TILE - 1) / TILE;
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t qs = (int64_t)H * hd, ks = (int64_t)KV * hd; /* token strides */
+    const ml_attn_kernel kern = call_kernel(dims);
+    const int hdp = up32(hd), nkt = (Tk + TILE - 1) / TILE;
+    const size_t kv_tile = (size_t)TILE * hdp / 2, kv_row = (size_t)up64(Tk) * hdp / 2; /* pair words */
     workspace w;
     work_open(&w, work, doc, B, Tk, H, KV, hd);
+    uint32_t *kw_all = (uint32_t *)w.kv, *vp_all = kw_all + (size_t)B * KV * kv_row;
 #pragma omp parallel num_threads(w.threads)
     {
         float *kt = work_thread(&w, B);
         float *s = kt + TILE * hd;
         float mx[TILE], sum[TILE];
+        /* bf16: the Q tile, P and a product's result */
+        float *at = kt;
+        float *s16 = carve(&at, (size_t)TILE * TILE);
+        uint16_t *qa = (uint16_t *)carve(&at, (size_t)TILE * hdp / 2);
+        uint16_t *pa = (uint16_t *)carve(&at, (size_t)TILE * TILE / 2);
+        float *ct = carve(&at, (size_t)TILE * hdp);
+        if (kern) {
+            s = s16;
+            ml_attn_tiles_begin(kern);
+#pragma omp for collapse(3) schedule(static)
+            for (int b = 0; b < B; b++)
+                for (int kvh = 0; kvh < KV; kvh++)
+                    for (int t = 0; t < nkt; t++) {
+                        const int k0 = t * TILE, nk = Tk - k0 < TILE ? Tk - k0 : TILE;
+                        const int64_t off = ((int64_t)b * Tk + k0) * ks + (int64_t)kvh * hd;
+                        const size_t at_tile = ((size_t)b * KV + kvh) * kv_row + (size_t)t * kv_tile;
+                        ml_attn_to_pairs_t(kw_all + at_tile, TILE, k + off, ks, nk, hd, TILE, hdp); /* K^T */
+                        ml_attn_to_pairs(vp_all + at_tile, hdp, v + off, ks, nk, hd, TILE, hdp);   /* V */
+                    }
+        }
 #pragma omp for collapse(3) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
@@ -227,12 +296,19 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
                         sum[i] = 0.0f;
                         memset(ob + i * qs, 0, sizeof(float) * hd);
                     }
+                    if (kern) ml_attn_to_rows(qa, hdp, qb, qs, nq, hd, up32(nq), hdp);
+                    const size_t kv_at = ((size_t)b * KV + kvh) * kv_row;
                     for (int k0 = first_key(q0, window) / TILE * TILE; k0 <= q0 + nq - 1; k0 += TILE) {
                         const int nk = Tk - k0 < TILE ? Tk - k0 : TILE;
                         const tile_kind kind = classify(q0, nq, k0, nk, window, db, mono);
                         if (kind == TILE_SKIP) continue;
-                        transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
-                        small_gemm(s, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0); /* S = Q K^T */
+                        if (kern) {
+                            ml_attn_mm(kern, s, TILE, qa, hdp, kw_all + kv_at + (size_t)(k0 / TILE) * kv_tile, TILE, nq,
+                                       TILE, hdp, 0); /* S = Q K^T */
+                        } else {
+                            transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
+                            small_gemm(s, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0); /* S = Q K^T */
+                        }
                         for (int i = 0; i < nq; i++) {
                             float *si = s + i * TILE, *oi = ob + i * qs, tmax = -INFINITY;
 #pragma omp simd
@@ -252,7 +328,20 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
 #pragma omp simd
                                 for (int d = 0; d < hd; d++) oi[d] *= c;
                         }
-                        small_gemm(ob, qs, s, TILE, vb + k0 * ks, ks, nq, hd, nk, 1); /* O += P V */
+                        if (kern) { /* O += P V */
+                            const int kp = up32(nk);
+                            ml_attn_to_rows(pa, TILE, s, TILE, nq, nk, up32(nq), kp);
+                            ml_attn_mm(kern, ct, hdp, pa, TILE, vp_all + kv_at + (size_t)(k0 / TILE) * kv_tile, hdp, nq,
+                                       hdp, kp, 0);
+                            for (int i = 0; i < nq; i++) {
+                                float *oi = ob + i * qs;
+                                const float *ci = ct + (size_t)i * hdp;
+#pragma omp simd
+                                for (int d = 0; d < hd; d++) oi[d] += ci[d];
+                            }
+                        } else {
+                            small_gemm(ob, qs, s, TILE, vb + k0 * ks, ks, nq, hd, nk, 1); /* O += P V */
+                        }
                     }
                     for (int i = 0; i < nq; i++) { /* every query sees itself, so sum > 0 */
                         float inv = 1.0f / sum[i], *oi = ob + i * qs;
@@ -261,6 +350,7 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
                         if (lse) lse[((int64_t)b * H + h) * Tq + qi0 + i] = mx[i] + logf(sum[i]);
                     }
                 }
+        ml_attn_tiles_end(kern);
     }
     free(w.own);
 }
@@ -275,6 +365,8 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     const int group = H / KV;
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t qs = (int64_t)H * hd, ks = (int64_t)KV * hd;
+    const ml_attn_kernel kern = call_kernel(dims);
+    const int hdp = up32(hd), Tp = up64(T);
     workspace w;
     work_open(&w, work, doc, B, T, H, KV, hd);
 #pragma omp parallel num_threads(w.threads)
@@ -285,6 +377,22 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
         float *ds = p + TILE * TILE;
         float *tr = ds + TILE * TILE;
         float *rowdot = tr + TILE * TILE; /* [group * T]: D_t = dout_t . out_t per head */
+        /* bf16 (sizes as in bf16_bwd_floats): Q and dO rows and columns [group][Tp x hdp], the key tile's K^T, V^T
+         * and K in pairs, dK^T and dV^T accumulated over the key tile's queries [hdp x TILE], dS rows, P and dS pairs */
+        uint16_t *qa = NULL, *da = NULL, *qc = NULL, *dc = NULL, *dsa = NULL;
+        uint32_t *kw = NULL, *vw = NULL, *kp = NULL, *pp = NULL, *dsp = NULL;
+        float *dka = NULL, *dva = NULL, *ct = NULL;
+        if (kern) {
+            const size_t gq = (size_t)group * Tp * hdp / 2, kvt = (size_t)TILE * hdp / 2, tt = (size_t)TILE * TILE;
+            float *at = kt;
+            p = carve(&at, tt), ds = carve(&at, tt), rowdot = carve(&at, (size_t)group * T);
+            qa = (uint16_t *)carve(&at, gq), da = (uint16_t *)carve(&at, gq);
+            qc = (uint16_t *)carve(&at, gq), dc = (uint16_t *)carve(&at, gq);
+            kw = (uint32_t *)carve(&at, kvt), vw = (uint32_t *)carve(&at, kvt), kp = (uint32_t *)carve(&at, kvt);
+            dka = carve(&at, (size_t)TILE * hdp), dva = carve(&at, (size_t)TILE * hdp), ct = carve(&at, (size_t)TILE * hdp);
+            dsa = (uint16_t *)carve(&at, tt / 2), pp = (uint32_t *)carve(&at, tt / 2), dsp = (uint32_t *)carve(&at, tt / 2);
+            ml_attn_tiles_begin(kern);
+        }
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
@@ -301,6 +409,14 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                         rowdot[(int64_t)g * T + t] = dot(dout + off, out + off, hd);
                         memset(dq + off, 0, sizeof(float) * hd);
                     }
+                    if (kern) { /* this row's Q and dO of head h, converted once for all key tiles */
+                        const int64_t off = (int64_t)b * T * qs + (int64_t)(kvh * group + g) * hd;
+                        const size_t at = (size_t)g * Tp * hdp;
+                        ml_attn_to_rows(qa + at, hdp, q + off, qs, T, hd, Tp, hdp);
+                        ml_attn_to_rows(da + at, hdp, dout + off, qs, T, hd, Tp, hdp);
+                        ml_attn_to_cols(qc + at, Tp, q + off, qs, T, hd, Tp, hdp);
+                        ml_attn_to_cols(dc + at, Tp, dout + off, qs, T, hd, Tp, hdp);
+                    }
                 }
                 for (int k0 = 0; k0 < T; k0 += TILE) {
                     const int nk = T - k0 < TILE ? T - k0 : TILE;
@@ -309,8 +425,16 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                         memset(dkt + j * ks, 0, sizeof(float) * hd);
                         memset(dvt + j * ks, 0, sizeof(float) * hd);
                     }
-                    transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
-                    transpose_tile(vt, vb + k0 * ks, ks, nk, hd);
+                    if (kern) {
+                        ml_attn_to_pairs_t(kw, TILE, kb + k0 * ks, ks, nk, hd, TILE, hdp);
+                        ml_attn_to_pairs_t(vw, TILE, vb + k0 * ks, ks, nk, hd, TILE, hdp);
+                        ml_attn_to_pairs(kp, hdp, kb + k0 * ks, ks, nk, hd, TILE, hdp);
+                        memset(dka, 0, sizeof(float) * TILE * hdp);
+                        memset(dva, 0, sizeof(float) * TILE * hdp);
+                    } else {
+                        transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
+                        transpose_tile(vt, vb + k0 * ks, ks, nk, hd);
+                    }
                     for (int g = 0; g < group; g++) {
                         const int h = kvh * group + g;
                         const float *lh = lse + ((int64_t)b * H + h) * T, *Dh = rowdot + (int64_t)g * T;
@@ -325,8 +449,14 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                             }
                             const int64_t qoff = ((int64_t)b * T + q0) * qs + (int64_t)h * hd;
                             const float *qb = q + qoff, *dob = dout + qoff;
-                            small_gemm(p, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0);   /* S = Q K^T */
-                            small_gemm(ds, TILE, dob, qs, vt, TILE, nq, TILE, hd, 0); /* dP = dO V^T */
+                            const size_t at = (size_t)g * Tp * hdp;
+                            if (kern) {
+                                ml_attn_mm(kern, p, TILE, qa + at + (size_t)q0 * hdp, hdp, kw, TILE, nq, TILE, hdp, 0);
+                                ml_attn_mm(kern, ds, TILE, da + at + (size_t)q0 * hdp, hdp, vw, TILE, nq, TILE, hdp, 0);
+                            } else {
+                                small_gemm(p, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0);   /* S = Q K^T */
+                                small_gemm(ds, TILE, dob, qs, vt, TILE, nq, TILE, hd, 0); /* dP = dO V^T */
+                            }
                             for (int i = 0; i < nq; i++) {
                                 float *pi = p + i * TILE, *dsi = ds + i * TILE;
                                 const float L = lh[q0 + i], Di = Dh[q0 + i];
@@ -337,6 +467,22 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
 #pragma omp simd
                                 for (int j = 0; j < nk; j++) dsi[j] = pi[j] * (dsi[j] - Di) * scale;
                             }
+                            if (kern) {
+                                const int kq = up32(nq), kk = up32(nk);
+                                ml_attn_to_rows(dsa, TILE, ds, TILE, nq, nk, kq, kk);
+                                ml_attn_mm(kern, ct, hdp, dsa, TILE, kp, hdp, nq, hdp, kk, 0); /* dQ += dS K */
+                                for (int i = 0; i < nq; i++) {
+                                    float *dqi = dq + qoff + i * qs;
+                                    const float *ci = ct + (size_t)i * hdp;
+#pragma omp simd
+                                    for (int d = 0; d < hd; d++) dqi[d] += ci[d];
+                                }
+                                ml_attn_to_pairs(pp, TILE, p, TILE, nq, nk, kq, TILE);
+                                ml_attn_mm(kern, dva, TILE, dc + at + q0, Tp, pp, TILE, hdp, TILE, kq, 1); /* dV^T += dO^T P */
+                                ml_attn_to_pairs(dsp, TILE, ds, TILE, nq, nk, kq, TILE);
+                                ml_attn_mm(kern, dka, TILE, qc + at + q0, Tp, dsp, TILE, hdp, TILE, kq, 1); /* dK^T += Q^T dS */
+                                continue;
+                            }
                             small_gemm(dq + qoff, qs, ds, TILE, kb + k0 * ks, ks, nq, hd, nk, 1); /* dQ += dS K */
                             transpose_square(tr, p, nq, nk);
                             small_gemm(dvt, ks, tr, TILE, dob, qs, nk, hd, nq, 1); /* dV += P^T dO */
@@ -344,8 +490,15 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                             small_gemm(dkt, ks, tr, TILE, qb, qs, nk, hd, nq, 1); /* dK += dS^T Q */
                         }
                     }
+                    if (kern) /* the key tile's sums, transposed back */
+                        for (int j = 0; j < nk; j++)
+                            for (int d = 0; d < hd; d++) {
+                                dkt[j * ks + d] = dka[(size_t)d * TILE + j];
+                                dvt[j * ks + d] = dva[(size_t)d * TILE + j];
+                            }
                 }
             }
+        ml_attn_tiles_end(kern);
     }
     free(w.own);
 }

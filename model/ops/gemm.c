@@ -13,6 +13,7 @@
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/gemm_int8.h"
 #include "model/ops/gemm_onednn.h"
+#include "model/ops/ops.h"
 
 static const char *const names[ML_GEMM_NUM_ENGINES] = {"auto", "openblas", "bf16", "onednn", "int8"};
 
@@ -142,18 +143,21 @@ int ml_gemm_int8_forward(ml_gemm_engine engine) {
 }
 
 void ml_gemm_engines_describe(char *buf, size_t n) {
-    char blas[256], dnnl[160];
+    char blas[256], dnnl[160], attn[160];
     ml_blas_describe(blas, sizeof blas);
     ml_onednn_describe(dnnl, sizeof dnnl);
+    ml_attn_kernels_describe(attn, sizeof attn);
     snprintf(buf, n,
              "openblas  available: %s\n"
              "bf16      %s\n"
              "onednn    %s: %s\n"
-             "int8      available: %s (forward of integer-grid products with int8 activations)",
+             "int8      available: %s (forward of integer-grid products with int8 activations)\n"
+             "attention %s",
              blas, ml_bf16_available() ? "available: AVX512-BF16 kernel (vdpbf16ps)" : "absent: no AVX512-BF16",
              ml_onednn_available() ? "available" : "absent", dnnl,
              ml_int8_vnni_available() ? "AVX512-VNNI kernel (vpdpbusd), auto uses it"
-                                      : "portable kernel only (no AVX512-VNNI), auto leaves it");
+                                      : "portable kernel only (no AVX512-VNNI), auto leaves it",
+             attn);
 }
 
 /* ---------------------------------------------------------------- statistics */

@@ -59,12 +59,28 @@ void ml_headnorm_backward(float *dy, const float *y, const float *rstd, int N, i
  * position q_start + i (training: Tq = Tk, q_start = 0; a KV-cached decoder: the chunk's Tq queries after
  * the cached keys, q_start = Tk - Tq). out [B,Tq,H,hd]; lse [B,H,Tq] log-sum-exp of each score row (may be
  * NULL in the forward). window > 0: key j visible from position t only if t - j < window. doc (NULL or
- * [B*Tk]): only keys of the same document. Scores are never materialised beyond one tile per thread. */
+ * [B*Tk]): only keys of the same document. Scores are never materialised beyond one tile per thread.
+ * kernel: how the tile products (S = Q K^T, O += P V; backward S, dP = dO V^T, dQ += dS K, dV += P^T dO,
+ * dK += dS^T Q) run. fp32 (0, the default): fp32 FMAs. avx512bf16, amx: on bf16-rounded operands with fp32
+ * sums (model/ops/attention_bf16.c); softmax, exp, log-sum-exp, scaling and masking stay fp32. A model in bf16
+ * precision sets it from ml_attn_kernel_resolve. */
+typedef enum { ML_ATTN_FP32 = 0, ML_ATTN_AVX512BF16, ML_ATTN_AMX, ML_ATTN_NUM_KERNELS } ml_attn_kernel;
 typedef struct {
     int B, Tq, Tk, q_start;
     int H, KV, hd;
     int window;
+    ml_attn_kernel kernel;
 } ml_attn_dims;
+/* "fp32" | "avx512bf16" | "amx" */
+const char *ml_attn_kernel_name(ml_attn_kernel k);
+/* 1 when this CPU runs it (amx: AMX-BF16 and AVX512-BF16, and Linux granted the tile state to this process). */
+int ml_attn_kernel_available(ml_attn_kernel k);
+/* The kernel of a model: fp32 when bf16 is 0; else ML_ATTN_KERNEL (auto | fp32 | avx512bf16 | amx) when set, or the
+ * best this CPU has (amx, then avx512bf16, then fp32). Fails (one line) for an unknown name or a kernel the CPU
+ * lacks. */
+ml_status ml_attn_kernel_resolve(int bf16, ml_attn_kernel *out);
+/* One line: what bf16 precision's attention runs on here. */
+void ml_attn_kernels_describe(char *buf, size_t n);
 /* Scratch for the forward and backward of rows of up to T keys on `threads` threads; initialise once
  * with ml_attention_work_init. Passing work = NULL makes the kernel allocate its own (tests, benches). */
 size_t ml_attention_work_floats(int B, int T, int H, int KV, int hd, int threads);
@@ -77,7 +93,7 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                            float *work);
 /* The dimensions of training attention: B rows of T tokens attending among themselves. */
 static inline ml_attn_dims ml_attn_dims_self(int B, int T, int H, int KV, int hd, int window) {
-    ml_attn_dims d = {B, T, T, 0, H, KV, hd, window};
+    ml_attn_dims d = {B, T, T, 0, H, KV, hd, window, ML_ATTN_FP32};
     return d;
 }
 

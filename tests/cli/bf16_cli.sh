@@ -41,6 +41,7 @@ import json, sys
 j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 assert j["gemm_engine"] == "bf16" and j["gemm"], j
 assert all(g["engine"] == "bf16" for g in j["gemm"]), j["gemm"]
+assert j["attn_kernel"] in ("avx512bf16", "amx"), j["attn_kernel"]  # attention's tiles in bf16 too
 assert {g["layout"] for g in j["gemm"]} == {"NT", "NN", "TN"}, j["gemm"]
 PYEOF
 else
@@ -48,15 +49,18 @@ else
 fi
 
 # 4. every other engine: bit-exact resume, the engine stored; fp32 products on openblas in bf16 precision equal fp32
+# (attention's tiles in fp32 too on openblas: ML_ATTN_KERNEL=fp32, so that its products are all fp32)
 for engine in onednn openblas; do
+    attn=auto
+    [ $engine = openblas ] && attn=fp32
     if ! "$M" version | grep -q "^$engine *available"; then
         skip_part "GEMM engine $engine is not available here"
         continue
     fi
-    ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision bf16 --gemm-engine $engine --out "$W/$engine-full" >/dev/null
-    ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision bf16 --gemm-engine $engine --stop-after 4 \
+    ML_ATTN_KERNEL=$attn ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision bf16 --gemm-engine $engine --out "$W/$engine-full" >/dev/null
+    ML_ATTN_KERNEL=$attn ok "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision bf16 --gemm-engine $engine --stop-after 4 \
         --out "$W/$engine-split" >/dev/null
-    ML_GEMM_ENGINE=bf16 ok "$M" train --resume "$W/$engine-split/ckpt_00000004.h5" --out "$W/$engine-split" >"$W/$engine.log"
+    ML_ATTN_KERNEL=$attn ML_GEMM_ENGINE=bf16 ok "$M" train --resume "$W/$engine-split/ckpt_00000004.h5" --out "$W/$engine-split" >"$W/$engine.log"
     grep -q "bf16 GEMM engine: $engine" "$W/$engine.log" || fail "resumed run does not keep engine $engine"
     same_state "$W/$engine-full/ckpt_00000008.h5" "$W/$engine-split/ckpt_00000008.h5" || fail "resumed $engine run differs"
     $PY -c "import h5py, json, sys; assert json.loads(h5py.File(sys.argv[1], 'r').attrs['args_json'])['gemm_engine'] == sys.argv[2]" \
@@ -68,6 +72,7 @@ done
 grep -q "^CPU features: " "$W/version.txt" || fail "version lists no CPU features"
 grep -q "^openblas *available" "$W/version.txt" || fail "version lists no openblas engine"
 grep -Eq "^onednn *(available|absent)" "$W/version.txt" || fail "version lists no onednn line"
+grep -Eq "^attention .*--precision bf16: (amx|avx512bf16|fp32)" "$W/version.txt" || fail "version lists no attention kernel"
 
 # 5. bad input
 expect_fail "unknown precision" "$W/bad" -- "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --precision fp16 --out "$W/bad"
@@ -76,6 +81,7 @@ expect_fail "unknown engine" "$W/bad" -- "$M" train --config "$CFG/tiny-v1.json"
     --gemm-engine cuda --out "$W/bad"
 expect_fail "bf16 engine with fp32" "$W/bad/ckpt_00000008.h5" -- "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" --gemm-engine bf16 --out "$W/bad"
 ML_GEMM_ENGINE=fast expect_fail "unknown engine in ML_GEMM_ENGINE" -- "$M" bench --config "$CFG/tiny-v1.json" --precision bf16
+ML_ATTN_KERNEL=gpu expect_fail "unknown kernel in ML_ATTN_KERNEL" -- "$M" bench --config "$CFG/tiny-v1.json" --precision bf16
 expect_fail "bench unknown engine" -- "$M" bench --config "$CFG/tiny-v1.json" --precision bf16 --gemm-engine x
 export ML_DISABLE_BF16=1 # as on a CPU without AVX512-BF16: auto runs bf16 precision on sgemm, forcing the kernel fails
 expect_fail "no AVX512-BF16 (train)" "$W/nobf16/ckpt_00000008.h5" -- "$M" train --config "$CFG/tiny-v1.json" "${A[@]}" \

@@ -187,12 +187,19 @@ static void test_resolve(void **state) {
     const ml_gemm_engine big = ml_gemm_choose(1, 0, 1, 1024, 1536, 576);
     assert_true(ml_gemm_engine_available(big));
     const ml_cpu_features *f = ml_cpu_features_get();
-    if (f->amx_bf16 && ml_gemm_engine_available(ML_GEMM_ONEDNN)) assert_int_equal(big, ML_GEMM_ONEDNN);
-    else if (!f->amx_bf16 && ml_gemm_engine_available(ML_GEMM_BF16)) assert_int_equal(big, ML_GEMM_BF16);
-    if (!f->amx_bf16) /* narrow weights (125M's q/o) stay on sgemm without AMX, in all three layouts */
+    const int onednn = (f->amx_bf16 || f->avx512_bf16) && ml_gemm_engine_available(ML_GEMM_ONEDNN);
+    if (onednn) /* every product worth it, narrow ones (125M's q/o) too, in all three layouts */
+        for (int layout = 0; layout < 4; layout++)
+            assert_int_equal(layout == 3   ? big
+                             : layout == 2 ? ml_gemm_choose(1, 1, 0, 576, 576, 1024)
+                                           : ml_gemm_choose(1, 0, layout == 0, 1024, 576, 576),
+                             ML_GEMM_ONEDNN);
+    else if (!f->amx_bf16 && ml_gemm_engine_available(ML_GEMM_BF16)) { /* our kernel on wide weights only */
+        assert_int_equal(big, ML_GEMM_BF16);
         for (int layout = 0; layout < 3; layout++)
             assert_int_equal(layout == 2 ? ml_gemm_choose(1, 1, 0, 576, 576, 1024)
                                          : ml_gemm_choose(1, 0, layout == 0, 1024, 576, 576), ML_GEMM_OPENBLAS);
+    }
     printf("auto picks %s for 1024 x 1536 x 576 here\n", ml_gemm_engine_name(big));
 }
 

@@ -126,14 +126,18 @@ ml_status ml_gemm_engine_resolve(ml_gemm_engine requested, int bf16_allowed, ml_
  * MobileLLM-125M's wide matrices (gate/up/down: 576 x 1536; the head) at 2-3x sgemm, but those of the narrow
  * q/o (576 x 576) and k/v (192 x 576) projections at 0.4-0.9x, at 1024 and at 64 tokens: below this many entries
  * in the weight-sized operand (B of the forward and dX layouts, C of the dW layout, i.e. A transposed) sgemm
- * keeps them. */
+ * keeps them. It is auto's choice only in builds without oneDNN. */
 #define BF16_MIN_WEIGHT (576 * 1536)
 
 ml_gemm_engine ml_gemm_choose(int bf16_allowed, int transA, int transB, int M, int N, int K) {
     if (!bf16_allowed || (double)M * N * K < SMALL_MACS || M < 8) return ML_GEMM_OPENBLAS;
     const ml_cpu_features *f = ml_cpu_features_get();
-    if (f->amx_bf16) /* oneDNN's AMX kernels; without them our kernel loses to sgemm on those Xeons (0.56-0.61x) */
-        return ml_onednn_available() ? ML_GEMM_ONEDNN : ML_GEMM_OPENBLAS;
+    /* oneDNN where the CPU multiplies bf16 (AMX, or AVX512-BF16): it reads the model's bf16 copies of weights and
+     * activations and writes bf16 outputs, so no product rounds its operands. On the AMX Xeon its AMX kernels run
+     * at 2-4x sgemm; on Zen 4 its avx512_core_bf16 kernels ran every 125M product at 310-380 GFLOP/s (sgemm ~170)
+     * and the bf16 step 1.14-1.23x faster than with our kernel and sgemm (bench/RESULTS.md). */
+    if ((f->amx_bf16 || f->avx512_bf16) && ml_onednn_available()) return ML_GEMM_ONEDNN;
+    if (f->amx_bf16) return ML_GEMM_OPENBLAS; /* our kernel loses to sgemm on those Xeons (0.56-0.61x) */
     const double weight = transA ? (double)M * N : (double)N * K;
     return ml_bf16_available() && weight >= BF16_MIN_WEIGHT ? ML_GEMM_BF16 : ML_GEMM_OPENBLAS;
 }
@@ -205,7 +209,8 @@ int ml_gemm_stats(ml_gemm_stat *rows, int max) {
 
 int ml_gemm_reads_bf16_copies(ml_gemm_engine requested) {
     if (requested == ML_GEMM_ONEDNN) return 1;
-    return (requested == ML_GEMM_AUTO || requested == ML_GEMM_INT8) && ml_cpu_features_get()->amx_bf16 &&
+    const ml_cpu_features *f = ml_cpu_features_get();
+    return (requested == ML_GEMM_AUTO || requested == ML_GEMM_INT8) && (f->amx_bf16 || f->avx512_bf16) &&
            ml_onednn_available();
 }
 

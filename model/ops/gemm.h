@@ -15,11 +15,12 @@
  * Choosing (ML_GEMM_AUTO). fp32 precision: always openblas. bf16 precision: a rule on the CPU's features and the
  * shape (ml_gemm_choose), fixed per machine, so that a run stays a function of (config, data, seed) and resume is
  * bit-exact; a timing on first use would let machine load flip a shape between engines of different arithmetic.
- * The rule comes from `mobilellm bench --gemm` (bench/RESULTS.md) and the issue's Xeon figures: AMX + oneDNN ->
- * onednn (1.4-2.6 TFLOP/s against sgemm's 0.33-0.37); AVX512-BF16 without AMX -> bf16 for products with a wide
- * weight operand (2-3x sgemm on Zen 4, 1.5-2.1x on Zen 5; oneDNN's avx512_core_bf16 kernels were no faster), sgemm
- * for narrow ones (our kernel lost on 576 x 576 and 192 x 576); otherwise, and for products too small to
- * amortise the bf16 conversion, -> openblas.
+ * The rule comes from `mobilellm bench` step profiles (bench/RESULTS.md): a CPU that multiplies bf16 (AMX or
+ * AVX512-BF16) with oneDNN built in -> onednn, which reads the model's bf16 weight copies and bf16 activations and
+ * writes bf16 outputs (AMX Xeon: 2-4x sgemm per product; Zen 4: 310-380 GFLOP/s on every 125M product, sgemm ~170);
+ * AVX512-BF16 without oneDNN -> bf16 for products with a wide weight operand (2-3x sgemm on Zen 4), sgemm for
+ * narrow ones (our kernel lost on 576 x 576 and 192 x 576); otherwise, and for products too small to amortise the
+ * bf16 conversion, -> openblas.
  * Integer-grid forward products (either precision): auto -> int8 where the CPU has AVX512-VNNI (a fixed rule, as
  * above); forcing openblas (or bf16, onednn) keeps them on the fp32 (bf16) product of the fake-quantized operands,
  * the reference the int8 engine is tested against.

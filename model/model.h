@@ -84,7 +84,8 @@ typedef struct {
  * on the GEMM engine the dispatcher picks per product (model/ops/gemm.h: our AVX512-BF16 kernel, oneDNN, or
  * sgemm where neither wins) or the one forced by ml_model_set_gemm_engine. Attention's tile products run on
  * bf16-rounded operands too (AMX or AVX512-BF16, ml_attn_kernel_resolve), its softmax in fp32. Weights, gradients,
- * optimizer state, norms, RoPE, SwiGLU and the softmax stay fp32. In either precision, the forward of a product whose
+ * optimizer state, norms, RoPE, SwiGLU and the softmax compute in fp32; some saved activations are kept as bf16
+ * (act16 below). In either precision, the forward of a product whose
  * weight and input transforms have integer forms (QAT with --act) may run on the int8 engine (model/ops/gemm.h). */
 typedef enum { ML_PRECISION_FP32 = 0, ML_PRECISION_BF16 = 1 } ml_precision;
 ml_status ml_precision_parse(const char *name, ml_precision *p);

@@ -435,7 +435,7 @@ static void test_act16(void **state) {
 
 int main(void) {
     ml_rng_seed(&rng, 9);
-    char cpu[160], engines[768];
+    char cpu[160], engines[1024];
     ml_cpu_features_describe(cpu, sizeof cpu);
     ml_gemm_engines_describe(engines, sizeof engines);
     printf("CPU features: %s\n%s\n", cpu, engines);

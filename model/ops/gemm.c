@@ -151,16 +151,21 @@ void ml_gemm_engines_describe(char *buf, size_t n) {
     ml_blas_describe(blas, sizeof blas);
     ml_onednn_describe(dnnl, sizeof dnnl);
     ml_attn_kernels_describe(attn, sizeof attn);
+    const ml_gemm_engine big = ml_gemm_choose(1, 0, 1, 1024, 1536, 576); /* what a 125M FFN product gets */
     snprintf(buf, n,
              "openblas  available: %s\n"
              "bf16      %s\n"
              "onednn    %s: %s\n"
              "int8      available: %s (forward of integer-grid products with int8 activations)\n"
+             "auto      with --precision bf16: %s on products of 2^20+ multiply-adds%s, sgemm below\n"
              "attention %s",
              blas, ml_bf16_available() ? "available: AVX512-BF16 kernel (vdpbf16ps)" : "absent: no AVX512-BF16",
              ml_onednn_available() ? "available" : "absent", dnnl,
              ml_int8_vnni_available() ? "AVX512-VNNI kernel (vpdpbusd), auto uses it"
                                       : "portable kernel only (no AVX512-VNNI), auto leaves it",
+             names[big], big == ML_GEMM_ONEDNN  ? " (bf16 activations where no QAT --act needs fp32 inputs)"
+                         : big == ML_GEMM_BF16 ? " with a 576 x 1536+ weight"
+                                               : "",
              attn);
 }
 

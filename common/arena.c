@@ -22,6 +22,15 @@ void *ml_aligned_calloc(size_t bytes) {
     return p;
 }
 
+void *ml_scratch_get(ml_scratch *s, size_t bytes) {
+    if (bytes > s->bytes) {
+        free(s->p);
+        s->p = aligned_alloc(ML_ALIGN, (bytes + ML_ALIGN - 1) / ML_ALIGN * ML_ALIGN);
+        s->bytes = s->p ? bytes : 0;
+    }
+    return s->p;
+}
+
 ml_status ml_arena_commit(ml_arena *a, const char *what) {
     /* calloc of a huge size may succeed lazily and fail at first touch: check what is available first. */
     if (a->used > SIZE_MAX / sizeof(float)) return ml_fail(ML_ERR_NOMEM, "%s: size overflows", what);

@@ -25,4 +25,13 @@ void ml_arena_free(ml_arena *a);
 /* Aligned zeroed allocation for long-lived buffers outside an arena. */
 void *ml_aligned_calloc(size_t bytes);
 
+/* A buffer kept by one thread between calls and grown as needed (declare it `static _Thread_local`): the scratch of
+ * kernels that take no caller's arena. The first step sizes it, so later steps allocate nothing. */
+typedef struct {
+    void *p;
+    size_t bytes;
+} ml_scratch;
+/* At least `bytes`, ML_ALIGN-aligned (contents not kept when it grows); NULL without memory. */
+void *ml_scratch_get(ml_scratch *s, size_t bytes);
+
 #endif

@@ -5,6 +5,8 @@
 
 #include <omp.h>
 
+#include "common/arena.h"
+
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/gemm_int8.h"
 #include "model/ops/ops.h"
@@ -65,18 +67,10 @@ static ml_gemm_operand weight_operand(const ml_model *m, ml_param_kind kind, int
     return (ml_gemm_operand){L->w, weight16(m, kind, layer), L->in};
 }
 
-/* fp32 buffers of the calling thread, kept between calls (grown as needed): 0 an input, 1 an output. */
-static _Thread_local float *buffer_mem[2];
-static _Thread_local size_t buffer_n[2];
+/* fp32 buffers of the calling thread, kept between calls: 0 an input, 1 an output. */
+static _Thread_local ml_scratch buffers[2];
 
-static float *buffer(int i, size_t n) {
-    if (n > buffer_n[i]) {
-        free(buffer_mem[i]);
-        buffer_mem[i] = malloc(n * sizeof(float));
-        buffer_n[i] = buffer_mem[i] ? n : 0;
-    }
-    return buffer_mem[i];
-}
+static float *buffer(int i, size_t n) { return ml_scratch_get(&buffers[i], n * sizeof(float)); }
 
 /* x's fp32 values for what needs them (activation transforms, observers) when only its bf16 bits were kept:
  * widened into buffer 0; NULL without memory. */

@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 
+#include "common/arena.h"
 #include "common/sysinfo.h"
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/gemm_int8.h"
@@ -228,9 +229,8 @@ int ml_gemm_int8_onednn(void) {
     return on;
 }
 
-/* oneDNN's s32 products, kept by the calling thread between calls (grown as needed; the first step sizes it) */
-static _Thread_local int32_t *q8_acc;
-static _Thread_local size_t q8_acc_n;
+/* oneDNN's s32 products, kept by the calling thread between calls */
+static _Thread_local ml_scratch q8_acc;
 
 void ml_gemm_q8(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,
                 const ml_int8_matrix *W, int M) {
@@ -238,14 +238,9 @@ void ml_gemm_q8(float *Y, const uint8_t *X, const float *xscale, int xgroup, con
     const double t0 = ml_now_seconds();
     int done = 0;
     if (W->plain && xgroup == W->K && ml_gemm_int8_onednn()) {
-        const size_t n = (size_t)M * W->N;
-        if (n > q8_acc_n) {
-            free(q8_acc);
-            q8_acc = malloc(n * sizeof(int32_t));
-            q8_acc_n = q8_acc ? n : 0;
-        }
-        if (q8_acc && ml_onednn_gemm_u8s8(M, W->N, W->K, X, W->plain, q8_acc) == 0) {
-            ml_int8_finish_rows(Y, q8_acc, xscale, xoffset, W, M);
+        int32_t *acc = ml_scratch_get(&q8_acc, (size_t)M * W->N * sizeof(int32_t));
+        if (acc && ml_onednn_gemm_u8s8(M, W->N, W->K, X, W->plain, acc) == 0) {
+            ml_int8_finish_rows(Y, acc, xscale, xoffset, W, M);
             done = 1;
         }
     }
@@ -260,18 +255,10 @@ int ml_gemm_reads_bf16(ml_gemm_engine engine, int ta, int tb, int M, int N, int 
     return e == ML_GEMM_ONEDNN;
 }
 
-/* Operand buffers of the calling thread, kept between calls (grown as needed): A's, B's and an fp32 C's. */
-static _Thread_local void *slot_mem[3];
-static _Thread_local size_t slot_bytes[3];
+/* Operand buffers of the calling thread, kept between calls: A's, B's and an fp32 C's. */
+static _Thread_local ml_scratch slots[3];
 
-static void *slot(int i, size_t bytes) {
-    if (bytes > slot_bytes[i]) {
-        free(slot_mem[i]);
-        slot_mem[i] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        slot_bytes[i] = slot_mem[i] ? bytes : 0;
-    }
-    return slot_mem[i];
-}
+static void *slot(int i, size_t bytes) { return ml_scratch_get(&slots[i], bytes); }
 
 /* The operand's bf16 bits (rows x cols as stored): its own, or f32 rounded into slot i; NULL without memory. */
 static const uint16_t *as_bf16(ml_gemm_operand x, int rows, int cols, int i) {

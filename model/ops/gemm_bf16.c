@@ -28,6 +28,8 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include "common/arena.h"
+
 #define MR 14
 #define NR 32
 #ifndef MCP
@@ -206,19 +208,10 @@ ML_BF16_TARGET static void kernel(int kc, const uint32_t *restrict a, const uint
 
 /* ---------------------------------------------------------------- driver */
 
-/* The packed panels, kept by the calling thread between calls (grown as needed). */
-static _Thread_local uint32_t *ws;
-static _Thread_local size_t ws_words;
+/* The packed panels, kept by the calling thread between calls. */
+static _Thread_local ml_scratch panels;
 
-static uint32_t *workspace(size_t words) {
-    if (words > ws_words) {
-        free(ws);
-        size_t bytes = (words * sizeof(uint32_t) + 63) & ~(size_t)63;
-        ws = aligned_alloc(64, bytes);
-        ws_words = ws ? words : 0;
-    }
-    return ws;
-}
+static uint32_t *workspace(size_t words) { return ml_scratch_get(&panels, words * sizeof(uint32_t)); }
 
 ML_BF16_TARGET static void gemm_fast(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
                                      int ldb, int accumulate, float *C, int ldc, uint32_t *Ap, uint32_t *Bp) {

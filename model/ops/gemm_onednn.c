@@ -12,6 +12,8 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "common/arena.h"
+
 /* One created product: the primitive, its memory objects (data handles set per call) and scratchpad size. */
 typedef struct {
     int M, N, K, ta, tb, acc, ldc;
@@ -140,67 +142,44 @@ int ml_onednn_available(void) {
     return s;
 }
 
-/* The scratchpad, kept by the calling thread between calls (grown as needed). */
-static _Thread_local void *ws;
-static _Thread_local size_t ws_bytes;
-
-static void *workspace(size_t bytes) {
-    if (bytes > ws_bytes) {
-        free(ws);
-        ws = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        ws_bytes = ws ? bytes : 0;
-    }
-    return ws;
-}
+/* The scratchpad, kept by the calling thread between calls. */
+static _Thread_local ml_scratch scratchpad;
 
 /* Run a created product on its operands (oneDNN reads A and B only). */
-static int execute(product *p, const void *A, const void *B, void *C) {
-    char *w = p->pad_bytes ? workspace(p->pad_bytes) : NULL;
-    if (p->pad_bytes && !w) return -1;
+/* Run the product (describe's arguments) on its operands: the cached primitive, or one made for this call past the
+ * cache. 0, or -1 when oneDNN cannot make or run it. oneDNN reads A and B only. */
+static int run(int ta, int tb, int M, int N, int K, int acc, int ldc, const void *A, const void *B, void *C) {
+    if (M <= 0 || N <= 0 || K <= 0) return -1;
+    product local;
+    product *p = find_or_create(&local, ta, tb, M, N, K, acc, ldc);
+    if (!p) return -1;
+    char *w = p->pad_bytes ? ml_scratch_get(&scratchpad, p->pad_bytes) : NULL;
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c},
                                {DNNL_ARG_SCRATCHPAD, p->pad}};
-    const int ok = dnnl_memory_set_data_handle(p->a, (void *)A) == dnnl_success &&
+    const int ok = (!p->pad_bytes || w) && dnnl_memory_set_data_handle(p->a, (void *)A) == dnnl_success &&
                    dnnl_memory_set_data_handle(p->b, (void *)B) == dnnl_success &&
                    dnnl_memory_set_data_handle(p->c, C) == dnnl_success &&
-                   (!p->pad || dnnl_memory_set_data_handle(p->pad, w) == dnnl_success);
-    return ok && dnnl_primitive_execute(p->prim, stream, p->pad ? 4 : 3, args) == dnnl_success &&
-                   dnnl_stream_wait(stream) == dnnl_success
-               ? 0
-               : -1;
+                   (!p->pad || dnnl_memory_set_data_handle(p->pad, w) == dnnl_success) &&
+                   dnnl_primitive_execute(p->prim, stream, p->pad ? 4 : 3, args) == dnnl_success &&
+                   dnnl_stream_wait(stream) == dnnl_success;
+    if (p == &local) release(&local);
+    return ok ? 0 : -1;
 }
 
 int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A16, const uint16_t *B16, float beta,
                         float *C, int ldc) {
-    if (M <= 0 || N <= 0 || K <= 0 || (beta != 0.0f && beta != 1.0f)) return -1; /* the dispatcher handles these */
-    product local;
-    product *p = find_or_create(&local, ta, tb, M, N, K, beta != 0.0f ? F32_ACC : F32, ldc);
-    if (!p) return -1;
-    const int rc = execute(p, A16, B16, C);
-    if (p == &local) release(&local);
-    return rc;
+    if (beta != 0.0f && beta != 1.0f) return -1; /* the dispatcher handles these */
+    return run(ta, tb, M, N, K, beta != 0.0f ? F32_ACC : F32, ldc, A16, B16, C);
 }
 
 int ml_onednn_gemm_bf16_out(int ta, int tb, int M, int N, int K, const uint16_t *A16, const uint16_t *B16,
                             uint16_t *C16) {
-    if (M <= 0 || N <= 0 || K <= 0) return -1;
-    product local;
-    product *p = find_or_create(&local, ta, tb, M, N, K, BF16_OUT, N);
-    if (!p) return -1;
-    const int rc = execute(p, A16, B16, C16);
-    if (p == &local) release(&local);
-    return rc;
+    return run(ta, tb, M, N, K, BF16_OUT, N, A16, B16, C16);
 }
 
 int ml_onednn_gemm_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, int32_t *C) {
-    if (M <= 0 || N <= 0 || K <= 0) return -1;
-    ml_onednn_available();
-    if (int8_state != 1) return -1;
-    product local;
-    product *p = find_or_create(&local, 0, 1, M, N, K, INT8, N);
-    if (!p) return -1;
-    const int rc = execute(p, A, B, C);
-    if (p == &local) release(&local);
-    return rc;
+    if (!ml_onednn_int8_available()) return -1;
+    return run(0, 1, M, N, K, INT8, N, A, B, C);
 }
 
 /* The kernel oneDNN picks for one product (describe's arguments), or "-" when it cannot create one. */

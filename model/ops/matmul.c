@@ -1,8 +1,8 @@
 /* The model's three products of a linear layer, on a GEMM engine (model/ops/gemm.h); weights stay in the HF
  * [out, in] layout. */
 #include <stddef.h>
-#include <stdlib.h>
 
+#include "common/arena.h"
 #include "model/ops/gemm.h"
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
@@ -11,22 +11,16 @@ void ml_matmul_forward_on(ml_gemm_engine e, float *y, ml_gemm_operand x, ml_gemm
     ml_gemm_ops(e, 0, 1, N, out, in, x, w, 0.0f, y, out);
 }
 
-/* dy's bf16 copy when both backward products read one, kept by the calling thread (grown as needed) */
-static _Thread_local uint16_t *dy16;
-static _Thread_local size_t dy16_n;
+/* dy's bf16 copy when both backward products read one, kept by the calling thread */
+static _Thread_local ml_scratch dy16;
 
 void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, ml_gemm_operand dy, ml_gemm_operand x,
                            ml_gemm_operand w, int N, int in, int out, int accumulate_dx) {
-    const size_t n = (size_t)N * out;
     if (dx && dw && !dy.b16 && ml_gemm_reads_bf16(e, 0, 0, N, in, out) && ml_gemm_reads_bf16(e, 1, 0, out, in, N)) {
-        if (n > dy16_n) {
-            free(dy16);
-            dy16 = malloc(n * sizeof(uint16_t));
-            dy16_n = dy16 ? n : 0;
-        }
-        if (dy16) {
-            ml_bf16_convert(dy16, dy.f32, N, out, dy.ld);
-            dy.b16 = dy16;
+        uint16_t *d = ml_scratch_get(&dy16, (size_t)N * out * sizeof(uint16_t));
+        if (d) {
+            ml_bf16_convert(d, dy.f32, N, out, dy.ld);
+            dy.b16 = d;
         }
     }
     if (dx) ml_gemm_ops(e, 0, 0, N, in, out, dy, w, accumulate_dx ? 1.0f : 0.0f, dx, in);

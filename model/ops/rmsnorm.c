@@ -3,16 +3,20 @@
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 
+/* 1 / sqrt(mean(x^2) + eps) of one row */
+static inline float row_rstd(const float *xr, int C, float eps) {
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
+    return 1.0f / sqrtf(ss / (float)C + eps);
+}
+
 void ml_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * C;
         float *yr = y + (int64_t)n * C;
-        float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
-        float r = 1.0f / sqrtf(ss / (float)C + eps);
-        rstd[n] = r;
+        const float r = rstd[n] = row_rstd(xr, C, eps);
 #pragma omp simd
         for (int c = 0; c < C; c++) yr[c] = xr[c] * r * w[c];
     }
@@ -23,11 +27,7 @@ void ml_rmsnorm_forward_b16(uint16_t *y, float *rstd, const float *x, const floa
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * C;
         uint16_t *yr = y + (int64_t)n * C;
-        float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
-        float r = 1.0f / sqrtf(ss / (float)C + eps);
-        rstd[n] = r;
+        const float r = rstd[n] = row_rstd(xr, C, eps);
 #pragma omp simd
         for (int c = 0; c < C; c++) yr[c] = ml_bf16_bits(xr[c] * r * w[c]);
     }

@@ -67,8 +67,9 @@ static ml_gemm_operand weight_operand(const ml_model *m, ml_param_kind kind, int
     return (ml_gemm_operand){L->w, weight16(m, kind, layer), L->in};
 }
 
-/* fp32 buffers of the calling thread, kept between calls: 0 an input, 1 an output. */
-static _Thread_local ml_scratch buffers[2];
+/* fp32 buffers of the calling thread, kept between calls: 0 a widened input, 1 an output or a widened output
+ * gradient, 2 an input gradient to be rounded. */
+static _Thread_local ml_scratch buffers[3];
 
 static float *buffer(int i, size_t n) { return ml_scratch_get(&buffers[i], n * sizeof(float)); }
 
@@ -119,24 +120,31 @@ void ml_linear_forward_to_bf16(const ml_model *m, ml_param_kind kind, int layer,
 
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
                         int accumulate_dx) {
-    ml_linear_backward_in(m, kind, layer, dx, dy, ml_gemm_f32(x, lookup(m, kind, layer).in), N, accumulate_dx);
+    const linear L = lookup(m, kind, layer);
+    ml_linear_backward_in(m, kind, layer, dx, ml_gemm_f32(dy, L.out), ml_gemm_f32(x, L.in), N, accumulate_dx);
 }
 
-void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, ml_gemm_operand x,
-                           int N, int accumulate_dx) {
+void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx, ml_gemm_operand dy,
+                           ml_gemm_operand x, int N, int accumulate_dx) {
     const linear L = lookup(m, kind, layer);
     const ml_param *p = NULL;
     const ml_act_transform *at = act_of(m, kind, layer, &p);
-    const ml_gemm_operand w = weight_operand(m, kind, layer, &L), dyo = ml_gemm_f32(dy, L.out);
+    const ml_gemm_operand w = weight_operand(m, kind, layer, &L);
     if ((at || m->observer) && !(x.f32 = input_f32(x, N, L.in))) return;
+    if (m->observer && !dy.f32) { /* the observer reads fp32: widen a bf16-only gradient */
+        float *d = buffer(1, (size_t)N * L.out);
+        if (!d) return;
+        ml_bf16_widen(d, dy.b16, (size_t)N * L.out);
+        dy.f32 = d;
+    }
     if (at && (size_t)N <= m->act_scratch_rows) {
         /* dW from the transformed input; dx = mask(dy W), added when accumulating */
         float *xq = m->act_scratch, *tmp = m->act_scratch + m->act_scratch_rows * (size_t)m->act_scratch_cols;
         at->forward(at->ctx, p, xq, x.f32, N, L.in);
-        if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, xq, NULL, N); /* the input dW sees */
+        if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy.f32, xq, NULL, N); /* the input dW sees */
         float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
         const int acc = d == dx ? accumulate_dx : 0;
-        ml_matmul_backward_on(engine_of(m), d, L.g, dyo, ml_gemm_f32(xq, L.in), w, N, L.in, L.out, acc);
+        ml_matmul_backward_on(engine_of(m), d, L.g, dy, ml_gemm_f32(xq, L.in), w, N, L.in, L.out, acc);
         if (dx && at->backward) {
             at->backward(at->ctx, p, d, x.f32, N, L.in);
             if (d != dx) {
@@ -147,8 +155,22 @@ void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx
         }
         return;
     }
-    if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy, x.f32, NULL, N);
-    ml_matmul_backward_on(engine_of(m), dx, L.g, dyo, x, w, N, L.in, L.out, accumulate_dx);
+    if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy.f32, x.f32, NULL, N);
+    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, w, N, L.in, L.out, accumulate_dx);
+}
+
+void ml_linear_backward_to_bf16(ml_model *m, ml_param_kind kind, int layer, uint16_t *dx16, ml_gemm_operand dy,
+                                ml_gemm_operand x, int N) {
+    const linear L = lookup(m, kind, layer);
+    const ml_param *p = NULL;
+    if (act_of(m, kind, layer, &p) || m->observer) { /* the fp32 route (masked input gradient, observer), rounded */
+        float *dx = buffer(2, (size_t)N * L.in);
+        if (!dx) return;
+        ml_linear_backward_in(m, kind, layer, dx, dy, x, N, 0);
+        ml_bf16_convert(dx16, dx, N, L.in, L.in);
+        return;
+    }
+    ml_matmul_backward_to_bf16_on(engine_of(m), dx16, L.g, dy, x, weight_operand(m, kind, layer, &L), N, L.in, L.out);
 }
 
 void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N) {

@@ -88,8 +88,14 @@ void ml_linear_forward_to_bf16(const ml_model *m, ml_param_kind kind, int layer,
  * dx may be NULL. */
 void ml_linear_backward(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, const float *x, int N,
                         int accumulate_dx);
-void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx, const float *dy, ml_gemm_operand x,
-                           int N, int accumulate_dx);
+/* The same with dy [N, out] and x given as fp32, bf16 bits or both (a gradient only products read can be handed over
+ * as bf16: both products read that one rounding). */
+void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx, ml_gemm_operand dy,
+                           ml_gemm_operand x, int N, int accumulate_dx);
+/* The same with dx written as bf16 bits [N, in] (not accumulated): an input gradient read only as bf16 (SwiGLU's
+ * with the model's bf16 activations). */
+void ml_linear_backward_to_bf16(ml_model *m, ml_param_kind kind, int layer, uint16_t *dx16, ml_gemm_operand dy,
+                                ml_gemm_operand x, int N);
 /* out[N, C] = rows of the used embedding table; its backward accumulates into the table's gradient. */
 void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N);
 void ml_embed_backward(ml_model *m, const float *dout, const int32_t *tokens, int N);

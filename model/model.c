@@ -500,31 +500,49 @@ ml_status ml_model_forward(ml_model *m, const ml_batch *b) {
 
 /* ---------------------------------------------------------------- fused LM head + loss */
 
-ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn fn, void *ctx, float grad_scale,
-                               double *loss_sum, int64_t *count) {
+/* The head's chunks. fn NULL: cross-entropy with the logits in bf16 (head_in_bf16): written as bf16 by their product,
+ * the gradient rounded to bf16 where it is computed, and both backward products read that one rounding (what
+ * PyTorch's bf16 autocast keeps too); half the bytes of the largest activation of the step. */
+static ml_status head_chunks(ml_model *m, const ml_batch *b, ml_head_loss_fn fn, void *ctx, float grad_scale,
+                             double *loss_sum, int64_t *count) {
     if (!b->targets) return ml_fail(ML_ERR_ARG, "loss needs targets");
     const ml_config *c = &m->cfg;
     const int N = b->B * b->T, C = c->hidden_size, V = c->vocab_size;
     const int chunk = m->head_chunk;
     float *logits = m->head_scratch, *losses = m->head_scratch + (size_t)chunk * V;
+    uint16_t *logits16 = (uint16_t *)m->head_scratch;
     double total = 0.0;
     int64_t n_scored = 0;
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *h = m->ln_f + (int64_t)n0 * C;
-        ML_PROFILE(ML_PROF_HEAD_FWD) ml_linear_forward(m, ML_P_LM_HEAD, -1, logits, h, rows);
-        ML_PROFILE(ML_PROF_HEAD_LOSS) fn(ctx, logits, losses, b->targets + n0, n0, rows, V, grad_scale);
+        if (fn) {
+            ML_PROFILE(ML_PROF_HEAD_FWD) ml_linear_forward(m, ML_P_LM_HEAD, -1, logits, h, rows);
+            ML_PROFILE(ML_PROF_HEAD_LOSS) fn(ctx, logits, losses, b->targets + n0, n0, rows, V, grad_scale);
+        } else {
+            ML_PROFILE(ML_PROF_HEAD_FWD)
+            ml_linear_forward_to_bf16(m, ML_P_LM_HEAD, -1, logits16, ml_gemm_f32(h, C), rows);
+            ML_PROFILE(ML_PROF_HEAD_LOSS) ml_softmax_xent_rows_b16(logits16, losses, b->targets + n0, rows, V, grad_scale);
+        }
         for (int r = 0; r < rows; r++)
             if (b->targets[n0 + r] >= 0) {
                 total += losses[r];
                 n_scored++;
             }
-        if (grad_scale != 0.0f) ML_PROFILE(ML_PROF_HEAD_BWD)
-                ml_linear_backward(m, ML_P_LM_HEAD, -1, m->d_ln_f + (int64_t)n0 * C, logits, h, rows, 0);
+        if (grad_scale != 0.0f) ML_PROFILE(ML_PROF_HEAD_BWD) {
+                const ml_gemm_operand dlogits = fn ? ml_gemm_f32(logits, V) : (ml_gemm_operand){NULL, logits16, V};
+                ml_linear_backward_in(m, ML_P_LM_HEAD, -1, m->d_ln_f + (int64_t)n0 * C, dlogits, ml_gemm_f32(h, C),
+                                      rows, 0);
+            }
     }
     *loss_sum = total;
     *count = n_scored;
     return ML_OK;
+}
+
+ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn fn, void *ctx, float grad_scale,
+                               double *loss_sum, int64_t *count) {
+    return head_chunks(m, b, fn, ctx, grad_scale, loss_sum, count);
 }
 
 static void cross_entropy_rows(void *ctx, float *logits, float *losses, const int32_t *targets, int row0, int rows,
@@ -533,8 +551,12 @@ static void cross_entropy_rows(void *ctx, float *logits, float *losses, const in
     ml_softmax_xent_rows(logits, losses, targets, rows, V, grad_scale);
 }
 
+/* Cross-entropy takes bf16 logits where the model keeps bf16 activations (its products read bf16) and no observer
+ * needs the head's fp32 gradient. */
+static int head_in_bf16(const ml_model *m) { return m->act16 && !m->observer; }
+
 ml_status ml_model_head_loss(ml_model *m, const ml_batch *b, float grad_scale, double *loss_sum, int64_t *count) {
-    return ml_model_head_custom(m, b, cross_entropy_rows, NULL, grad_scale, loss_sum, count);
+    return head_chunks(m, b, head_in_bf16(m) ? NULL : cross_entropy_rows, NULL, grad_scale, loss_sum, count);
 }
 
 ml_status ml_model_logits(ml_model *m, const ml_batch *b, float *logits) {
@@ -567,18 +589,30 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
             else
                 ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
         }
-        ML_PROFILE(ML_PROF_DOWN_BWD)
-        ml_linear_backward(m, ML_P_WDOWN, l, m->d_up, dres, m->ffn_h, N, 0);
-        ML_PROFILE(ML_PROF_SWIGLU_BWD) { /* dup -> ffn_h */
+        /* dh -> d_up, then dup -> ffn_h. With bf16 activations dh and both gradients SwiGLU writes are the bf16 bits
+         * their products write and read (as PyTorch's bf16 autocast keeps them) */
+        ML_PROFILE(ML_PROF_DOWN_BWD) {
             if (x->gate16)
-                ml_swiglu_backward_b16(m->d_gate, m->ffn_h, m->d_up, x->gate16, x->up16, (int64_t)N * F);
+                ml_linear_backward_to_bf16(m, ML_P_WDOWN, l, (uint16_t *)m->d_up, ml_gemm_f32(dres, C),
+                                           ml_gemm_f32(m->ffn_h, F), N);
             else
+                ml_linear_backward(m, ML_P_WDOWN, l, m->d_up, dres, m->ffn_h, N, 0);
+        }
+        ml_gemm_operand dgate = ml_gemm_f32(m->d_gate, F), dup = ml_gemm_f32(m->ffn_h, F);
+        ML_PROFILE(ML_PROF_SWIGLU_BWD) {
+            if (x->gate16) {
+                dgate = (ml_gemm_operand){NULL, (uint16_t *)m->d_gate, F};
+                dup = (ml_gemm_operand){NULL, (uint16_t *)m->ffn_h, F};
+                ml_swiglu_backward_b16((uint16_t *)m->d_gate, (uint16_t *)m->ffn_h, (const uint16_t *)m->d_up,
+                                       x->gate16, x->up16, (int64_t)N * F);
+            } else {
                 ml_swiglu_backward(m->d_gate, m->ffn_h, m->d_up, x->gate, x->up, (int64_t)N * F);
+            }
         }
         ML_PROFILE(ML_PROF_GATE_UP_BWD) {
             const ml_gemm_operand ln2 = {x->ln2, x->ln2_16, C};
-            ml_linear_backward_in(m, ML_P_WGATE, l, m->d_ln, m->d_gate, ln2, N, 0);
-            ml_linear_backward_in(m, ML_P_WUP, l, m->d_ln, m->ffn_h, ln2, N, 1);
+            ml_linear_backward_in(m, ML_P_WGATE, l, m->d_ln, dgate, ln2, N, 0);
+            ml_linear_backward_in(m, ML_P_WUP, l, m->d_ln, dup, ln2, N, 1);
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].mlp_norm, m->d_ln, x->resid_mid, m->w.layer[l].mlp_norm, x->rstd2, N, C);
@@ -602,9 +636,9 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
         }
         ML_PROFILE(ML_PROF_QKV_BWD) {
             const ml_gemm_operand ln1 = {x->ln1, x->ln1_16, C};
-            ml_linear_backward_in(m, ML_P_WQ, l, m->d_ln, m->d_q, ln1, N, 0);
-            ml_linear_backward_in(m, ML_P_WK, l, m->d_ln, m->d_k, ln1, N, 1);
-            ml_linear_backward_in(m, ML_P_WV, l, m->d_ln, m->d_v, ln1, N, 1);
+            ml_linear_backward_in(m, ML_P_WQ, l, m->d_ln, ml_gemm_f32(m->d_q, H * hd), ln1, N, 0);
+            ml_linear_backward_in(m, ML_P_WK, l, m->d_ln, ml_gemm_f32(m->d_k, KV * hd), ln1, N, 1);
+            ml_linear_backward_in(m, ML_P_WV, l, m->d_ln, ml_gemm_f32(m->d_v, KV * hd), ln1, N, 1);
         }
         ML_PROFILE(ML_PROF_RMSNORM_BWD)
         ml_rmsnorm_backward(dres, m->g.layer[l].attn_norm, m->d_ln, x->resid_in, m->w.layer[l].attn_norm, x->rstd1, N, C);

@@ -117,7 +117,10 @@ typedef struct ml_model {
     /* bf16 activations: in bf16 precision with bf16 weight copies and no activation transforms, the saved
      * activations that feed only products (the blocks' norm outputs) or SwiGLU (gate, up, written as bf16 by their
      * products) are kept as bf16 (ml_block_acts.ln1_16, ...): half their memory, no rounding of the norm outputs in
-     * each of their five products, half the bytes SwiGLU reads. Set by ml_model_reserve (ml_model_sync_act16
+     * each of their five products, half the bytes SwiGLU reads. The values that pass only between products and
+     * SwiGLU or the cross-entropy in backward are bf16 too: SwiGLU's input gradient dh (written as bf16 by the down
+     * projection's dX product) and its two output gradients, the head's logits and their gradient (without an
+     * observer), as PyTorch's bf16 autocast keeps them. Set by ml_model_reserve (ml_model_sync_act16
      * re-plans the activations when precision, engine or transforms change it). */
     int act16;
     char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an
@@ -222,7 +225,8 @@ static inline float *ml_param_grad(const ml_model *m, const ml_param *p) { retur
 
 /* Forward through the blocks and the final norm, keeping what backward needs. */
 ml_status ml_model_forward(ml_model *m, const ml_batch *b);
-/* Fused LM head + softmax cross-entropy, chunked over tokens so [B,T,V] never exists.
+/* Fused LM head + softmax cross-entropy, chunked over tokens so [B,T,V] never exists. With bf16 activations
+ * (act16) the logits and their gradient are bf16 bits, the loss and softmax computed in fp32 from them.
  * Returns the summed loss and the count of scored tokens. With grad_scale != 0 it also writes
  * d_ln_f and accumulates the LM-head gradient, each scaled by grad_scale (pass 1/count for a
  * mean; divide further for gradient accumulation). */

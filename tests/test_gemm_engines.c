@@ -367,8 +367,9 @@ static void test_bf16_out(void **state) {
 }
 
 /* bf16 activations (ml_model.act16): with oneDNN reading bf16 operands, the norms' outputs and gate/up are kept as
- * bf16 bits, which halves their share of the saved activations. The loss and gradients stay those of fp32
- * activations up to the rounding of gate and up (the norm outputs are rounded for their products either way):
+ * bf16 bits, which halves their share of the saved activations; SwiGLU's gradients and the head's logits and their
+ * gradient are bf16 too. The loss and gradients stay those of fp32 activations up to the rounding of gate, up, dh and
+ * the logits (the norm outputs and output gradients are rounded for their products either way):
  * compared with the same model whose activations stay fp32 (an identity activation transform turns act16 off, and
  * its setter re-plans the reserved activations). With recomputation (one shared set of block buffers, refilled in
  * backward) the bf16 activations give the same bits as without. */

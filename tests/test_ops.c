@@ -381,21 +381,24 @@ static double sw_loss(void *p) {
 }
 
 /* The bf16-input SwiGLU kernels are the fp32 kernels on the widened values, bit for bit (n not a multiple of the
- * chunk). */
+ * chunk); the backward (dh in bf16 too) writes the fp32 kernel's gradients rounded once. */
 static void test_swiglu_b16(void **state) {
     enum { n = 1000 };
     float *g = ml_test_randn(&rng, n, 3), *u = ml_test_randn(&rng, n, 1), *dh = ml_test_randn(&rng, n, 1);
     uint16_t g16[n], u16[n];
     for (int i = 0; i < n; i++) g16[i] = ml_bf16_bits(g[i]), u16[i] = ml_bf16_bits(u[i]), g[i] = ml_bf16_value(g16[i]),
                                 u[i] = ml_bf16_value(u16[i]);
-    float h[n], h16[n], dg[n], du[n], dg16[n], du16[n];
+    float h[n], h16[n], dg[n], du[n];
+    uint16_t dh16[n], dgb[n], dub[n], dg16[n], du16[n];
+    for (int i = 0; i < n; i++) dh16[i] = ml_bf16_bits(dh[i]), dh[i] = ml_bf16_value(dh16[i]);
     ml_swiglu_forward(h, g, u, n);
     ml_swiglu_forward_b16(h16, g16, u16, n);
     ml_swiglu_backward(dg, du, dh, g, u, n);
-    ml_swiglu_backward_b16(dg16, du16, dh, g16, u16, n);
+    ml_swiglu_backward_b16(dg16, du16, dh16, g16, u16, n);
+    for (int i = 0; i < n; i++) dgb[i] = ml_bf16_bits(dg[i]), dub[i] = ml_bf16_bits(du[i]);
     assert_memory_equal(h, h16, sizeof h);
-    assert_memory_equal(dg, dg16, sizeof dg);
-    assert_memory_equal(du, du16, sizeof du);
+    assert_memory_equal(dgb, dg16, sizeof dgb);
+    assert_memory_equal(dub, du16, sizeof dub);
     free(g), free(u), free(dh);
 }
 
@@ -443,6 +446,27 @@ static void test_cross_entropy(void **state) {
     free(d), free(c.z), free(c.work), free(c.losses);
 }
 
+/* The bf16-logit cross-entropy is the fp32 kernel on the widened logits, its gradient rounded once, bit for bit
+ * (V not a multiple of the vector width, an ignored row, with and without a gradient). */
+static void test_cross_entropy_b16(void **state) {
+    enum { n = 4, V = 1003 };
+    const int32_t t[n] = {5, -1, 1002, 0};
+    float *z = ml_test_randn(&rng, n * V, 4), losses[n], losses16[n], losses_nograd[n];
+    uint16_t *z16 = malloc(n * V * 2), *dz = malloc(n * V * 2), *keep = malloc(n * V * 2);
+    for (int i = 0; i < n * V; i++) z16[i] = ml_bf16_bits(z[i]), z[i] = ml_bf16_value(z16[i]);
+    memcpy(keep, z16, n * V * 2);
+    ml_softmax_xent_rows_b16(z16, losses_nograd, t, n, V, 0.0f);
+    assert_memory_equal(z16, keep, n * V * 2); /* no gradient: the logits stay */
+    ml_softmax_xent_rows(z, losses, t, n, V, 0.5f);
+    ml_softmax_xent_rows_b16(z16, losses16, t, n, V, 0.5f);
+    for (int i = 0; i < n * V; i++) dz[i] = ml_bf16_bits(z[i]);
+    assert_memory_equal(losses, losses16, sizeof losses);
+    assert_memory_equal(losses, losses_nograd, sizeof losses);
+    assert_memory_equal(dz, z16, n * V * 2);
+    assert_true(losses[0] > 0.0f);
+    free(z), free(z16), free(dz), free(keep);
+}
+
 int main(void) {
     ml_rng_seed(&rng, 1234);
     const struct CMUnitTest tests[] = {
@@ -452,7 +476,7 @@ int main(void) {
         cmocka_unit_test(test_attention_masks),
         cmocka_unit_test(test_attention_tiled_vs_reference), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_swiglu_b16),    cmocka_unit_test(test_rmsnorm_b16),
-        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_cross_entropy), cmocka_unit_test(test_cross_entropy_b16),
     };
     return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -14,16 +14,29 @@ void ml_matmul_forward_on(ml_gemm_engine e, float *y, ml_gemm_operand x, ml_gemm
 /* dy's bf16 copy when both backward products read one, kept by the calling thread */
 static _Thread_local ml_scratch dy16;
 
+/* dy with its bf16 bits when it has none and the dX product (on `e`, writing bf16 or not) and the dW product both
+ * read bf16: rounded once for the two. */
+static ml_gemm_operand share_dy16(ml_gemm_engine e, ml_gemm_operand dy, int dx_reads_bf16, int N, int in, int out) {
+    if (dy.b16 || !dx_reads_bf16 || !ml_gemm_reads_bf16(e, 1, 0, out, in, N)) return dy;
+    uint16_t *d = ml_scratch_get(&dy16, (size_t)N * out * sizeof(uint16_t));
+    if (d) {
+        ml_bf16_convert(d, dy.f32, N, out, dy.ld);
+        dy.b16 = d;
+    }
+    return dy;
+}
+
 void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, ml_gemm_operand dy, ml_gemm_operand x,
                            ml_gemm_operand w, int N, int in, int out, int accumulate_dx) {
-    if (dx && dw && !dy.b16 && ml_gemm_reads_bf16(e, 0, 0, N, in, out) && ml_gemm_reads_bf16(e, 1, 0, out, in, N)) {
-        uint16_t *d = ml_scratch_get(&dy16, (size_t)N * out * sizeof(uint16_t));
-        if (d) {
-            ml_bf16_convert(d, dy.f32, N, out, dy.ld);
-            dy.b16 = d;
-        }
-    }
+    if (dx && dw) dy = share_dy16(e, dy, ml_gemm_reads_bf16(e, 0, 0, N, in, out), N, in, out);
     if (dx) ml_gemm_ops(e, 0, 0, N, in, out, dy, w, accumulate_dx ? 1.0f : 0.0f, dx, in);
+    if (dw) ml_gemm_ops(e, 1, 0, out, in, N, dy, x, 1.0f, dw, in);
+}
+
+void ml_matmul_backward_to_bf16_on(ml_gemm_engine e, uint16_t *dx16, float *dw, ml_gemm_operand dy,
+                                   ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out) {
+    if (dw) dy = share_dy16(e, dy, ml_gemm_reads_bf16(e, 0, 0, N, in, out), N, in, out);
+    ml_gemm_ops_to_bf16(e, 0, 0, N, in, out, dy, w, dx16);
     if (dw) ml_gemm_ops(e, 1, 0, out, in, N, dy, x, 1.0f, dw, in);
 }
 

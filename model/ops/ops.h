@@ -27,6 +27,10 @@ void ml_matmul_backward_bf16(float *dx, float *dw, const float *dy, const float 
 void ml_matmul_forward_on(ml_gemm_engine e, float *y, ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out);
 void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, ml_gemm_operand dy, ml_gemm_operand x,
                            ml_gemm_operand w, int N, int in, int out, int accumulate_dx);
+/* The same with dX written as bf16 bits [N, in] (each sum rounded once, not accumulated): an input gradient that
+ * only bf16 readers take. */
+void ml_matmul_backward_to_bf16_on(ml_gemm_engine e, uint16_t *dx16, float *dw, ml_gemm_operand dy,
+                                   ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out);
 
 /* ---- embedding (model/ops/embedding.c) */
 void ml_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);
@@ -102,15 +106,20 @@ void ml_swiglu_forward(float *h, const float *gate, const float *up, int64_t n);
 /* dgate, dup overwritten */
 void ml_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int64_t n);
 /* The same with gate and up given as bf16 bits (the model's bf16 activations): exactly the fp32 kernels on their
- * values. */
+ * values. The backward reads dh as bf16 bits too and writes dgate and dup as bf16 bits, the fp32 kernel's results
+ * rounded once (its inputs and outputs are products' bf16 outputs and inputs). */
 void ml_swiglu_forward_b16(float *h, const uint16_t *gate, const uint16_t *up, int64_t n);
-void ml_swiglu_backward_b16(float *dgate, float *dup, const float *dh, const uint16_t *gate, const uint16_t *up,
-                            int64_t n);
+void ml_swiglu_backward_b16(uint16_t *dgate, uint16_t *dup, const uint16_t *dh, const uint16_t *gate,
+                            const uint16_t *up, int64_t n);
 
 /* ---- softmax cross-entropy rows (model/ops/cross_entropy.c)
  * logits [n, V] overwritten in place by d(loss)/d(logits) * grad_scale when grad_scale != 0
  * (rows whose target < 0 get zero gradient). losses[n] per-row loss (0 when target < 0). */
 void ml_softmax_xent_rows(float *logits_to_dlogits, float *losses, const int32_t *targets, int n, int V,
                           float grad_scale);
+/* The same on logits given as bf16 bits, overwritten by the gradient as bf16 bits: exactly the fp32 kernel on the
+ * widened logits, its gradient rounded once (the bf16 head, where both backward products read bf16). */
+void ml_softmax_xent_rows_b16(uint16_t *logits_to_dlogits, float *losses, const int32_t *targets, int n, int V,
+                              float grad_scale);
 
 #endif

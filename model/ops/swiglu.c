@@ -58,13 +58,17 @@ void ml_swiglu_forward_b16(float *h, const uint16_t *gate, const uint16_t *up, i
     }
 }
 
-void ml_swiglu_backward_b16(float *dgate, float *dup, const float *dh, const uint16_t *gate, const uint16_t *up,
-                            int64_t n) {
+void ml_swiglu_backward_b16(uint16_t *dgate, uint16_t *dup, const uint16_t *dh, const uint16_t *gate,
+                            const uint16_t *up, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < n; c += CHUNK) {
         const int64_t m = n - c < CHUNK ? n - c : CHUNK;
-        float g[CHUNK], u[CHUNK];
+        float g[CHUNK], u[CHUNK], d[CHUNK], dg[CHUNK], du[CHUNK];
         widen_chunk(g, u, gate + c, up + c, m);
-        backward_chunk(dgate + c, dup + c, dh + c, g, u, m);
+#pragma omp simd
+        for (int64_t i = 0; i < m; i++) d[i] = ml_bf16_value(dh[c + i]);
+        backward_chunk(dg, du, d, g, u, m);
+#pragma omp simd
+        for (int64_t i = 0; i < m; i++) dgate[c + i] = ml_bf16_bits(dg[i]), dup[c + i] = ml_bf16_bits(du[i]);
     }
 }

@@ -542,6 +542,7 @@ static ml_status head_chunks(ml_model *m, const ml_batch *b, ml_head_loss_fn fn,
 
 ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn fn, void *ctx, float grad_scale,
                                double *loss_sum, int64_t *count) {
+    if (!fn) return ml_fail(ML_ERR_ARG, "head loss: no loss function given");
     return head_chunks(m, b, fn, ctx, grad_scale, loss_sum, count);
 }
 

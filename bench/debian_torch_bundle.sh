@@ -13,10 +13,11 @@
 # the pure-Python modules torch imports, and the libraries `ldd` lists for all of them except the C
 # library's own (libc, libm, libpthread, libdl, librt, libresolv, the loader), which the host provides.
 # Debian links libtorch against OpenCV, FFmpeg, GDAL and more, so the bundle is about 610 MB unpacked and
-# 150 MB packed. OpenBLAS inside it picks its kernel from the host's CPU: on a CPU it does not know (0.3.21 and
+# 150 MB packed (xz -9). OpenBLAS inside it picks its kernel from the host's CPU: on a CPU it does not know (0.3.21 and
 # Sapphire Rapids) set OPENBLAS_CORETYPE as for our binary.
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 OUT.tar.xz" >&2; exit 2; }
+case "${1:-}" in -h | --help) sed -n '2,16p' "$0" | cut -c3-; exit 0 ;; esac
+[ $# -eq 1 ] && [ "${1#-}" = "$1" ] || { echo "usage: $0 OUT.tar.xz (--help: what it packs)" >&2; exit 2; }
 OUT=$(realpath -m "$1")
 SITE=/usr/lib/python3/dist-packages
 [ -d $SITE/torch ] && [ -x /usr/bin/python3.11 ] || { echo "$0: needs Debian 12's python3.11 and python3-torch" >&2; exit 1; }
@@ -46,7 +47,7 @@ for f in $R/site/torch/lib/*; do
     ln -s ../../../libs/$so "$f"
 done
 echo "packing $(du -sh $R | cut -f1) into $OUT"
-tar -C "$WORK" -cf - root | xz -9 -T0 > "$OUT.tmp"
+tar -C "$WORK" -cf - root | xz -9 -T0 -v > "$OUT.tmp" # -v: xz's progress line (several minutes on 2 cores)
 mv "$OUT.tmp" "$OUT"
 echo "wrote $OUT ($(du -h "$OUT" | cut -f1)); torch $(LD_LIBRARY_PATH=$R/libs PYTHONHOME=$R PYTHONPATH=$R/site \
     $R/bin/python3.11 -S -c 'import torch; print(torch.__version__)' 2>/dev/null || echo '(did not import)')"

@@ -43,7 +43,7 @@ void ml_softmax_xent_rows_b16(uint16_t *z, float *losses, const int32_t *targets
 #pragma omp for schedule(static)
         for (int r = 0; r < n; r++) {
             uint16_t *z16 = z + (int64_t)r * V;
-            if (!row) { /* no memory for the widened row: a NaN loss (the trainer stops on it), no gradient */
+            if (!row) { /* no memory for the widened row: a NaN loss (the trainer skips that update), no gradient */
                 losses[r] = NAN;
                 for (int v = 0; v < V; v++) z16[v] = 0;
                 continue;

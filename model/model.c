@@ -388,7 +388,8 @@ ml_status ml_model_reserve(ml_model *m, int B, int T, int max_pos) {
     if (chunk < 8) chunk = 8;
     if ((size_t)chunk > N) chunk = (int)N;
     m->head_chunk = chunk;
-    /* logits chunk, plus two floats per row for per-row losses (CE uses one, distillation two) */
+    /* logits chunk, plus two floats per row for per-row losses (CE uses one, distillation two; bf16 logits: twice
+     * the rows, one loss each) */
     size_t head = ml_arena_reserve(a, (size_t)chunk * c->vocab_size + 2 * (size_t)chunk);
     const int threads = omp_get_max_threads();
     size_t attn_work = ml_arena_reserve(a, ml_attention_work_floats(B, T, c->num_heads, c->num_kv_heads, c->head_dim,
@@ -508,8 +509,9 @@ static ml_status head_chunks(ml_model *m, const ml_batch *b, ml_head_loss_fn fn,
     if (!b->targets) return ml_fail(ML_ERR_ARG, "loss needs targets");
     const ml_config *c = &m->cfg;
     const int N = b->B * b->T, C = c->hidden_size, V = c->vocab_size;
-    const int chunk = m->head_chunk;
-    float *logits = m->head_scratch, *losses = m->head_scratch + (size_t)chunk * V;
+    /* bf16 logits take half the bytes: twice the rows per chunk in the same scratch (fewer, larger products) */
+    const int chunk = fn ? m->head_chunk : (2 * m->head_chunk < N ? 2 * m->head_chunk : N);
+    float *logits = m->head_scratch, *losses = m->head_scratch + (size_t)m->head_chunk * V;
     uint16_t *logits16 = (uint16_t *)m->head_scratch;
     double total = 0.0;
     int64_t n_scored = 0;

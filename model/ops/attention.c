@@ -61,8 +61,9 @@ static size_t bf16_bwd_floats(int T, int H, int KV, int hd) {
     const size_t hdp = (size_t)up32(hd), Tp = (size_t)up64(T), g = (size_t)(H / KV), tt = (size_t)TILE * TILE;
     return 2 * r16(tt) + r16(g * T)             /* p, ds, rowdot (fp32) */
            + 4 * r16(g * Tp * hdp / 2)          /* Q and dO rows, Q^T and dO^T of every head of the group (bf16) */
+           + r16(g * Tp * hdp)                  /* dQ of every head of the group, accumulated over key tiles (fp32) */
            + 3 * r16((size_t)TILE * hdp / 2)    /* K^T, V^T, K of the key tile (pairs) */
-           + 3 * r16((size_t)TILE * hdp)        /* dK^T, dV^T accumulators, a product's result (fp32) */
+           + 2 * r16((size_t)TILE * hdp)        /* dK^T, dV^T accumulators (fp32) */
            + 3 * r16(tt / 2);                   /* dS rows, P and dS pairs (bf16) */
 }
 
@@ -294,9 +295,13 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
                     for (int i = 0; i < nq; i++) {
                         mx[i] = -INFINITY;
                         sum[i] = 0.0f;
-                        memset(ob + i * qs, 0, sizeof(float) * hd);
+                        if (!kern) memset(ob + i * qs, 0, sizeof(float) * hd);
                     }
-                    if (kern) ml_attn_to_rows(qa, hdp, qb, qs, nq, hd, up32(nq), hdp);
+                    if (kern) { /* O accumulates in ct (fp32, contiguous); P's padding rows stay zero */
+                        ml_attn_to_rows(qa, hdp, qb, qs, nq, hd, up32(nq), hdp);
+                        memset(ct, 0, sizeof(float) * up32(nq) * hdp);
+                        memset(pa + (size_t)nq * TILE, 0, sizeof(uint16_t) * (up32(nq) - nq) * TILE);
+                    }
                     const size_t kv_at = ((size_t)b * KV + kvh) * kv_row;
                     for (int k0 = first_key(q0, window) / TILE * TILE; k0 <= q0 + nq - 1; k0 += TILE) {
                         const int nk = Tk - k0 < TILE ? Tk - k0 : TILE;
@@ -305,10 +310,36 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
                         if (kern) {
                             ml_attn_mm(kern, s, TILE, qa, hdp, kw_all + kv_at + (size_t)(k0 / TILE) * kv_tile, TILE, nq,
                                        TILE, hdp, 0); /* S = Q K^T */
-                        } else {
-                            transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
-                            small_gemm(s, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0); /* S = Q K^T */
+                            /* P = exp(S * scale - m) written as bf16 by the row kernel; O (in ct) += P V */
+                            const int kp = up32(nk);
+                            for (int i = 0; i < nq; i++) {
+                                float *si = s + i * TILE, tmax = -INFINITY;
+                                uint16_t *pi = pa + (size_t)i * TILE;
+                                if (kind == TILE_MASKED) mask_row(si, q0 + i, k0, nk, window, db, mono, -INFINITY);
+#pragma omp simd reduction(max : tmax)
+                                for (int j = 0; j < nk; j++) tmax = si[j] > tmax ? si[j] : tmax;
+                                if (tmax == -INFINITY) { /* no visible key in this tile */
+                                    memset(pi, 0, sizeof(uint16_t) * kp);
+                                    continue;
+                                }
+                                tmax *= scale; /* scale > 0: the largest scaled score */
+                                const float m_new = tmax > mx[i] ? tmax : mx[i];
+                                if (m_new != mx[i]) { /* rescale what earlier tiles summed */
+                                    const float c = expf(mx[i] - m_new);
+                                    float *oi = ct + (size_t)i * hdp;
+                                    sum[i] *= c;
+#pragma omp simd
+                                    for (int d = 0; d < hd; d++) oi[d] *= c;
+                                }
+                                sum[i] += ml_attn_softmax_row(pi, si, scale, m_new, nk, kp);
+                                mx[i] = m_new;
+                            }
+                            ml_attn_mm(kern, ct, hdp, pa, TILE, vp_all + kv_at + (size_t)(k0 / TILE) * kv_tile, hdp, nq,
+                                       hdp, kp, 1);
+                            continue;
                         }
+                        transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
+                        small_gemm(s, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0); /* S = Q K^T */
                         for (int i = 0; i < nq; i++) {
                             float *si = s + i * TILE, *oi = ob + i * qs, tmax = -INFINITY;
 #pragma omp simd
@@ -328,25 +359,13 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
 #pragma omp simd
                                 for (int d = 0; d < hd; d++) oi[d] *= c;
                         }
-                        if (kern) { /* O += P V */
-                            const int kp = up32(nk);
-                            ml_attn_to_rows(pa, TILE, s, TILE, nq, nk, up32(nq), kp);
-                            ml_attn_mm(kern, ct, hdp, pa, TILE, vp_all + kv_at + (size_t)(k0 / TILE) * kv_tile, hdp, nq,
-                                       hdp, kp, 0);
-                            for (int i = 0; i < nq; i++) {
-                                float *oi = ob + i * qs;
-                                const float *ci = ct + (size_t)i * hdp;
-#pragma omp simd
-                                for (int d = 0; d < hd; d++) oi[d] += ci[d];
-                            }
-                        } else {
-                            small_gemm(ob, qs, s, TILE, vb + k0 * ks, ks, nq, hd, nk, 1); /* O += P V */
-                        }
+                        small_gemm(ob, qs, s, TILE, vb + k0 * ks, ks, nq, hd, nk, 1); /* O += P V */
                     }
                     for (int i = 0; i < nq; i++) { /* every query sees itself, so sum > 0 */
                         float inv = 1.0f / sum[i], *oi = ob + i * qs;
+                        const float *acc = kern ? ct + (size_t)i * hdp : oi;
 #pragma omp simd
-                        for (int d = 0; d < hd; d++) oi[d] *= inv;
+                        for (int d = 0; d < hd; d++) oi[d] = acc[d] * inv;
                         if (lse) lse[((int64_t)b * H + h) * Tq + qi0 + i] = mx[i] + logf(sum[i]);
                     }
                 }
@@ -381,15 +400,16 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
          * and K in pairs, dK^T and dV^T accumulated over the key tile's queries [hdp x TILE], dS rows, P and dS pairs */
         uint16_t *qa = NULL, *da = NULL, *qc = NULL, *dc = NULL, *dsa = NULL;
         uint32_t *kw = NULL, *vw = NULL, *kp = NULL, *pp = NULL, *dsp = NULL;
-        float *dka = NULL, *dva = NULL, *ct = NULL;
+        float *dka = NULL, *dva = NULL, *dqa = NULL;
         if (kern) {
             const size_t gq = (size_t)group * Tp * hdp / 2, kvt = (size_t)TILE * hdp / 2, tt = (size_t)TILE * TILE;
             float *at = kt;
             p = carve(&at, tt), ds = carve(&at, tt), rowdot = carve(&at, (size_t)group * T);
             qa = (uint16_t *)carve(&at, gq), da = (uint16_t *)carve(&at, gq);
             qc = (uint16_t *)carve(&at, gq), dc = (uint16_t *)carve(&at, gq);
+            dqa = carve(&at, (size_t)group * Tp * hdp);
             kw = (uint32_t *)carve(&at, kvt), vw = (uint32_t *)carve(&at, kvt), kp = (uint32_t *)carve(&at, kvt);
-            dka = carve(&at, (size_t)TILE * hdp), dva = carve(&at, (size_t)TILE * hdp), ct = carve(&at, (size_t)TILE * hdp);
+            dka = carve(&at, (size_t)TILE * hdp), dva = carve(&at, (size_t)TILE * hdp);
             dsa = (uint16_t *)carve(&at, tt / 2), pp = (uint32_t *)carve(&at, tt / 2), dsp = (uint32_t *)carve(&at, tt / 2);
             ml_attn_tiles_begin(kern);
         }
@@ -407,7 +427,7 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                     for (int t = 0; t < T; t++) {
                         const int64_t off = ((int64_t)b * T + t) * qs + (int64_t)h * hd;
                         rowdot[(int64_t)g * T + t] = dot(dout + off, out + off, hd);
-                        memset(dq + off, 0, sizeof(float) * hd);
+                        if (!kern) memset(dq + off, 0, sizeof(float) * hd);
                     }
                     if (kern) { /* this row's Q and dO of head h, converted once for all key tiles */
                         const int64_t off = (int64_t)b * T * qs + (int64_t)(kvh * group + g) * hd;
@@ -416,6 +436,7 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                         ml_attn_to_rows(da + at, hdp, dout + off, qs, T, hd, Tp, hdp);
                         ml_attn_to_cols(qc + at, Tp, q + off, qs, T, hd, Tp, hdp);
                         ml_attn_to_cols(dc + at, Tp, dout + off, qs, T, hd, Tp, hdp);
+                        memset(dqa + (size_t)g * Tp * hdp, 0, sizeof(float) * Tp * hdp);
                     }
                 }
                 for (int k0 = 0; k0 < T; k0 += TILE) {
@@ -450,13 +471,23 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                             const int64_t qoff = ((int64_t)b * T + q0) * qs + (int64_t)h * hd;
                             const float *qb = q + qoff, *dob = dout + qoff;
                             const size_t at = (size_t)g * Tp * hdp;
-                            if (kern) {
+                            if (kern) { /* S = Q K^T, dP = dO V^T; P and dS straight to bf16 rows and pairs;
+                                         * dQ += dS K, dV^T += dO^T P, dK^T += Q^T dS */
                                 ml_attn_mm(kern, p, TILE, qa + at + (size_t)q0 * hdp, hdp, kw, TILE, nq, TILE, hdp, 0);
                                 ml_attn_mm(kern, ds, TILE, da + at + (size_t)q0 * hdp, hdp, vw, TILE, nq, TILE, hdp, 0);
-                            } else {
-                                small_gemm(p, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0);   /* S = Q K^T */
-                                small_gemm(ds, TILE, dob, qs, vt, TILE, nq, TILE, hd, 0); /* dP = dO V^T */
+                                const int kq = up32(nq), kk = up32(nk);
+                                if (kind == TILE_MASKED)
+                                    for (int i = 0; i < nq; i++)
+                                        mask_row(p + i * TILE, q0 + i, k0, nk, window, db, mono, -INFINITY);
+                                ml_attn_grad_rows(dsa, pp, dsp, p, ds, TILE, lh + q0, Dh + q0, scale, nq, nk, kq);
+                                ml_attn_mm(kern, dqa + (size_t)g * Tp * hdp + (size_t)q0 * hdp, hdp, dsa, TILE, kp, hdp,
+                                           nq, hdp, kk, 1);
+                                ml_attn_mm(kern, dva, TILE, dc + at + q0, Tp, pp, TILE, hdp, TILE, kq, 1);
+                                ml_attn_mm(kern, dka, TILE, qc + at + q0, Tp, dsp, TILE, hdp, TILE, kq, 1);
+                                continue;
                             }
+                            small_gemm(p, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0);   /* S = Q K^T */
+                            small_gemm(ds, TILE, dob, qs, vt, TILE, nq, TILE, hd, 0); /* dP = dO V^T */
                             for (int i = 0; i < nq; i++) {
                                 float *pi = p + i * TILE, *dsi = ds + i * TILE;
                                 const float L = lh[q0 + i], Di = Dh[q0 + i];
@@ -466,22 +497,6 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                                 ml_exp_inplace(pi, nk); /* P = exp(S - lse); masked keys give 0 */
 #pragma omp simd
                                 for (int j = 0; j < nk; j++) dsi[j] = pi[j] * (dsi[j] - Di) * scale;
-                            }
-                            if (kern) {
-                                const int kq = up32(nq), kk = up32(nk);
-                                ml_attn_to_rows(dsa, TILE, ds, TILE, nq, nk, kq, kk);
-                                ml_attn_mm(kern, ct, hdp, dsa, TILE, kp, hdp, nq, hdp, kk, 0); /* dQ += dS K */
-                                for (int i = 0; i < nq; i++) {
-                                    float *dqi = dq + qoff + i * qs;
-                                    const float *ci = ct + (size_t)i * hdp;
-#pragma omp simd
-                                    for (int d = 0; d < hd; d++) dqi[d] += ci[d];
-                                }
-                                ml_attn_to_pairs(pp, TILE, p, TILE, nq, nk, kq, TILE);
-                                ml_attn_mm(kern, dva, TILE, dc + at + q0, Tp, pp, TILE, hdp, TILE, kq, 1); /* dV^T += dO^T P */
-                                ml_attn_to_pairs(dsp, TILE, ds, TILE, nq, nk, kq, TILE);
-                                ml_attn_mm(kern, dka, TILE, qc + at + q0, Tp, dsp, TILE, hdp, TILE, kq, 1); /* dK^T += Q^T dS */
-                                continue;
                             }
                             small_gemm(dq + qoff, qs, ds, TILE, kb + k0 * ks, ks, nq, hd, nk, 1); /* dQ += dS K */
                             transpose_square(tr, p, nq, nk);
@@ -496,6 +511,11 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                                 dkt[j * ks + d] = dka[(size_t)d * TILE + j];
                                 dvt[j * ks + d] = dva[(size_t)d * TILE + j];
                             }
+                }
+                for (int g = 0; kern && g < group; g++) { /* the group's dQ sums */
+                    const float *src = dqa + (size_t)g * Tp * hdp;
+                    float *dst = dq + (int64_t)b * T * qs + (int64_t)(kvh * group + g) * hd;
+                    for (int t = 0; t < T; t++) memcpy(dst + t * qs, src + (size_t)t * hdp, sizeof(float) * hd);
                 }
             }
         ml_attn_tiles_end(kern);

@@ -15,6 +15,7 @@
 
 #include <immintrin.h>
 
+#include "common/vmath.h"
 #include "model/ops/gemm.h"
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
@@ -256,4 +257,74 @@ BF16_TARGET void ml_attn_to_pairs_t(uint32_t *dst, int ldd, const float *src, in
                 memset(words, 0, sizeof words);
             for (int i = 0; i < 8; i++) dst[(long)(c / 2 + i) * ldd + r] = words[i];
         }
+}
+
+/* ---------------------------------------------------------------- softmax rows straight to bf16 */
+
+/* e[j] = exp(s[j] * scale - shift) for j < n (the product first, then the difference, as the fp32 tiles do), zero
+ * up to 64; returns the sum of e[0, n). */
+BF16_TARGET static inline float exp_row(float *e, const float *s, float scale, float shift, int n) {
+    float sum = 0.0f;
+#if ML_VEXP_WIDTH == 16
+    const __m512 sc = _mm512_set1_ps(scale), sh = _mm512_set1_ps(shift);
+    __m512 acc = _mm512_setzero_ps();
+    for (int j = 0; j < 64; j += 16) {
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : n - j <= 0 ? 0 : (__mmask16)((1u << (n - j)) - 1);
+        __m512 x = _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sc), sh);
+        x = _mm512_maskz_mov_ps(m, _ZGVeN16v_expf(x));
+        _mm512_storeu_ps(e + j, x);
+        acc = _mm512_add_ps(acc, x);
+    }
+    sum = _mm512_reduce_add_ps(acc);
+#else
+    for (int j = 0; j < 64; j++) {
+        e[j] = j < n ? expf(s[j] * scale - shift) : 0.0f;
+        sum += e[j];
+    }
+#endif
+    return sum;
+}
+
+BF16_TARGET float ml_attn_softmax_row(uint16_t *dst, const float *s, float scale, float shift, int n, int cols_pad) {
+    float e[64] __attribute__((aligned(64)));
+    const float sum = exp_row(e, s, scale, shift, n);
+    for (int c = 0; c < cols_pad; c += 16) _mm256_storeu_si256((__m256i *)(dst + c), cvt16(e + c, 16));
+    return sum;
+}
+
+/* (lo, hi) bf16 halves of 16 columns as pair words */
+BF16_TARGET static inline __m512i pair16(__m256i lo, __m256i hi) {
+    return _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+}
+
+BF16_TARGET void ml_attn_grad_rows(uint16_t *ds_rows, uint32_t *p_pairs, uint32_t *ds_pairs, const float *s,
+                                   const float *dp, int ld, const float *lse, const float *D, float scale, int rows,
+                                   int cols, int rows_pad) {
+    float p[2][64] __attribute__((aligned(64))), ds[2][64] __attribute__((aligned(64)));
+    for (int r0 = 0; r0 < rows_pad; r0 += 2) {
+        for (int h = 0; h < 2; h++) {
+            const int r = r0 + h;
+            if (r >= rows) {
+                memset(p[h], 0, sizeof p[h]);
+                memset(ds[h], 0, sizeof ds[h]);
+                continue;
+            }
+            exp_row(p[h], s + (long)r * ld, scale, lse[r], cols); /* P = exp(S * scale - lse); masked keys give 0 */
+            const float *dpr = dp + (long)r * ld;
+            const __m512 dr = _mm512_set1_ps(D[r]), sc = _mm512_set1_ps(scale);
+            for (int j = 0; j < 64; j += 16) { /* dS = P (dP - D) scale; zero past `cols` since P is */
+                const __mmask16 m = cols - j >= 16 ? (__mmask16)0xFFFF : cols - j <= 0 ? 0 : (__mmask16)((1u << (cols - j)) - 1);
+                const __m512 g = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, dpr + j), dr);
+                _mm512_storeu_ps(ds[h] + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(p[h] + j), g), sc));
+            }
+        }
+        for (int c = 0; c < 64; c += 16) {
+            const __m256i p0 = cvt16(p[0] + c, 16), p1 = cvt16(p[1] + c, 16);
+            const __m256i d0 = cvt16(ds[0] + c, 16), d1 = cvt16(ds[1] + c, 16);
+            _mm256_storeu_si256((__m256i *)(ds_rows + (long)r0 * 64 + c), d0);
+            _mm256_storeu_si256((__m256i *)(ds_rows + (long)(r0 + 1) * 64 + c), d1);
+            _mm512_storeu_si512(p_pairs + (long)(r0 / 2) * 64 + c, pair16(p0, p1));
+            _mm512_storeu_si512(ds_pairs + (long)(r0 / 2) * 64 + c, pair16(d0, d1));
+        }
+    }
 }

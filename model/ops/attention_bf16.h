@@ -36,4 +36,15 @@ void ml_attn_to_pairs(uint32_t *dst, int ldd, const float *src, int64_t lds, int
 void ml_attn_to_pairs_t(uint32_t *dst, int ldd, const float *src, int64_t lds, int rows, int cols, int rows_pad,
                         int cols_pad);
 
+/* Softmax rows straight to bf16 (the operands of the tile products that follow), computed from a tile's raw scores
+ * S (fp32; masked keys at -inf). All tiles are 64 columns wide (cols, cols_pad <= 64).
+ * Forward, one row: dst[j] = bf16(exp(s[j] * scale - shift)) for j < cols, zero up to cols_pad; returns the fp32
+ * sum of the unrounded values. */
+float ml_attn_softmax_row(uint16_t *dst, const float *s, float scale, float shift, int cols, int cols_pad);
+/* Backward, rows [0, rows) of a tile (row stride ld): P = exp(S * scale - lse[r]), dS = P (dP - D[r]) scale, written
+ * as bf16 dS rows (row stride 64) and as P and dS pair words (64 per row pair); rows [rows, rows_pad) and columns
+ * [cols, 64) are zero. rows_pad even. */
+void ml_attn_grad_rows(uint16_t *ds_rows, uint32_t *p_pairs, uint32_t *ds_pairs, const float *s, const float *dp,
+                       int ld, const float *lse, const float *D, float scale, int rows, int cols, int rows_pad);
+
 #endif

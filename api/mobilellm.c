@@ -15,6 +15,7 @@
 #include "interop/model_load.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/linear.h"
 #include "model/model.h"
 #include "optim/clip.h"
 #include "optim/optimizer.h"
@@ -230,6 +231,7 @@ mobilellm_status mobilellm_train_step(mobilellm_trainer *t, const int32_t *token
         return (mobilellm_status)ml_fail(ML_ERR_RANGE, "step %lld: loss %g, gradient norm %g not finite: no update",
                                          (long long)t->steps + 1, l, gnorm);
     TRY(ml_optim_step(&t->opt, m->param_arena.base, m->grad_arena.base, t->o.lr));
+    ml_model_weights_changed(m); /* copies of the weights (bf16, transformed) are refreshed before the next forward */
     t->steps++;
     return MOBILELLM_OK;
 }

@@ -216,7 +216,7 @@ ml_status ml_model_set_transform(ml_model *m, const ml_param *p, const ml_weight
     }
     m->transforms[i] = t;
     ml_model_rebind_used(m);
-    m->weights_stale = 1;
+    ml_model_weights_changed(m);
     return m->act_scratch_rows ? ml_model_int8_plan(m) : ML_OK;
 }
 
@@ -268,6 +268,10 @@ static void int8_pack_all(ml_model *m) {
         if (m->w8[i].N > 0) int8_pack(m, i, NULL);
 }
 
+uint16_t *ml_model_bf16_mirror(const ml_model *m) {
+    return m->w16 && !m->transforms && m->w16_numel >= m->param_arena.used ? m->w16 : NULL;
+}
+
 ml_status ml_model_refresh_weights(ml_model *m) {
     if (!m->weights_stale) return ML_OK;
     if (m->transforms) {
@@ -285,7 +289,8 @@ ml_status ml_model_refresh_weights(ml_model *m) {
         }
         ML_TRY(s);
     }
-    if (m->w16) /* the bf16 copies of what the products read: used weights, the latent ones where untransformed */
+    if (m->w16 && !m->w16_current) /* the bf16 copies of what the products read: used weights, the latent ones where
+                                      untransformed (unless the optimizer step wrote them) */
         for (int i = 0; i < m->n_params; i++) {
             const ml_param *p = &m->params[i];
             if (!is_matrix(p) || p->kind == ML_P_AUX || p->offset + p->numel > m->w16_numel) continue;

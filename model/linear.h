@@ -68,7 +68,17 @@ void ml_model_set_transform_owner(ml_model *m, void *owner, void (*free_fn)(void
 /* Re-point the used tensors after the parameter arena moved (ml_model_add_aux_param). */
 void ml_model_rebind_used(ml_model *m);
 /* The weights changed (optimizer step, load): the used copies are refreshed before the next forward. */
-static inline void ml_model_weights_changed(ml_model *m) { m->weights_stale = 1; }
+static inline void ml_model_weights_changed(ml_model *m) { m->weights_stale = 1, m->w16_current = 0; }
+/* Where an optimizer step may write the bf16 copies of the weights as it updates them (ml_optim_step_mirrored over
+ * the whole parameter array): the model's copies when they are the plain rounding of every weight at its offset, NULL
+ * otherwise (no copies, or weight transforms between the weights and the copies). */
+uint16_t *ml_model_bf16_mirror(const ml_model *m);
+/* The weights changed by an optimizer step; mirrored: that step also wrote ml_model_bf16_mirror (then the refresh
+ * before the next forward leaves the copies as they are). */
+static inline void ml_model_weights_stepped(ml_model *m, int mirrored) {
+    ml_model_weights_changed(m);
+    m->w16_current = mirrored && ml_model_bf16_mirror(m);
+}
 /* Refresh the used copies now if the weights changed (the forward passes call it). */
 ml_status ml_model_refresh_weights(ml_model *m);
 /* Apply each transform's backward to the accumulated gradients (once per optimizer step). */

@@ -277,7 +277,7 @@ static ml_status bf16_copies(ml_model *m) {
         m->w16 = NULL;
         m->w16_numel = 0;
     }
-    m->weights_stale = 1;
+    ml_model_weights_changed(m);
     return ML_OK;
 }
 

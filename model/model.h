@@ -136,6 +136,8 @@ typedef struct ml_model {
     ml_arena used_arena;
     const ml_weight_transform **transforms; /* [n_params] or NULL when none is set */
     int weights_stale;                      /* the used copies need refreshing before the next forward */
+    int w16_current;                        /* w16 holds the rounding of the weights as they are (an optimizer step
+                                             * wrote it: ml_model_weights_stepped), so a refresh skips it */
     /* Activation transforms (model/linear.h): the input of a product with matrix i goes through
      * act_transforms[i] first. act_scratch holds the transformed input (and the masked input gradient). */
     const ml_act_transform **act_transforms; /* [n_params] or NULL */

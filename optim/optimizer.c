@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/arena.h"
+#include "common/bf16.h"
 
 /* Below this many elements a step runs on one thread: a parallel region costs more. */
 #define ML_OPTIM_PAR_MIN 32768
@@ -274,11 +275,13 @@ static void adamw_step(ml_optimizer *o, float *params, const float *grads, float
     const ml_optim_segment *segs = o->segs;
     const int n_segs = o->n_segs;
     float *mm = o->m, *vv = o->v;
+    uint16_t *mirror = o->mirror16;
 
 #pragma omp parallel if (total_numel(o) >= ML_OPTIM_PAR_MIN)
     for (int s = 0; s < n_segs; s++) {
         const size_t off = segs[s].offset, n = segs[s].numel, nchunks = (n + ML_VW - 1) / ML_VW;
         float *restrict p = params + off, *restrict m = mm + off, *restrict v = vv + off;
+        uint16_t *restrict b16 = mirror ? mirror + off : NULL;
         const float *restrict g = grads + off;
         const float d = segs[s].weight_decay ? decay : 1.0f;
         /* one vector per chunk; the last chunk may be a shorter scalar remainder */
@@ -292,6 +295,9 @@ static void adamw_step(ml_optimizer *o, float *params, const float *grads, float
                 VSTORE(p + i, P);
                 VSTORE(m + i, M);
                 VSTORE(v + i, V);
+                if (b16)
+#pragma omp simd
+                    for (size_t k = i; k < i + ML_VW; k++) b16[k] = ml_bf16_bits(p[k]);
                 continue;
             }
 #endif
@@ -301,6 +307,7 @@ static void adamw_step(ml_optimizer *o, float *params, const float *grads, float
                 p[i] = P;
                 m[i] = M;
                 v[i] = V;
+                if (b16) b16[i] = ml_bf16_bits(P);
             }
         }
     }
@@ -323,12 +330,14 @@ static void sgd_step(ml_optimizer *o, float *params, const float *grads, float l
         const size_t off = segs[s].offset, n = segs[s].numel;
         float *restrict p = params + off;
         const float *restrict g = grads + off;
+        uint16_t *restrict b16 = o->mirror16 ? o->mirror16 + off : NULL;
         const int decays = segs[s].weight_decay && c->weight_decay != 0;
         if (!bb) {
 #pragma omp for simd schedule(simd : static) nowait
             for (size_t i = 0; i < n; i++) {
                 float d = decays ? fmaf(p[i], wd, g[i]) : g[i];
                 p[i] = fmaf(d, nlr, p[i]);
+                if (b16) b16[i] = ml_bf16_bits(p[i]);
             }
         } else {
             float *restrict b = bb + off;
@@ -338,6 +347,7 @@ static void sgd_step(ml_optimizer *o, float *params, const float *grads, float l
                 float bi = first ? d : b[i] * mu + d;
                 b[i] = bi;
                 p[i] = fmaf(bi, nlr, p[i]);
+                if (b16) b16[i] = ml_bf16_bits(p[i]);
             }
         }
     }
@@ -352,4 +362,12 @@ ml_status ml_optim_step(ml_optimizer *o, float *params, const float *grads, floa
     o->t++;
     d->step(o, params, grads, lr);
     return ML_OK;
+}
+
+ml_status ml_optim_step_mirrored(ml_optimizer *o, float *params, const float *grads, float lr, uint16_t *mirror16) {
+    if (!o) return ml_fail(ML_ERR_ARG, "ml_optim_step: NULL optimizer");
+    o->mirror16 = mirror16;
+    const ml_status s = ml_optim_step(o, params, grads, lr);
+    o->mirror16 = NULL;
+    return s;
 }

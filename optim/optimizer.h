@@ -100,6 +100,7 @@ struct ml_optimizer {
      * A checkpoint that restores m, v and t resumes bit-exactly. */
     int64_t t;
     float *owned;           /* the allocation behind the state when the optimizer made it */
+    uint16_t *mirror16;     /* during ml_optim_step_mirrored only: where the step writes the bf16 parameters */
 };
 
 /* Floats of state this configuration needs for num_floats parameters (2n AdamW, n SGD with
@@ -122,6 +123,10 @@ void ml_optim_reset(ml_optimizer *o);
  * non-finite lr or NULL arrays. Non-finite gradients are not checked here: callers skip such
  * steps (see ml_all_finite in optim/clip.h). */
 ml_status ml_optim_step(ml_optimizer *o, float *params, const float *grads, float lr);
+/* The same, also writing each updated parameter's bf16 rounding (ml_bf16_bits) to mirror16[i] (the parameter layout;
+ * NULL: none): a model's bf16 weight copies kept in the pass that updates the weights, instead of converting them all
+ * again before the next forward. Elements outside the segments are not written. */
+ml_status ml_optim_step_mirrored(ml_optimizer *o, float *params, const float *grads, float lr, uint16_t *mirror16);
 
 /* The state tensors kept, for checkpoints: i in [0, ml_optim_num_state(o)). Each is num_floats
  * long with the parameter layout; *name is the registry's name for it ("exp_avg", "exp_avg_sq",

@@ -27,6 +27,8 @@
 #include "model/model.h"
 #include "model/ops/gemm.h"
 #include "model/ops/gemm_bf16.h"
+#include "optim/optimizer.h"
+#include "train/trainer.h"
 #include "tests/support/test_util.h"
 
 static ml_rng rng;
@@ -366,6 +368,67 @@ static void test_bf16_out(void **state) {
     }
 }
 
+/* The optimizer's bf16 mirror: a step that writes the model's bf16 weight copies as it updates the weights leaves
+ * exactly the copies a full conversion makes (every matrix, bit for bit; AdamW, and SGD with momentum), the refresh
+ * before the next forward keeps them, and that forward gives the loss of a model whose copies were converted. */
+static void test_optimizer_mirror(void **state) {
+    if (!ml_gemm_engine_available(ML_GEMM_ONEDNN)) ML_SKIP("GEMM engine onednn is not available here");
+    ml_config c;
+    ml_test_small_llama(&c, 300, 128, 320, 32);
+    enum { B = 2, T = 16, N = B * T };
+    int32_t tok[N], tgt[N];
+    for (int i = 0; i < N; i++) tok[i] = (i * 7 + 3) % 300, tgt[i] = (i * 5 + 1) % 300;
+    ml_batch b = {.tokens = tok, .targets = tgt, .B = B, .T = T};
+    for (int kind = 0; kind < 2; kind++) {
+        ml_optim_config oc = ml_optim_defaults(kind ? ML_OPTIM_SGD : ML_OPTIM_ADAMW);
+        oc.momentum = kind ? 0.9 : 0.0;
+        double loss[2];
+        uint16_t *copies[2];
+        size_t n16 = 0;
+        for (int mirrored = 0; mirrored < 2; mirrored++) {
+            ml_model m;
+            ml_optimizer o;
+            assert_int_equal(ml_model_create(&m, &c), ML_OK);
+            ml_model_init_weights(&m, 3);
+            assert_int_equal(ml_model_set_precision(&m, ML_PRECISION_BF16), ML_OK);
+            assert_int_equal(ml_model_set_gemm_engine(&m, ML_GEMM_ONEDNN), ML_OK);
+            assert_int_equal(ml_model_reserve(&m, B, T, T), ML_OK);
+            assert_int_equal(ml_optimizer_for_model(&o, &m, &oc), ML_OK);
+            uint16_t *mirror = ml_model_bf16_mirror(&m);
+            assert_non_null(mirror);
+            for (int step = 0; step < 2; step++) {
+                double l;
+                int64_t cnt;
+                ml_model_zero_grad(&m);
+                assert_int_equal(ml_model_forward(&m, &b), ML_OK);
+                assert_int_equal(ml_model_head_loss(&m, &b, 1.0f / N, &l, &cnt), ML_OK);
+                assert_int_equal(ml_model_backward(&m, &b), ML_OK);
+                assert_int_equal(ml_optim_step_mirrored(&o, m.param_arena.base, m.grad_arena.base, 1e-2f,
+                                                        mirrored ? mirror : NULL), ML_OK);
+                ml_model_weights_stepped(&m, mirrored);
+                assert_int_equal(m.w16_current, mirrored);
+            }
+            int64_t cnt;
+            assert_int_equal(ml_model_forward(&m, &b), ML_OK); /* refreshes: converts only without the mirror */
+            assert_int_equal(ml_model_head_loss(&m, &b, 0.0f, &loss[mirrored], &cnt), ML_OK);
+            n16 = m.w16_numel;
+            copies[mirrored] = malloc(n16 * sizeof(uint16_t));
+            for (size_t i = 0; i < n16; i++) copies[mirrored][i] = 0;
+            for (int i = 0; i < m.n_params; i++) { /* the copies products read: the matrices */
+                const ml_param *p = &m.params[i];
+                if (p->ndim == 2) memcpy(copies[mirrored] + p->offset, m.w16 + p->offset, p->numel * sizeof(uint16_t));
+            }
+            ml_optim_free(&o);
+            ml_model_free(&m);
+        }
+        printf("%s: loss after two steps %.9g with the mirror, %.9g with converted copies\n", kind ? "sgd" : "adamw",
+               loss[1], loss[0]);
+        assert_memory_equal(copies[0], copies[1], n16 * sizeof(uint16_t));
+        assert_true(loss[0] == loss[1]);
+        free(copies[0]), free(copies[1]);
+    }
+}
+
 /* bf16 activations (ml_model.act16): with oneDNN reading bf16 operands, the norms' outputs and gate/up are kept as
  * bf16 bits, which halves their share of the saved activations; SwiGLU's gradients and the head's logits and their
  * gradient are bf16 too. The loss and gradients stay those of fp32 activations up to the rounding of gate, up, dh and
@@ -455,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_repeatable), cmocka_unit_test(test_degenerate), cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_stats),      cmocka_unit_test(test_model_engines), cmocka_unit_test(test_weight_copies),
         cmocka_unit_test(test_bf16_out),   cmocka_unit_test(test_act16),
+        cmocka_unit_test(test_optimizer_mirror),
     };
     return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

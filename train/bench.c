@@ -264,8 +264,10 @@ ml_status ml_bench_run(const ml_config *cfg, const ml_bench_args *a, ml_bench_re
         if (s == ML_OK) s = ml_model_backward(&m, &b);
         if (s == ML_OK) ml_model_grads_to_latent(&m);
         double t3 = ml_now_seconds();
-        if (s == ML_OK) ML_PROFILE(ML_PROF_OPTIMIZER) s = ml_optim_step(&opt, m.param_arena.base, m.grad_arena.base, 1e-4f);
-        ml_model_weights_changed(&m);
+        uint16_t *mirror = ml_model_bf16_mirror(&m);
+        if (s == ML_OK)
+            ML_PROFILE(ML_PROF_OPTIMIZER) s = ml_optim_step_mirrored(&opt, m.param_arena.base, m.grad_arena.base, 1e-4f, mirror);
+        ml_model_weights_stepped(&m, mirror && s == ML_OK);
         double t4 = ml_now_seconds();
         if (step >= a->warmup) {
             t_fwd += t1 - t0, t_head += t2 - t1, t_bwd += t3 - t2, t_upd += t4 - t3, t_ref += tr;

@@ -374,12 +374,15 @@ static ml_status run(trainer *t, const ml_train_args *a) {
         float lr = ml_lr_at(&t->sched, step);
         int skipped = !isfinite(loss) || !isfinite(gnorm);
         ml_status us = ML_OK;
-        if (!skipped) ML_PROFILE(ML_PROF_OPTIMIZER) us = ml_optim_step(&t->opt, m->param_arena.base + t->shard_lo,
-                                                                        m->grad_arena.base + t->shard_lo, lr);
+        /* the step writes the bf16 weight copies as it goes, unless it updates only this rank's shard (ZeRO-1) */
+        uint16_t *mirror = a->zero1 && R > 1 ? NULL : ml_model_bf16_mirror(m);
+        if (!skipped) ML_PROFILE(ML_PROF_OPTIMIZER) us = ml_optim_step_mirrored(&t->opt, m->param_arena.base + t->shard_lo,
+                                                                                 m->grad_arena.base + t->shard_lo, lr,
+                                                                                 mirror ? mirror + t->shard_lo : NULL);
         ML_TRY(us);
         if (a->zero1 && R > 1 && !skipped) /* ZeRO-1: every rank updated its shard; share the new weights */
             ML_TRY(ml_dist_allgatherv_f32(m->param_arena.base, t->part_cnt, t->part_off, "parameter allgather (ZeRO-1)"));
-        ml_model_weights_changed(m);
+        ml_model_weights_stepped(m, mirror && !skipped);
         t->st.tokens_seen += tokens_per_step;
         double now = ml_now_seconds(), dt = now - t0;
         if (ml_prof_enabled()) t->prof_wall += dt, t->prof_steps++;

@@ -15,23 +15,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/bf16.h"
+
 /* 1 when this CPU executes AVX512-BF16 (checked once at run time). */
 int ml_bf16_available(void);
 
 void ml_gemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc);
 
-/* The bf16 bits of x rounded to nearest even; denormals to signed zero; NaN stays NaN (quiet). Branch-free enough
- * to vectorise in a loop. */
-static inline uint16_t ml_bf16_bits(float x) {
-    uint32_t u;
-    __builtin_memcpy(&u, &x, 4);
-    const uint32_t e = u & 0x7F800000u;
-    uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-    if (e == 0) r = (u & 0x80000000u) >> 16;
-    if (e == 0x7F800000u) r = ((u & 0x007FFFFFu) ? (u | 0x00400000u) : u) >> 16;
-    return (uint16_t)r;
-}
 /* x rounded to bf16 as ml_bf16_bits and widened back. */
 float ml_bf16_round(float x);
 
@@ -40,11 +31,5 @@ float ml_bf16_round(float x);
 void ml_bf16_convert(uint16_t *dst, const float *src, int rows, int cols, int ld);
 /* dst[i] = the float of bf16 bits src[i], exactly. OpenMP (outside a parallel region). */
 void ml_bf16_widen(float *dst, const uint16_t *src, size_t n);
-static inline float ml_bf16_value(uint16_t b) {
-    const uint32_t u = (uint32_t)b << 16;
-    float f;
-    __builtin_memcpy(&f, &u, 4);
-    return f;
-}
 
 #endif

@@ -242,6 +242,16 @@ static void mask_row(float *s, int t, int k0, int nk, int window, const int32_t 
             if (db[k0 + j] != db[t]) s[j] = fill;
 }
 
+/* Mask row s[0, nk) of a masked tile for query t (-inf), and return its largest entry (-inf: no visible key). */
+static inline float masked_row_max(float *s, tile_kind kind, int t, int k0, int nk, int window, const int32_t *db,
+                                   bool mono) {
+    if (kind == TILE_MASKED) mask_row(s, t, k0, nk, window, db, mono, -INFINITY);
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int j = 0; j < nk; j++) m = s[j] > m ? s[j] : m;
+    return m;
+}
+
 void ml_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *doc, const ml_attn_dims *dims, float *work) {
     const int B = dims->B, Tq = dims->Tq, Tk = dims->Tk, qs0 = dims->q_start, H = dims->H, KV = dims->KV,
@@ -313,11 +323,9 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
                             /* P = exp(S * scale - m) written as bf16 by the row kernel; O (in ct) += P V */
                             const int kp = up32(nk);
                             for (int i = 0; i < nq; i++) {
-                                float *si = s + i * TILE, tmax = -INFINITY;
+                                float *si = s + i * TILE;
                                 uint16_t *pi = pa + (size_t)i * TILE;
-                                if (kind == TILE_MASKED) mask_row(si, q0 + i, k0, nk, window, db, mono, -INFINITY);
-#pragma omp simd reduction(max : tmax)
-                                for (int j = 0; j < nk; j++) tmax = si[j] > tmax ? si[j] : tmax;
+                                float tmax = masked_row_max(si, kind, q0 + i, k0, nk, window, db, mono);
                                 if (tmax == -INFINITY) { /* no visible key in this tile */
                                     memset(pi, 0, sizeof(uint16_t) * kp);
                                     continue;
@@ -341,12 +349,10 @@ void ml_attention_forward(float *out, float *lse, const float *q, const float *k
                         transpose_tile(kt, kb + k0 * ks, ks, nk, hd);
                         small_gemm(s, TILE, qb, qs, kt, TILE, nq, TILE, hd, 0); /* S = Q K^T */
                         for (int i = 0; i < nq; i++) {
-                            float *si = s + i * TILE, *oi = ob + i * qs, tmax = -INFINITY;
+                            float *si = s + i * TILE, *oi = ob + i * qs;
 #pragma omp simd
                             for (int j = 0; j < nk; j++) si[j] *= scale;
-                            if (kind == TILE_MASKED) mask_row(si, q0 + i, k0, nk, window, db, mono, -INFINITY);
-#pragma omp simd reduction(max : tmax)
-                            for (int j = 0; j < nk; j++) tmax = si[j] > tmax ? si[j] : tmax;
+                            const float tmax = masked_row_max(si, kind, q0 + i, k0, nk, window, db, mono);
                             if (tmax == -INFINITY) { /* no visible key in this tile */
                                 memset(si, 0, sizeof(float) * nk);
                                 continue;

@@ -511,12 +511,10 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                             small_gemm(dkt, ks, tr, TILE, qb, qs, nk, hd, nq, 1); /* dK += dS^T Q */
                         }
                     }
-                    if (kern) /* the key tile's sums, transposed back */
-                        for (int j = 0; j < nk; j++)
-                            for (int d = 0; d < hd; d++) {
-                                dkt[j * ks + d] = dka[(size_t)d * TILE + j];
-                                dvt[j * ks + d] = dva[(size_t)d * TILE + j];
-                            }
+                    if (kern) { /* the key tile's sums, transposed back */
+                        ml_attn_from_cols(dkt, ks, dka, TILE, nk, hd);
+                        ml_attn_from_cols(dvt, ks, dva, TILE, nk, hd);
+                    }
                 }
                 for (int g = 0; kern && g < group; g++) { /* the group's dQ sums */
                     const float *src = dqa + (size_t)g * Tp * hdp;

@@ -17,6 +17,7 @@
 
 #include "common/vmath.h"
 #include "model/ops/gemm.h"
+#include "model/ops/transpose16.h"
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
@@ -220,16 +221,26 @@ BF16_TARGET void ml_attn_to_rows(uint16_t *dst, int ldd, const float *src, int64
     }
 }
 
+/* 16 rows of src [r0, r0 + 16) x columns [c0, c0 + 16) as words (zero past rows x cols): v[i] = row r0 + i */
+BF16_TARGET static inline void load16x16(__m512i v[16], const float *src, int64_t lds, int r0, int c0, int rows,
+                                         int cols) {
+    const int left = cols - c0;
+    const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+    for (int i = 0; i < 16; i++)
+        v[i] = r0 + i < rows ? _mm512_castps_si512(_mm512_maskz_loadu_ps(m, src + (int64_t)(r0 + i) * lds + c0))
+                             : _mm512_setzero_si512();
+}
+
 BF16_TARGET void ml_attn_to_cols(uint16_t *dst, int ldd, const float *src, int64_t lds, int rows, int cols,
                                  int rows_pad, int cols_pad) {
-    uint16_t row[16];
-    for (int r = 0; r < rows_pad; r++)
-        for (int c = 0; c < cols_pad; c += 16) {
-            if (r < rows)
-                _mm256_storeu_si256((__m256i *)row, cvt16(src + r * lds + c, cols - c));
-            else
-                memset(row, 0, sizeof row);
-            for (int i = 0; i < 16; i++) dst[(long)(c + i) * ldd + r] = row[i];
+    __m512i v[16];
+    for (int r0 = 0; r0 < rows_pad; r0 += 16)
+        for (int c0 = 0; c0 < cols_pad; c0 += 16) { /* 16 x 16 blocks: transposed as fp32, then rounded */
+            load16x16(v, src, lds, r0, c0, rows, cols);
+            ml_transpose16(v);
+            for (int c = 0; c < 16; c++)
+                _mm256_storeu_si256((__m256i *)(dst + (long)(c0 + c) * ldd + r0),
+                                    (__m256i)_mm512_cvtneps_pbh(_mm512_castsi512_ps(v[c])));
         }
 }
 
@@ -248,14 +259,16 @@ BF16_TARGET void ml_attn_to_pairs(uint32_t *dst, int ldd, const float *src, int6
 
 BF16_TARGET void ml_attn_to_pairs_t(uint32_t *dst, int ldd, const float *src, int64_t lds, int rows, int cols,
                                     int rows_pad, int cols_pad) {
-    uint32_t words[8];
-    for (int r = 0; r < rows_pad; r++)
-        for (int c = 0; c < cols_pad; c += 16) {
-            if (r < rows)
-                _mm256_storeu_si256((__m256i *)words, cvt16(src + r * lds + c, cols - c));
-            else
-                memset(words, 0, sizeof words);
-            for (int i = 0; i < 8; i++) dst[(long)(c / 2 + i) * ldd + r] = words[i];
+    __m512i v[16], hi[16];
+    for (int r0 = 0; r0 < rows_pad; r0 += 16)
+        for (int c0 = 0; c0 < cols_pad; c0 += 32) { /* 16 rows x 32 columns: one row's 16 pair words per vector */
+            load16x16(v, src, lds, r0, c0, rows, cols);
+            load16x16(hi, src, lds, r0, c0 + 16, rows, cols);
+            for (int i = 0; i < 16; i++)
+                v[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_castsi512_ps(hi[i]), _mm512_castsi512_ps(v[i]));
+            ml_transpose16(v);
+            const int words = cols_pad - c0 >= 32 ? 16 : (cols_pad - c0) / 2;
+            for (int p = 0; p < words; p++) _mm512_storeu_si512(dst + (long)(c0 / 2 + p) * ldd + r0, v[p]);
         }
 }
 
@@ -327,4 +340,17 @@ BF16_TARGET void ml_attn_grad_rows(uint16_t *ds_rows, uint32_t *p_pairs, uint32_
             _mm512_storeu_si512(ds_pairs + (long)(r0 / 2) * 64 + c, pair16(d0, d1));
         }
     }
+}
+
+BF16_TARGET void ml_attn_from_cols(float *dst, int64_t ldd, const float *src, int lds, int rows, int cols) {
+    __m512i v[16];
+    for (int r0 = 0; r0 < rows; r0 += 16)
+        for (int c0 = 0; c0 < cols; c0 += 16) {
+            for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_si512(src + (long)(c0 + i) * lds + r0);
+            ml_transpose16(v);
+            const int left = cols - c0;
+            const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            for (int r = 0; r < 16 && r0 + r < rows; r++)
+                _mm512_mask_storeu_ps(dst + (int64_t)(r0 + r) * ldd + c0, m, _mm512_castsi512_ps(v[r]));
+        }
 }

@@ -36,6 +36,10 @@ void ml_attn_to_pairs(uint32_t *dst, int ldd, const float *src, int64_t lds, int
 void ml_attn_to_pairs_t(uint32_t *dst, int ldd, const float *src, int64_t lds, int rows, int cols, int rows_pad,
                         int cols_pad);
 
+/* dst[r * ldd + c] = src[c * lds + r] for r < rows, c < cols (fp32, transposed back): src must hold
+ * round_up(cols, 16) rows of round_up(rows, 16) readable columns. */
+void ml_attn_from_cols(float *dst, int64_t ldd, const float *src, int lds, int rows, int cols);
+
 /* Softmax rows straight to bf16 (the operands of the tile products that follow), computed from a tile's raw scores
  * S (fp32; masked keys at -inf). All tiles are 64 columns wide (cols, cols_pad <= 64).
  * Forward, one row: dst[j] = bf16(exp(s[j] * scale - shift)) for j < cols, zero up to cols_pad; returns the fp32

@@ -29,6 +29,7 @@
 #include <omp.h>
 
 #include "common/arena.h"
+#include "model/ops/transpose16.h"
 
 #define MR 14
 #define NR 32
@@ -87,31 +88,6 @@ void ml_bf16_widen(float *dst, const uint16_t *src, size_t n) {
 
 /* ---------------------------------------------------------------- packing */
 
-/* Transpose a 16 x 16 block of 32-bit words in registers (interleave words, then quadwords, then
- * 128-bit lanes twice). */
-ML_BF16_TARGET static inline void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    /* u[4g + c]: rows 4g..4g+3 at columns c, c+4, c+8, c+12 (one per 128-bit lane) */
-    for (int g = 0; g < 16; g += 4) {
-        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
-        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
-        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
-        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512i x0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), x1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
-        __m512i y0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44), y1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_i32x4(x0, y0, 0x88);
-        r[c + 4] = _mm512_shuffle_i32x4(x0, y0, 0xDD);
-        r[c + 8] = _mm512_shuffle_i32x4(x1, y1, 0x88);
-        r[c + 12] = _mm512_shuffle_i32x4(x1, y1, 0xDD);
-    }
-}
-
 /* Panels of width W from a source whose panel lanes are its rows: element (r, k) at src[r*ld + k]
  * (op(A) without transA, op(B) with transB). 16 rows x 32 k are converted into 16 x 16 pair words,
  * transposed in registers and stored as 16 pair rows of the panel. */
@@ -136,7 +112,7 @@ ML_BF16_TARGET static void pack_lanes_are_rows(uint32_t *dst, const float *src, 
                     const float *s = src + (size_t)row * ld + k0;
                     v[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, s + 16), _mm512_maskz_loadu_ps(m0, s));
                 }
-                transpose16(v);
+                ml_transpose16(v);
                 const __mmask16 sm = lanes >= 16 ? 0xFFFF : (__mmask16)((1u << lanes) - 1);
                 for (int j = 0; j < np; j++) _mm512_mask_storeu_epi32(d + (size_t)(k0 / 2 + j) * W + r0, sm, v[j]);
             }

@@ -16,7 +16,9 @@
  * converted once where it is reused: the forward converts every K/V tile once before the query tiles (all
  * query heads of a group read it), the backward converts its row's Q and dO once per (row, kv head) and
  * each K/V tile once, and accumulates dK^T and dV^T of a key tile over all its query tiles, so that P and
- * dS serve as the pair-layout right operand and are never transposed. */
+ * dS serve as the pair-layout right operand and are never transposed. Their softmax rows go straight to bf16
+ * (ml_attn_softmax_row, ml_attn_grad_rows: one pass from the raw scores to the next products' operands), and
+ * O and dQ accumulate in fp32 buffers that the tile products add into. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -203,9 +203,19 @@ void ml_attn_mm(ml_attn_kernel kern, float *C, int ldc, const uint16_t *A, int l
 
 /* ---------------------------------------------------------------- converters */
 
+/* the first `left` of 16 lanes (none for left <= 0, all for left >= 16) */
+static inline __mmask16 first_lanes(int left) {
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+}
+
+/* (lo, hi) bf16 halves of 16 columns as pair words */
+BF16_TARGET static inline __m512i pair16(__m256i lo, __m256i hi) {
+    return _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+}
+
 /* 16 bf16 of src[0, 16) (lanes at or past `left` read as zero) */
 BF16_TARGET static inline __m256i cvt16(const float *src, int left) {
-    const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+    const __mmask16 m = first_lanes(left);
     return (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src));
 }
 
@@ -225,7 +235,7 @@ BF16_TARGET void ml_attn_to_rows(uint16_t *dst, int ldd, const float *src, int64
 BF16_TARGET static inline void load16x16(__m512i v[16], const float *src, int64_t lds, int r0, int c0, int rows,
                                          int cols) {
     const int left = cols - c0;
-    const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+    const __mmask16 m = first_lanes(left);
     for (int i = 0; i < 16; i++)
         v[i] = r0 + i < rows ? _mm512_castps_si512(_mm512_maskz_loadu_ps(m, src + (int64_t)(r0 + i) * lds + c0))
                              : _mm512_setzero_si512();
@@ -251,8 +261,7 @@ BF16_TARGET void ml_attn_to_pairs(uint32_t *dst, int ldd, const float *src, int6
         for (int c = 0; c < cols_pad; c += 16) {
             const __m256i lo = r0 < rows ? cvt16(src + r0 * lds + c, cols - c) : _mm256_setzero_si256();
             const __m256i hi = r1 < rows ? cvt16(src + r1 * lds + c, cols - c) : _mm256_setzero_si256();
-            const __m512i w = _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
-            _mm512_storeu_si512(dst + (long)p * ldd + c, w);
+            _mm512_storeu_si512(dst + (long)p * ldd + c, pair16(lo, hi));
         }
     }
 }
@@ -282,7 +291,7 @@ BF16_TARGET static inline float exp_row(float *e, const float *s, float scale, f
     const __m512 sc = _mm512_set1_ps(scale), sh = _mm512_set1_ps(shift);
     __m512 acc = _mm512_setzero_ps();
     for (int j = 0; j < 64; j += 16) {
-        const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : n - j <= 0 ? 0 : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 m = first_lanes(n - j);
         __m512 x = _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sc), sh);
         x = _mm512_maskz_mov_ps(m, _ZGVeN16v_expf(x));
         _mm512_storeu_ps(e + j, x);
@@ -305,11 +314,6 @@ BF16_TARGET float ml_attn_softmax_row(uint16_t *dst, const float *s, float scale
     return sum;
 }
 
-/* (lo, hi) bf16 halves of 16 columns as pair words */
-BF16_TARGET static inline __m512i pair16(__m256i lo, __m256i hi) {
-    return _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
-}
-
 BF16_TARGET void ml_attn_grad_rows(uint16_t *ds_rows, uint32_t *p_pairs, uint32_t *ds_pairs, const float *s,
                                    const float *dp, int ld, const float *lse, const float *D, float scale, int rows,
                                    int cols, int rows_pad) {
@@ -326,7 +330,7 @@ BF16_TARGET void ml_attn_grad_rows(uint16_t *ds_rows, uint32_t *p_pairs, uint32_
             const float *dpr = dp + (long)r * ld;
             const __m512 dr = _mm512_set1_ps(D[r]), sc = _mm512_set1_ps(scale);
             for (int j = 0; j < 64; j += 16) { /* dS = P (dP - D) scale; zero past `cols` since P is */
-                const __mmask16 m = cols - j >= 16 ? (__mmask16)0xFFFF : cols - j <= 0 ? 0 : (__mmask16)((1u << (cols - j)) - 1);
+                const __mmask16 m = first_lanes(cols - j);
                 const __m512 g = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, dpr + j), dr);
                 _mm512_storeu_ps(ds[h] + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(p[h] + j), g), sc));
             }
@@ -348,8 +352,7 @@ BF16_TARGET void ml_attn_from_cols(float *dst, int64_t ldd, const float *src, in
         for (int c0 = 0; c0 < cols; c0 += 16) {
             for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_si512(src + (long)(c0 + i) * lds + r0);
             ml_transpose16(v);
-            const int left = cols - c0;
-            const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            const __mmask16 m = first_lanes(cols - c0);
             for (int r = 0; r < 16 && r0 + r < rows; r++)
                 _mm512_mask_storeu_ps(dst + (int64_t)(r0 + r) * ldd + c0, m, _mm512_castsi512_ps(v[r]));
         }

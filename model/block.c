@@ -69,11 +69,12 @@ void ml_block_forward(const ml_model *m, int a, const ml_block_io *io, ml_block_
     if (!to_output) return;
     ML_PROFILE(ML_PROF_SWIGLU_FWD) {
         if (x->gate16)
-            ml_swiglu_forward_b16(ffn_h, x->gate16, x->up16, (int64_t)N * F);
+            ml_swiglu_forward_b16((uint16_t *)ffn_h, x->gate16, x->up16, (int64_t)N * F);
         else
             ml_swiglu_forward(ffn_h, x->gate, x->up, (int64_t)N * F);
     }
-    ML_PROFILE(ML_PROF_DOWN_FWD) ml_linear_forward(m, ML_P_WDOWN, l, out, ffn_h, N);
+    const ml_gemm_operand h = x->gate16 ? (ml_gemm_operand){NULL, (const uint16_t *)ffn_h, F} : ml_gemm_f32(ffn_h, F);
+    ML_PROFILE(ML_PROF_DOWN_FWD) ml_linear_forward_in(m, ML_P_WDOWN, l, out, h, N);
     ML_PROFILE(ML_PROF_RESIDUAL) {
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < (int64_t)N * C; i++) out[i] += x->resid_mid[i];

@@ -588,7 +588,7 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
         /* FFN: out = resid_mid + down(silu(gate) * up) */
         ML_PROFILE(ML_PROF_SWIGLU_BWD) { /* recompute h rather than store it */
             if (x->gate16)
-                ml_swiglu_forward_b16(m->ffn_h, x->gate16, x->up16, (int64_t)N * F);
+                ml_swiglu_forward_b16((uint16_t *)m->ffn_h, x->gate16, x->up16, (int64_t)N * F);
             else
                 ml_swiglu_forward(m->ffn_h, x->gate, x->up, (int64_t)N * F);
         }
@@ -597,7 +597,7 @@ ml_status ml_model_backward(ml_model *m, const ml_batch *b) {
         ML_PROFILE(ML_PROF_DOWN_BWD) {
             if (x->gate16)
                 ml_linear_backward_to_bf16(m, ML_P_WDOWN, l, (uint16_t *)m->d_up, ml_gemm_f32(dres, C),
-                                           ml_gemm_f32(m->ffn_h, F), N);
+                                           (ml_gemm_operand){NULL, (const uint16_t *)m->ffn_h, F}, N);
             else
                 ml_linear_backward(m, ML_P_WDOWN, l, m->d_up, dres, m->ffn_h, N, 0);
         }

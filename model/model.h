@@ -117,7 +117,8 @@ typedef struct ml_model {
     /* bf16 activations: in bf16 precision with bf16 weight copies and no activation transforms, the saved
      * activations that feed only products (the blocks' norm outputs) or SwiGLU (gate, up, written as bf16 by their
      * products) are kept as bf16 (ml_block_acts.ln1_16, ...): half their memory, no rounding of the norm outputs in
-     * each of their five products, half the bytes SwiGLU reads. The values that pass only between products and
+     * each of their five products, half the bytes SwiGLU reads. SwiGLU's output h (ffn_h, recomputed in backward)
+     * is written as bf16 too: only the down projection's products read it. The values that pass only between products and
      * SwiGLU or the cross-entropy in backward are bf16 too: SwiGLU's input gradient dh (written as bf16 by the down
      * projection's dX product) and its two output gradients, the head's logits and their gradient (without an
      * observer), as PyTorch's bf16 autocast keeps them. Set by ml_model_reserve (ml_model_sync_act16

@@ -388,15 +388,15 @@ static void test_swiglu_b16(void **state) {
     uint16_t g16[n], u16[n];
     for (int i = 0; i < n; i++) g16[i] = ml_bf16_bits(g[i]), u16[i] = ml_bf16_bits(u[i]), g[i] = ml_bf16_value(g16[i]),
                                 u[i] = ml_bf16_value(u16[i]);
-    float h[n], h16[n], dg[n], du[n];
-    uint16_t dh16[n], dgb[n], dub[n], dg16[n], du16[n];
+    float h[n], dg[n], du[n];
+    uint16_t dh16[n], hb[n], h16[n], dgb[n], dub[n], dg16[n], du16[n];
     for (int i = 0; i < n; i++) dh16[i] = ml_bf16_bits(dh[i]), dh[i] = ml_bf16_value(dh16[i]);
     ml_swiglu_forward(h, g, u, n);
     ml_swiglu_forward_b16(h16, g16, u16, n);
     ml_swiglu_backward(dg, du, dh, g, u, n);
     ml_swiglu_backward_b16(dg16, du16, dh16, g16, u16, n);
-    for (int i = 0; i < n; i++) dgb[i] = ml_bf16_bits(dg[i]), dub[i] = ml_bf16_bits(du[i]);
-    assert_memory_equal(h, h16, sizeof h);
+    for (int i = 0; i < n; i++) hb[i] = ml_bf16_bits(h[i]), dgb[i] = ml_bf16_bits(dg[i]), dub[i] = ml_bf16_bits(du[i]);
+    assert_memory_equal(hb, h16, sizeof hb);
     assert_memory_equal(dgb, dg16, sizeof dgb);
     assert_memory_equal(dub, du16, sizeof dub);
     free(g), free(u), free(dh);

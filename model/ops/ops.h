@@ -106,9 +106,10 @@ void ml_swiglu_forward(float *h, const float *gate, const float *up, int64_t n);
 /* dgate, dup overwritten */
 void ml_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int64_t n);
 /* The same with gate and up given as bf16 bits (the model's bf16 activations): exactly the fp32 kernels on their
- * values. The backward reads dh as bf16 bits too and writes dgate and dup as bf16 bits, the fp32 kernel's results
- * rounded once (its inputs and outputs are products' bf16 outputs and inputs). */
-void ml_swiglu_forward_b16(float *h, const uint16_t *gate, const uint16_t *up, int64_t n);
+ * values, with every output written as bf16 bits, the fp32 kernel's results rounded once: h (read only by the down
+ * projection's products, which would round it themselves), and in backward dgate and dup from dh, also bf16 (its
+ * inputs and outputs are products' bf16 outputs and inputs). */
+void ml_swiglu_forward_b16(uint16_t *h, const uint16_t *gate, const uint16_t *up, int64_t n);
 void ml_swiglu_backward_b16(uint16_t *dgate, uint16_t *dup, const uint16_t *dh, const uint16_t *gate,
                             const uint16_t *up, int64_t n);
 

@@ -48,13 +48,15 @@ void ml_swiglu_backward(float *dgate, float *dup, const float *dh, const float *
         backward_chunk(dgate + c, dup + c, dh + c, gate + c, up + c, n - c < CHUNK ? n - c : CHUNK);
 }
 
-void ml_swiglu_forward_b16(float *h, const uint16_t *gate, const uint16_t *up, int64_t n) {
+void ml_swiglu_forward_b16(uint16_t *h, const uint16_t *gate, const uint16_t *up, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < n; c += CHUNK) {
         const int64_t m = n - c < CHUNK ? n - c : CHUNK;
-        float g[CHUNK], u[CHUNK];
+        float g[CHUNK], u[CHUNK], hf[CHUNK];
         widen_chunk(g, u, gate + c, up + c, m);
-        forward_chunk(h + c, g, u, m);
+        forward_chunk(hf, g, u, m);
+#pragma omp simd
+        for (int64_t i = 0; i < m; i++) h[c + i] = ml_bf16_bits(hf[i]);
     }
 }
 

@@ -285,9 +285,12 @@ BF16_TARGET void ml_attn_to_pairs_t(uint32_t *dst, int ldd, const float *src, in
 /* exp(x) on 16 lanes as 2^n * p(f), x log2(e) = n + f with |f| <= 1/2 and p a degree-5 fit of 2^f (relative error
  * 1.8e-7 over the range, fitted here for relative error), inline instead of libmvec's 1-ulp call: P is rounded to bf16
  * (2^-9) right after, and the row sums read the same values, so the forward's lse and the backward's P agree.
- * x = -inf (a masked key) gives 0. */
+ * x < -86 (a masked key is -inf) gives 0, and nothing on the way is subnormal: on Intel cores a subnormal result
+ * costs a microcode assist, and the causal tiles' masked halves made this kernel slower than libmvec's on the AMX Xeon
+ * until the clamp. */
 BF16_TARGET static inline __m512 exp16(__m512 x) {
-    const __m512 t = _mm512_max_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _mm512_set1_ps(-151.0f));
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-86.0f), _CMP_GE_OQ);
+    const __m512 t = _mm512_max_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _mm512_set1_ps(-125.0f));
     const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(t, n);
     __m512 p = _mm512_set1_ps(0.00132186769f);
@@ -296,7 +299,7 @@ BF16_TARGET static inline __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24022238f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693146884f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    return _mm512_maskz_scalef_ps(live, p, n);
 }
 
 /* e[j] = exp(s[j] * scale - shift) for j < n (the product first, then the difference, as the fp32 tiles do), zero

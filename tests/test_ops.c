@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "common/rng.h"
+#include "common/vmath.h"
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 #include "tests/support/test_util.h"
@@ -467,6 +468,53 @@ static void test_cross_entropy_b16(void **state) {
     free(z), free(z16), free(dz), free(keep);
 }
 
+/* ---------------------------------------------------------------- exp (common/vmath.h) */
+/* ml_exp16 against double exp over its whole finite range (within 2e-7 relative, no subnormal output), and at the
+ * edges: below -86 and -inf give 0, above 88.8 +inf, NaN stays NaN; ml_exp_scaled sums what it writes, tail
+ * included. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static void exp16_store(float *y, const float *x) {
+    _mm512_storeu_ps(y, ml_exp16(_mm512_loadu_ps(x)));
+}
+#endif
+
+static void test_exp(void **state) {
+    (void)state;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!__builtin_cpu_supports("avx512f")) skip();
+    double worst = 0.0;
+    for (float x0 = -86.0f; x0 < 88.7f; x0 += 0.01f) {
+        float x[16], y[16];
+        for (int i = 0; i < 16; i++) x[i] = x0 + 0.000625f * (float)i;
+        exp16_store(y, x);
+        for (int i = 0; i < 16; i++) {
+            const double e = fabs((double)y[i] / exp((double)x[i]) - 1.0);
+            if (e > worst) worst = e;
+            assert_true(y[i] == 0.0f || fpclassify(y[i]) == FP_NORMAL);
+        }
+    }
+    print_message("ml_exp16: largest relative error %.3g over [-86, 88.7]\n", worst);
+    assert_true(worst < 2e-7);
+    float x[16] = {-INFINITY, -1000.0f, -86.01f, -87.3f, -100.0f, 88.81f, 100.0f, INFINITY,
+                   NAN,       0.0f,     -0.0f,   1.0f,   -1.0f,   -86.0f, 88.7f,  -50.0f}, y[16];
+    exp16_store(y, x);
+    for (int i = 0; i < 5; i++) assert_true(y[i] == 0.0f);
+    for (int i = 5; i < 8; i++) assert_true(isinf(y[i]) && y[i] > 0);
+    assert_true(isnan(y[8]));
+    assert_true(y[9] == 1.0f && y[10] == 1.0f);
+    for (int i = 11; i < 16; i++) assert_true(fabs((double)y[i] / exp((double)x[i]) - 1.0) < 2e-7);
+#endif
+    float v[37], w[37];
+    double sum = 0.0;
+    for (int i = 0; i < 37; i++) v[i] = -0.25f * (float)i;
+    const float s = ml_exp_scaled(w, v, -1.0f, 2.0f, 37);
+    for (int i = 0; i < 37; i++) {
+        assert_true(fabs((double)w[i] / exp(((double)v[i] + 1.0) * 2.0) - 1.0) < 2e-7);
+        sum += w[i];
+    }
+    assert_true(fabs(s - sum) <= 1e-6 * sum);
+}
+
 int main(void) {
     ml_rng_seed(&rng, 1234);
     const struct CMUnitTest tests[] = {
@@ -477,6 +525,7 @@ int main(void) {
         cmocka_unit_test(test_attention_tiled_vs_reference), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_swiglu_b16),    cmocka_unit_test(test_rmsnorm_b16),
         cmocka_unit_test(test_cross_entropy), cmocka_unit_test(test_cross_entropy_b16),
+        cmocka_unit_test(test_exp),
     };
     return ml_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -15,6 +15,7 @@
 
 #include <immintrin.h>
 
+#include "common/vmath.h"
 #include "model/ops/gemm.h"
 #include "model/ops/transpose16.h"
 
@@ -282,26 +283,6 @@ BF16_TARGET void ml_attn_to_pairs_t(uint32_t *dst, int ldd, const float *src, in
 
 /* ---------------------------------------------------------------- softmax rows straight to bf16 */
 
-/* exp(x) on 16 lanes as 2^n * p(f), x log2(e) = n + f with |f| <= 1/2 and p a degree-5 fit of 2^f (relative error
- * 1.8e-7 over the range, fitted here for relative error), inline instead of libmvec's 1-ulp call: P is rounded to bf16
- * (2^-9) right after, and the row sums read the same values, so the forward's lse and the backward's P agree.
- * x < -86 (a masked key is -inf) gives 0, and nothing on the way is subnormal: on Intel cores a subnormal result
- * costs a microcode assist, and the causal tiles' masked halves made this kernel slower than libmvec's on the AMX Xeon
- * until the clamp. */
-BF16_TARGET static inline __m512 exp16(__m512 x) {
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-86.0f), _CMP_GE_OQ);
-    const __m512 t = _mm512_max_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _mm512_set1_ps(-125.0f));
-    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(0.00132186769f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.00967170764f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.0555089302f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24022238f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693146884f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(live, p, n);
-}
-
 /* e[j] = exp(s[j] * scale - shift) for j < n (the product first, then the difference, as the fp32 tiles do), zero
  * up to 64; returns the sum of e[0, n). */
 BF16_TARGET static inline float exp_row(float *e, const float *s, float scale, float shift, int n) {
@@ -310,7 +291,7 @@ BF16_TARGET static inline float exp_row(float *e, const float *s, float scale, f
     for (int j = 0; j < 64; j += 16) {
         const __mmask16 m = first_lanes(n - j);
         const __m512 x = _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sc), sh);
-        const __m512 y = _mm512_maskz_mov_ps(m, exp16(x));
+        const __m512 y = _mm512_maskz_mov_ps(m, ml_exp16(x));
         _mm512_storeu_ps(e + j, y);
         acc = _mm512_add_ps(acc, y);
     }

@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 { git show "$BASE:model/ops/attention.c" 2>/dev/null || git show "$BASE:train/ops/attention.c"; } | sed -e 's/ml_attention_\(forward\|backward\)/base_attention_\1/' -e 's#train/ops/#model/ops/#' > "$tmp/base.c"
 gcc -O3 -march=native -fopenmp -fno-math-errno -I. -o "$tmp/attention_bench" bench/attention_bench.c "$tmp/base.c" \
-    build/libmobilellm.a -lopenblas $(ldd build/mobilellm | grep -q libdnnl && echo -ldnnl) -lmvec -lm
+    build/libmobilellm.a -lopenblas $(ldd build/mobilellm | grep -q libdnnl && echo -ldnnl) -lm
 echo "base $BASE, current $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- model/ops || echo +), load $(cut -d' ' -f1-3 /proc/loadavg)"
 shapes=("$@")
 [ ${#shapes[@]} -gt 0 ] || shapes=("4 256" "1 2048" "1 2048 512" "1 8192 512")

@@ -118,10 +118,10 @@ typedef struct ml_model {
      * activations that feed only products (the blocks' norm outputs) or SwiGLU (gate, up, written as bf16 by their
      * products) are kept as bf16 (ml_block_acts.ln1_16, ...): half their memory, no rounding of the norm outputs in
      * each of their five products, half the bytes SwiGLU reads. SwiGLU's output h (ffn_h, recomputed in backward)
-     * is written as bf16 too: only the down projection's products read it. The values that pass only between products and
-     * SwiGLU or the cross-entropy in backward are bf16 too: SwiGLU's input gradient dh (written as bf16 by the down
-     * projection's dX product) and its two output gradients, the head's logits and their gradient (without an
-     * observer), as PyTorch's bf16 autocast keeps them. Set by ml_model_reserve (ml_model_sync_act16
+     * is written as bf16 too: only the down projection's products read it. The values that pass only between
+     * products and SwiGLU or the cross-entropy in backward are bf16 too: SwiGLU's input gradient dh (written as bf16
+     * by the down projection's dX product) and its two output gradients, the head's logits and their gradient
+     * (without an observer), as PyTorch's bf16 autocast keeps them. Set by ml_model_reserve (ml_model_sync_act16
      * re-plans the activations when precision, engine or transforms change it). */
     int act16;
     char source_dtype[8]; /* dtype of imported weights ("BF16", ...; "" = trained here, fp32), kept so an

@@ -450,7 +450,7 @@ void ml_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                 for (int k0 = 0; k0 < T; k0 += TILE) {
                     const int nk = T - k0 < TILE ? T - k0 : TILE;
                     float *dkt = dkb + k0 * ks, *dvt = dvb + k0 * ks;
-                    for (int j = 0; j < nk; j++) {
+                    for (int j = 0; !kern && j < nk; j++) { /* bf16 tiles: written whole from dka, dva below */
                         memset(dkt + j * ks, 0, sizeof(float) * hd);
                         memset(dvt + j * ks, 0, sizeof(float) * hd);
                     }

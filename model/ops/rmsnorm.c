@@ -1,5 +1,6 @@
 #include <math.h>
 
+#include "common/arena.h"
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 
@@ -33,35 +34,56 @@ void ml_rmsnorm_forward_b16(uint16_t *y, float *rstd, const float *x, const floa
     }
 }
 
+/* dw's partial sums per block of ROWS rows, added in block order afterwards: one pass over x and dy (the column-block
+ * pass it replaced read them again, 16 columns at a time), and the same bits for any number of threads. */
+enum { ROWS = 64 };
+static _Thread_local ml_scratch dw_parts;
+
 void ml_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                          int N, int C) {
+    const int blocks = (N + ROWS - 1) / ROWS;
+    float *part = ml_scratch_get(&dw_parts, sizeof(float) * (size_t)blocks * C);
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
-            float *dxr = dx + (int64_t)n * C;
-            float r = rstd[n];
-            float dot = 0.0f; /* sum_c dy*w*x */
-#pragma omp simd reduction(+ : dot)
-            for (int c = 0; c < C; c++) dot += dyr[c] * w[c] * xr[c];
-            float k = dot * r * r * r / (float)C;
-#pragma omp simd
-            for (int c = 0; c < C; c++) dxr[c] += r * w[c] * dyr[c] - k * xr[c];
-        }
-        /* dw by column blocks: fixed summation order, no races */
-        const int block = 16;
-        int nblocks = (C + block - 1) / block;
-#pragma omp for schedule(static)
-        for (int cb = 0; cb < nblocks; cb++) {
-            int c0 = cb * block, c1 = c0 + block < C ? c0 + block : C;
-            float acc[16] = {0};
-            for (int n = 0; n < N; n++) {
+        for (int b = 0; b < blocks; b++) {
+            float *pb = part ? part + (size_t)b * C : NULL;
+            if (pb)
+                for (int c = 0; c < C; c++) pb[c] = 0.0f;
+            for (int n = b * ROWS; n < N && n < (b + 1) * ROWS; n++) {
                 const float *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
-                float r = rstd[n];
-                for (int c = c0; c < c1; c++) acc[c - c0] += dyr[c] * xr[c] * r;
+                float *dxr = dx + (int64_t)n * C;
+                const float r = rstd[n];
+                float dot = 0.0f; /* sum_c dy*w*x */
+#pragma omp simd reduction(+ : dot)
+                for (int c = 0; c < C; c++) dot += dyr[c] * w[c] * xr[c];
+                const float k = dot * r * r * r / (float)C;
+#pragma omp simd
+                for (int c = 0; c < C; c++) dxr[c] += r * w[c] * dyr[c] - k * xr[c];
+                if (pb)
+#pragma omp simd
+                    for (int c = 0; c < C; c++) pb[c] += dyr[c] * xr[c] * r;
             }
-            for (int c = c0; c < c1; c++) dw[c] += acc[c - c0];
+        }
+        if (part) {
+#pragma omp for schedule(static)
+            for (int c = 0; c < C; c++) {
+                float acc = 0.0f;
+                for (int b = 0; b < blocks; b++) acc += part[(size_t)b * C + c];
+                dw[c] += acc;
+            }
+        } else { /* no memory for the partial sums: the same sums in the same order, column by column */
+#pragma omp for schedule(static)
+            for (int c = 0; c < C; c++) {
+                float acc = 0.0f;
+                for (int b = 0; b < blocks; b++) {
+                    float pb = 0.0f;
+                    for (int n = b * ROWS; n < N && n < (b + 1) * ROWS; n++)
+                        pb += dy[(int64_t)n * C + c] * x[(int64_t)n * C + c] * rstd[n];
+                    acc += pb;
+                }
+                dw[c] += acc;
+            }
         }
     }
 }

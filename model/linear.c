@@ -144,7 +144,8 @@ void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx
         if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy.f32, xq, NULL, N); /* the input dW sees */
         float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
         const int acc = d == dx ? accumulate_dx : 0;
-        ml_matmul_backward_on(engine_of(m), d, L.g, dy, ml_gemm_f32(xq, L.in), w, N, L.in, L.out, acc);
+        ml_matmul_backward_on(engine_of(m), d, L.g, dy, ml_gemm_f32(xq, L.in), w, N, L.in, L.out, acc,
+                              ml_model_grad_accumulates(m, param_index(m, kind, layer)));
         if (dx && at->backward) {
             at->backward(at->ctx, p, d, x.f32, N, L.in);
             if (d != dx) {
@@ -156,7 +157,8 @@ void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx
         return;
     }
     if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy.f32, x.f32, NULL, N);
-    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, w, N, L.in, L.out, accumulate_dx);
+    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, w, N, L.in, L.out, accumulate_dx,
+                          ml_model_grad_accumulates(m, param_index(m, kind, layer)));
 }
 
 void ml_linear_backward_to_bf16(ml_model *m, ml_param_kind kind, int layer, uint16_t *dx16, ml_gemm_operand dy,
@@ -170,7 +172,8 @@ void ml_linear_backward_to_bf16(ml_model *m, ml_param_kind kind, int layer, uint
         ml_bf16_convert(dx16, dx, N, L.in, L.in);
         return;
     }
-    ml_matmul_backward_to_bf16_on(engine_of(m), dx16, L.g, dy, x, weight_operand(m, kind, layer, &L), N, L.in, L.out);
+    ml_matmul_backward_to_bf16_on(engine_of(m), dx16, L.g, dy, x, weight_operand(m, kind, layer, &L), N, L.in, L.out,
+                                  ml_model_grad_accumulates(m, param_index(m, kind, layer)));
 }
 
 void ml_embed_forward(const ml_model *m, float *out, const int32_t *tokens, int N) {

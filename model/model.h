@@ -131,6 +131,8 @@ typedef struct ml_model {
     size_t num_floats; /* total parameter floats */
     ml_arena param_arena, grad_arena;
     ml_tensors w, g;
+    /* [n_params]: 1 for a gradient that ml_model_zero_grad left to its first product to write (ml_model_grad_accumulates) */
+    uint8_t *grad_unwritten;
     /* The weights the network computes with: w, except for tensors with a weight transform
      * (model/linear.h), whose transformed copies live in used_arena at the parameter's offset. */
     ml_tensors u;
@@ -246,7 +248,14 @@ ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn f
 
 /* Backward from d_ln_f to every parameter gradient (accumulating). */
 ml_status ml_model_backward(ml_model *m, const ml_batch *b);
+/* Zero every gradient for the next head and backward. The linear layers' matrices (and a tied embedding) are not
+ * touched here: the first product that computes each one's gradient writes it instead of adding to it, which saves a
+ * pass over the gradients and those products' reads of them. Until ml_model_backward returns (it zeroes any such
+ * gradient that nothing wrote) their memory holds the old values: read gradients after backward. */
 void ml_model_zero_grad(ml_model *m);
+/* For a product about to compute parameter i's gradient: 1 when it adds to the gradient's memory, 0 when it is to
+ * overwrite it (the first since ml_model_zero_grad). Either way the gradient's memory holds its value afterwards. */
+int ml_model_grad_accumulates(ml_model *m, int i);
 /* Full logits [B*T, V] for inference / checks (after ml_model_forward). */
 ml_status ml_model_logits(ml_model *m, const ml_batch *b, float *logits);
 

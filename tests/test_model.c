@@ -47,6 +47,25 @@ static double loss_of(ml_model *m, const ml_batch *b) {
     return sum / (double)n;
 }
 
+/* grad_ready hook: every gradient that the hook's contract calls final holds a number by then (the arena started as
+ * NaN, so a gradient left to its first product but not written, or added to unzeroed memory, shows). */
+typedef struct {
+    int calls, non_finite;
+} hook_seen;
+
+static void count_non_finite(void *user, int layer) {
+    hook_seen *h = ((void **)user)[0];
+    const ml_model *m = ((void **)user)[1];
+    h->calls++;
+    for (int i = 0; i < m->n_params; i++) {
+        const ml_param *p = &m->params[i];
+        const int final = layer == -1 || p->layer == layer ||
+                          (layer == m->cfg.num_layers && (p->kind == ML_P_FINAL_NORM || p->kind == ML_P_LM_HEAD));
+        const float *g = ml_param_grad(m, p);
+        for (size_t j = 0; final && j < p->numel; j++) h->non_finite += !isfinite(g[j]);
+    }
+}
+
 static void check_model(const ml_config *cfg, int use_pos, int use_doc) {
     enum { B = 2, T = 9 };
     ml_model m;
@@ -63,13 +82,21 @@ static void check_model(const ml_config *cfg, int use_pos, int use_doc) {
         pos[i] = use_doc ? ((i % T) < 4 ? i % T : i % T - 4) : 3 + i % T;
     }
     ml_batch b = {.tokens = tok, .targets = tgt, .pos = use_pos ? pos : NULL, .doc = use_doc ? doc : NULL, .B = B, .T = T};
+    /* what a previous step left: zero_grad leaves the products' gradients to them, and backward must not read it */
+    for (size_t i = 0; i < m.grad_arena.capacity; i++) m.grad_arena.base[i] = NAN;
     ml_model_zero_grad(&m);
+    hook_seen seen = {0, 0};
+    void *hook_user[2] = {&seen, &m};
+    m.grad_ready = count_non_finite, m.grad_ready_user = hook_user;
     double sum;
     int64_t n;
     assert_int_equal(ml_model_forward(&m, &b), ML_OK);
     assert_int_equal(ml_model_head_loss(&m, &b, 1.0f, &sum, &n), ML_OK);
     /* grad_scale 1 gives the gradient of the summed loss; rescale to the mean */
     assert_int_equal(ml_model_backward(&m, &b), ML_OK);
+    m.grad_ready = NULL;
+    assert_int_equal(seen.calls, cfg->num_layers + 2);
+    assert_int_equal(seen.non_finite, 0);
     for (size_t i = 0; i < m.grad_arena.capacity; i++) m.grad_arena.base[i] /= (float)n;
     for (int p = 0; p < m.n_params; p++) {
         const ml_param *pr = &m.params[p];

@@ -27,17 +27,17 @@ static ml_gemm_operand share_dy16(ml_gemm_engine e, ml_gemm_operand dy, int dx_r
 }
 
 void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, ml_gemm_operand dy, ml_gemm_operand x,
-                           ml_gemm_operand w, int N, int in, int out, int accumulate_dx) {
+                           ml_gemm_operand w, int N, int in, int out, int accumulate_dx, int accumulate_dw) {
     if (dx && dw) dy = share_dy16(e, dy, ml_gemm_reads_bf16(e, 0, 0, N, in, out), N, in, out);
     if (dx) ml_gemm_ops(e, 0, 0, N, in, out, dy, w, accumulate_dx ? 1.0f : 0.0f, dx, in);
-    if (dw) ml_gemm_ops(e, 1, 0, out, in, N, dy, x, 1.0f, dw, in);
+    if (dw) ml_gemm_ops(e, 1, 0, out, in, N, dy, x, accumulate_dw ? 1.0f : 0.0f, dw, in);
 }
 
 void ml_matmul_backward_to_bf16_on(ml_gemm_engine e, uint16_t *dx16, float *dw, ml_gemm_operand dy,
-                                   ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out) {
+                                   ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out, int accumulate_dw) {
     if (dw) dy = share_dy16(e, dy, ml_gemm_reads_bf16(e, 0, 0, N, in, out), N, in, out);
     ml_gemm_ops_to_bf16(e, 0, 0, N, in, out, dy, w, dx16);
-    if (dw) ml_gemm_ops(e, 1, 0, out, in, N, dy, x, 1.0f, dw, in);
+    if (dw) ml_gemm_ops(e, 1, 0, out, in, N, dy, x, accumulate_dw ? 1.0f : 0.0f, dw, in);
 }
 
 void ml_matmul_forward(float *y, const float *x, const float *w, int N, int in, int out) {
@@ -47,7 +47,7 @@ void ml_matmul_forward(float *y, const float *x, const float *w, int N, int in, 
 void ml_matmul_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
                         int out, int accumulate_dx) {
     ml_matmul_backward_on(ML_GEMM_OPENBLAS, dx, dw, ml_gemm_f32(dy, out), ml_gemm_f32(x, in), ml_gemm_f32(w, in), N,
-                          in, out, accumulate_dx);
+                          in, out, accumulate_dx, 1);
 }
 
 void ml_matmul_forward_bf16(float *y, const float *x, const float *w, int N, int in, int out) {
@@ -57,5 +57,5 @@ void ml_matmul_forward_bf16(float *y, const float *x, const float *w, int N, int
 void ml_matmul_backward_bf16(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
                              int out, int accumulate_dx) {
     ml_matmul_backward_on(ML_GEMM_BF16, dx, dw, ml_gemm_f32(dy, out), ml_gemm_f32(x, in), ml_gemm_f32(w, in), N, in,
-                          out, accumulate_dx);
+                          out, accumulate_dx, 1);
 }

@@ -23,14 +23,15 @@ void ml_matmul_backward_bf16(float *dx, float *dw, const float *dy, const float 
 /* The same on a GEMM engine of model/ops/gemm.h (ML_GEMM_AUTO: the dispatcher's choice per product; the plain
  * and _bf16 forms above are openblas and bf16), with each operand given as fp32, bf16 bits or both
  * (ml_gemm_operand; x and dy with ld = their row length, w with ld = in). When dy has no bf16 copy and both backward
- * products read bf16 operands, dy is rounded once for the two. */
+ * products read bf16 operands, dy is rounded once for the two. dW is written (accumulate_dw 0: what dw held is
+ * neither read nor kept) or added to (1). */
 void ml_matmul_forward_on(ml_gemm_engine e, float *y, ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out);
 void ml_matmul_backward_on(ml_gemm_engine e, float *dx, float *dw, ml_gemm_operand dy, ml_gemm_operand x,
-                           ml_gemm_operand w, int N, int in, int out, int accumulate_dx);
+                           ml_gemm_operand w, int N, int in, int out, int accumulate_dx, int accumulate_dw);
 /* The same with dX written as bf16 bits [N, in] (each sum rounded once, not accumulated): an input gradient that
  * only bf16 readers take. */
 void ml_matmul_backward_to_bf16_on(ml_gemm_engine e, uint16_t *dx16, float *dw, ml_gemm_operand dy,
-                                   ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out);
+                                   ml_gemm_operand x, ml_gemm_operand w, int N, int in, int out, int accumulate_dw);
 
 /* ---- embedding (model/ops/embedding.c) */
 void ml_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);

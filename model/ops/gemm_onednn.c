@@ -13,7 +13,6 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "common/arena.h"
-#include "model/ops/gemm.h"
 
 /* One created product: the primitive, its memory objects (data handles set per call) and scratchpad size. */
 typedef struct {
@@ -170,13 +169,6 @@ static int run(int ta, int tb, int M, int N, int K, int acc, int ldc, const void
 int ml_onednn_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A16, const uint16_t *B16, float beta,
                         float *C, int ldc) {
     if (beta != 0.0f && beta != 1.0f) return -1; /* the dispatcher handles these */
-    if (beta == 0.0f && ta && ml_cpu_features_get()->amx_bf16) {
-        /* On AMX, oneDNN's products with A transposed (dW) ran 1.1-1.5x faster adding into zeros (a sum post-op) than
-         * writing C (bench/RESULTS.md, GEMM engines (j)): zero C here and add. */
-#pragma omp parallel for schedule(static)
-        for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float));
-        beta = 1.0f;
-    }
     return run(ta, tb, M, N, K, beta != 0.0f ? F32_ACC : F32, ldc, A16, B16, C);
 }
 

@@ -17,8 +17,7 @@ typedef struct {
     int in, out;
 } linear;
 
-/* fp32 products are sgemm's; bf16 ones go to the model's engine (AUTO: the dispatcher's choice per shape). */
-static ml_gemm_engine engine_of(const ml_model *m) {
+ml_gemm_engine ml_linear_engine(const ml_model *m) {
     return m->precision == ML_PRECISION_BF16 ? m->gemm_engine : ML_GEMM_OPENBLAS;
 }
 
@@ -101,7 +100,7 @@ void ml_linear_forward_in(const ml_model *m, ml_param_kind kind, int layer, floa
         at->forward(at->ctx, p, m->act_scratch, x.f32, N, L.in);
         x = ml_gemm_f32(m->act_scratch, L.in);
     }
-    ml_matmul_forward_on(engine_of(m), y, x, weight_operand(m, kind, layer, &L), N, L.in, L.out);
+    ml_matmul_forward_on(ml_linear_engine(m), y, x, weight_operand(m, kind, layer, &L), N, L.in, L.out);
 }
 
 void ml_linear_forward_to_bf16(const ml_model *m, ml_param_kind kind, int layer, uint16_t *y16, ml_gemm_operand x,
@@ -109,7 +108,7 @@ void ml_linear_forward_to_bf16(const ml_model *m, ml_param_kind kind, int layer,
     const linear L = lookup(m, kind, layer);
     const ml_param *p = NULL;
     if (!act_of(m, kind, layer, &p)) {
-        ml_gemm_ops_to_bf16(engine_of(m), 0, 1, N, L.out, L.in, x, weight_operand(m, kind, layer, &L), y16);
+        ml_gemm_ops_to_bf16(ml_linear_engine(m), 0, 1, N, L.out, L.in, x, weight_operand(m, kind, layer, &L), y16);
         return;
     }
     float *y = buffer(1, (size_t)N * L.out); /* a transformed input: the fp32 route, then rounded */
@@ -144,7 +143,7 @@ void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx
         if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy.f32, xq, NULL, N); /* the input dW sees */
         float *d = dx ? (accumulate_dx && at->backward ? tmp : dx) : NULL;
         const int acc = d == dx ? accumulate_dx : 0;
-        ml_matmul_backward_on(engine_of(m), d, L.g, dy, ml_gemm_f32(xq, L.in), w, N, L.in, L.out, acc,
+        ml_matmul_backward_on(ml_linear_engine(m), d, L.g, dy, ml_gemm_f32(xq, L.in), w, N, L.in, L.out, acc,
                               ml_model_grad_accumulates(m, param_index(m, kind, layer)));
         if (dx && at->backward) {
             at->backward(at->ctx, p, d, x.f32, N, L.in);
@@ -157,7 +156,7 @@ void ml_linear_backward_in(ml_model *m, ml_param_kind kind, int layer, float *dx
         return;
     }
     if (m->observer) m->observer(m->observer_ctx, m, kind, layer, dy.f32, x.f32, NULL, N);
-    ml_matmul_backward_on(engine_of(m), dx, L.g, dy, x, w, N, L.in, L.out, accumulate_dx,
+    ml_matmul_backward_on(ml_linear_engine(m), dx, L.g, dy, x, w, N, L.in, L.out, accumulate_dx,
                           ml_model_grad_accumulates(m, param_index(m, kind, layer)));
 }
 
@@ -172,7 +171,7 @@ void ml_linear_backward_to_bf16(ml_model *m, ml_param_kind kind, int layer, uint
         ml_bf16_convert(dx16, dx, N, L.in, L.in);
         return;
     }
-    ml_matmul_backward_to_bf16_on(engine_of(m), dx16, L.g, dy, x, weight_operand(m, kind, layer, &L), N, L.in, L.out,
+    ml_matmul_backward_to_bf16_on(ml_linear_engine(m), dx16, L.g, dy, x, weight_operand(m, kind, layer, &L), N, L.in, L.out,
                                   ml_model_grad_accumulates(m, param_index(m, kind, layer)));
 }
 

@@ -84,6 +84,10 @@ ml_status ml_model_refresh_weights(ml_model *m);
 /* Apply each transform's backward to the accumulated gradients (once per optimizer step). */
 void ml_model_grads_to_latent(ml_model *m);
 
+/* The engine of the model's products: sgemm in fp32; in bf16 the model's engine (AUTO: the dispatcher's choice per
+ * shape). */
+ml_gemm_engine ml_linear_engine(const ml_model *m);
+
 /* y[N, out] = x[N, in] . W^T for the matrix `kind` of block `layer` (-1 outside blocks; ML_P_LM_HEAD is
  * the embedding when tied), with the used weight and the model's precision; on the int8 engine where the product has
  * packed codes (the same product up to fp32 rounding). */

@@ -271,8 +271,13 @@ static void zero_floats(float *g, size_t n) {
 }
 
 void ml_model_zero_grad(ml_model *m) {
+    const int overwrite = ml_gemm_overwrite_pays(ml_linear_engine(m));
     ML_PROFILE(ML_PROF_ZERO_GRAD) {
-        for (int i = 0; i < m->n_params; i++) {
+        if (!overwrite) {
+            memset(m->grad_unwritten, 0, (size_t)m->n_params);
+            zero_floats(m->grad_arena.base, m->grad_arena.capacity);
+        }
+        for (int i = 0; overwrite && i < m->n_params; i++) {
             const ml_param *p = &m->params[i];
             m->grad_unwritten[i] = (uint8_t)written_by_products(m, p);
             if (!m->grad_unwritten[i]) zero_floats(ml_param_grad(m, p), p->numel);

@@ -248,10 +248,11 @@ ml_status ml_model_head_custom(ml_model *m, const ml_batch *b, ml_head_loss_fn f
 
 /* Backward from d_ln_f to every parameter gradient (accumulating). */
 ml_status ml_model_backward(ml_model *m, const ml_batch *b);
-/* Zero every gradient for the next head and backward. The linear layers' matrices (and a tied embedding) are not
- * touched here: the first product that computes each one's gradient writes it instead of adding to it, which saves a
- * pass over the gradients and those products' reads of them. Until ml_model_backward returns (it zeroes any such
- * gradient that nothing wrote) their memory holds the old values: read gradients after backward. */
+/* Zero every gradient for the next head and backward. Where the products' engine writes as fast as it adds
+ * (ml_gemm_overwrite_pays), the linear layers' matrices (and a tied embedding) are not touched here: the first
+ * product that computes each one's gradient writes it instead of adding to it, which saves a pass over the gradients
+ * and those products' reads of them. Until ml_model_backward returns (it zeroes any such gradient that nothing
+ * wrote) their memory may hold the old values: read gradients after backward. */
 void ml_model_zero_grad(ml_model *m);
 /* For a product about to compute parameter i's gradient: 1 when it adds to the gradient's memory, 0 when it is to
  * overwrite it (the first since ml_model_zero_grad). Either way the gradient's memory holds its value afterwards. */

@@ -93,6 +93,12 @@ int ml_gemm_engine_available(ml_gemm_engine e) {
     }
 }
 
+int ml_gemm_overwrite_pays(ml_gemm_engine e) {
+    /* AUTO and int8's other products go to oneDNN where it is present */
+    const int onednn = e == ML_GEMM_ONEDNN || ((e == ML_GEMM_AUTO || e == ML_GEMM_INT8) && ml_onednn_available());
+    return !(onednn && ml_cpu_features_get()->amx_bf16);
+}
+
 static const char *why_absent(ml_gemm_engine e) {
     return e == ML_GEMM_BF16 ? "this CPU has no AVX512-BF16 (vdpbf16ps)"
                              : "this build has no oneDNN (apt-get install libdnnl-dev, then rebuild) or oneDNN has no bf16 "

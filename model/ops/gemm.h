@@ -102,6 +102,11 @@ struct ml_int8_matrix_s;
 void ml_gemm_q8(float *Y, const uint8_t *X, const float *xscale, int xgroup, const int32_t *xoffset,
                 const struct ml_int8_matrix_s *W, int M);
 
+/* 1 when engine e's dW products (A transposed) are as fast writing C as adding to it, so that a gradient is better left
+ * to its first product (ml_model_zero_grad) than zeroed beforehand. 0 for oneDNN on AMX, whose products on some of
+ * these shapes ran 10-35% faster adding into zeros (bench/RESULTS.md, GEMM engines (j) and (l)). */
+int ml_gemm_overwrite_pays(ml_gemm_engine e);
+
 /* CPU features that matter to the engines (CPUID, and for AMX the OS's XSAVE state). */
 typedef struct {
     int avx512f, avx512_bf16, avx512_vnni, avx512_fp16, amx_tile, amx_bf16, amx_int8;

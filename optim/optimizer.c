@@ -227,13 +227,14 @@ static size_t total_numel(const ml_optimizer *o) {
  *   d  = sqrt(v) / (float)sqrt(1-b2^t) + (float)eps
  *   p  = p + ((float)(-lr/(1-b1^t)) * m) / d         (addcdiv_)
  * Written once as a macro over scalar floats or GCC vectors (vector op scalar is allowed). */
-#define ADAMW_UPDATE(P, M, V, G, D, A1, FMA, SQRT)           \
+#define ADAMW_UPDATE(P, M, V, G, D, A1, FMA, SQRT, DIV_BC2) \
     do {                                                     \
         P = P * (D);                                         \
         M = FMA(G, A1, M * b1);                              \
         V = FMA(a2 * G, G, V * b2);                          \
-        P = P + (neg_step * M) / (SQRT(V) / bc2_sqrt + eps); \
+        P = P + (neg_step * M) / (DIV_BC2(SQRT(V)) + eps);   \
     } while (0)
+#define SCALAR_DIV_BC2(x) ((x) / bc2_sqrt)
 
 /* The vector path uses intrinsics only for sqrt and fma: GCC will not vectorise sqrtf without
  * -fno-math-errno, which a pragma cannot switch on for builtins, and the scalar loop is 3.5x
@@ -248,6 +249,16 @@ typedef __m512 ml_vf;
 #define VSET1(x) _mm512_set1_ps(x)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VSQRT(x) _mm512_sqrt_ps(x)
+/* s / bc2_sqrt rounded as the divider rounds it, by Markstein's correction: with y = RN(1 / bc2_sqrt), q = RN(s y) is
+ * within an ulp of the quotient, r = s - bc2_sqrt q is exact, and RN(q + r y) is the correctly rounded quotient (s =
+ * sqrt(v) is 0, normal or +inf, and the quotient normal; +inf lanes, where r is NaN, keep q = inf). Three FMA-unit
+ * operations instead of a division, which shares the divider with the square root. */
+#define VDIV_BC2(s) div_bc2(s, VSET1(bc2_sqrt), VSET1(bc2_recip))
+static inline __m512 div_bc2(__m512 s, __m512 b, __m512 y) {
+    const __m512 q = _mm512_mul_ps(s, y);
+    const __m512 r = _mm512_fnmadd_ps(b, q, s);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(q, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ), _mm512_fmadd_ps(r, y, q), q);
+}
 #elif defined(__AVX__) && defined(__FMA__)
 #include <immintrin.h>
 typedef __m256 ml_vf;
@@ -257,6 +268,7 @@ typedef __m256 ml_vf;
 #define VSET1(x) _mm256_set1_ps(x)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VSQRT(x) _mm256_sqrt_ps(x)
+#define VDIV_BC2(s) _mm256_div_ps(s, VSET1(bc2_sqrt))
 #else
 #define ML_VW 1
 #endif
@@ -268,7 +280,8 @@ static void adamw_step(ml_optimizer *o, float *params, const float *grads, float
     const double bc2 = 1.0 - pow(c->beta2, t);
     const float b1 = (float)c->beta1, a1 = (float)(1.0 - c->beta1);
     const float b2 = (float)c->beta2, a2 = (float)(1.0 - c->beta2);
-    const float bc2_sqrt = (float)sqrt(bc2);
+    const float bc2_sqrt = (float)sqrt(bc2), bc2_recip = 1.0f / bc2_sqrt;
+    (void)bc2_recip; /* the AVX-512 path's */
     const float eps = (float)c->eps;
     const float neg_step = (float)(-((double)lr / bc1));
     const float decay = (float)(1.0 - (double)lr * c->weight_decay);
@@ -291,7 +304,7 @@ static void adamw_step(ml_optimizer *o, float *params, const float *grads, float
 #if ML_VW > 1
             if (i + ML_VW <= n) {
                 ml_vf P = VLOAD(p + i), M = VLOAD(m + i), V = VLOAD(v + i), G = VLOAD(g + i);
-                ADAMW_UPDATE(P, M, V, G, d, VSET1(a1), VFMA, VSQRT);
+                ADAMW_UPDATE(P, M, V, G, d, VSET1(a1), VFMA, VSQRT, VDIV_BC2);
                 VSTORE(p + i, P);
                 VSTORE(m + i, M);
                 VSTORE(v + i, V);
@@ -303,7 +316,7 @@ static void adamw_step(ml_optimizer *o, float *params, const float *grads, float
 #endif
             for (const size_t e = i + ML_VW < n ? i + ML_VW : n; i < e; i++) {
                 float P = p[i], M = m[i], V = v[i], G = g[i];
-                ADAMW_UPDATE(P, M, V, G, d, a1, fmaf, sqrtf);
+                ADAMW_UPDATE(P, M, V, G, d, a1, fmaf, sqrtf, SCALAR_DIV_BC2);
                 p[i] = P;
                 m[i] = M;
                 v[i] = V;

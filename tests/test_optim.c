@@ -330,6 +330,44 @@ static void test_thread_count_invariance(void **state) {
     }
 }
 
+/* The vector path (whole vectors of one segment) and the scalar path (segments of one element) give the same bits for
+ * the same values, over 400 AdamW steps: every bias correction until sqrt(1 - beta2^t) rounds to 1 (the vector path
+ * divides by it with Markstein's correction instead of the divider), with gradients over 60 binades, zeros, and one
+ * of 1e20, whose square overflows: v is +inf from then on while m stays finite, and the weight must stay put. */
+static void test_adamw_vector_path_rounds_as_scalar(void **state) {
+    (void)state;
+    enum { n = 4096, steps = 400 };
+    static float pv[n], ps[n], g[n];
+    static ml_optim_segment one[1], each[n];
+    ml_rng r;
+    ml_rng_seed(&r, 21);
+    for (int i = 0; i < n; i++) {
+        pv[i] = ps[i] = (float)ml_rng_normal(&r);
+        each[i] = (ml_optim_segment){(size_t)i, 1, i % 2};
+    }
+    one[0] = (ml_optim_segment){0, n, 1};
+    ml_optim_config cfg = ml_optim_defaults(ML_OPTIM_ADAMW);
+    cfg.weight_decay = 0.0; /* the two layouts decay differently otherwise */
+    ml_optimizer a, b;
+    assert_int_equal(ml_optim_create(&a, &cfg, one, 1, n, NULL), ML_OK);
+    assert_int_equal(ml_optim_create(&b, &cfg, each, n, n, NULL), ML_OK);
+    for (int t = 0; t < steps; t++) {
+        for (int i = 0; i < n; i++) {
+            const double scale = ldexp(1.0, (int)ml_rng_below(&r, 60) - 40);
+            g[i] = i % 17 == 3 ? 0.0f : (float)(scale * ml_rng_normal(&r));
+        }
+        if (t == 5) g[100] = 1e20f;
+        assert_int_equal(ml_optim_step(&a, pv, g, 1e-3f), ML_OK);
+        assert_int_equal(ml_optim_step(&b, ps, g, 1e-3f), ML_OK);
+    }
+    assert_memory_equal(pv, ps, sizeof pv);
+    assert_memory_equal(a.m, b.m, sizeof pv);
+    assert_memory_equal(a.v, b.v, sizeof pv);
+    assert_true(isinf(a.v[100]) && isfinite(a.m[100]) && isfinite(pv[100]));
+    ml_optim_free(&a);
+    ml_optim_free(&b);
+}
+
 /* Stop after 4 steps, carry (params, state, t) into a fresh optimizer that uses caller-owned
  * state memory, run 6 more: bit-identical to 10 uninterrupted steps. */
 static void test_restore_is_bit_exact(void **state) {
@@ -652,6 +690,7 @@ int main(void) {
         cmocka_unit_test(test_sgd_matches_torch),
         cmocka_unit_test(test_weight_decay_only_on_decay_segments),
         cmocka_unit_test(test_thread_count_invariance),
+        cmocka_unit_test(test_adamw_vector_path_rounds_as_scalar),
         cmocka_unit_test(test_restore_is_bit_exact),
         cmocka_unit_test(test_optim_rejects_bad_input),
         cmocka_unit_test(test_schedules),

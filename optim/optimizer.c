@@ -13,6 +13,7 @@
 #include "optim/optimizer.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,17 +274,51 @@ typedef __m256 ml_vf;
 #define ML_VW 1
 #endif
 
+/* One step's constants, rounded as torch rounds them. */
+typedef struct {
+    float b1, a1, b2, a2, bc2_sqrt, bc2_recip, eps, neg_step;
+} adamw_consts;
+
+/* AdamW on n elements of one segment (decay factor d): whole vectors, then the scalar remainder, in blocks whose
+ * updated weights are rounded to the bf16 mirror while they are in L1. Kept apart from the threading so that the
+ * vector loop is only this (GCC kept the parallel loop's counters on the stack). */
+static inline void adamw_range(const adamw_consts *k, float d, float *restrict p, float *restrict m, float *restrict v,
+                               const float *restrict g, uint16_t *restrict b16, size_t n) {
+    enum { BLOCK = 512 };
+    const float b1 = k->b1, a1 = k->a1, b2 = k->b2, a2 = k->a2, bc2_sqrt = k->bc2_sqrt, bc2_recip = k->bc2_recip,
+                eps = k->eps, neg_step = k->neg_step;
+    (void)bc2_recip; /* the AVX-512 path's */
+    for (size_t b0 = 0; b0 < n; b0 += BLOCK) {
+        const size_t e = n - b0 < BLOCK ? n : b0 + BLOCK;
+        size_t i = b0;
+#if ML_VW > 1
+        for (; i + ML_VW <= e; i += ML_VW) {
+            ml_vf P = VLOAD(p + i), M = VLOAD(m + i), V = VLOAD(v + i), G = VLOAD(g + i);
+            ADAMW_UPDATE(P, M, V, G, d, VSET1(a1), VFMA, VSQRT, VDIV_BC2);
+            VSTORE(p + i, P);
+            VSTORE(m + i, M);
+            VSTORE(v + i, V);
+        }
+#endif
+        for (; i < e; i++) {
+            float P = p[i], M = m[i], V = v[i], G = g[i];
+            ADAMW_UPDATE(P, M, V, G, d, a1, fmaf, sqrtf, SCALAR_DIV_BC2);
+            p[i] = P;
+            m[i] = M;
+            v[i] = V;
+        }
+        if (b16) ml_bf16_round_row(b16 + b0, p + b0, e - b0);
+    }
+}
+
 static void adamw_step(ml_optimizer *o, float *params, const float *grads, float lr) {
     const ml_optim_config *c = &o->cfg;
     const double t = (double)o->t;
     const double bc1 = 1.0 - pow(c->beta1, t);
     const double bc2 = 1.0 - pow(c->beta2, t);
-    const float b1 = (float)c->beta1, a1 = (float)(1.0 - c->beta1);
-    const float b2 = (float)c->beta2, a2 = (float)(1.0 - c->beta2);
-    const float bc2_sqrt = (float)sqrt(bc2), bc2_recip = 1.0f / bc2_sqrt;
-    (void)bc2_recip; /* the AVX-512 path's */
-    const float eps = (float)c->eps;
-    const float neg_step = (float)(-((double)lr / bc1));
+    adamw_consts k = {(float)c->beta1, (float)(1.0 - c->beta1), (float)c->beta2, (float)(1.0 - c->beta2),
+                      (float)sqrt(bc2), 0.0f, (float)c->eps, (float)(-((double)lr / bc1))};
+    k.bc2_recip = 1.0f / k.bc2_sqrt;
     const float decay = (float)(1.0 - (double)lr * c->weight_decay);
     const ml_optim_segment *segs = o->segs;
     const int n_segs = o->n_segs;
@@ -291,37 +326,15 @@ static void adamw_step(ml_optimizer *o, float *params, const float *grads, float
     uint16_t *mirror = o->mirror16;
 
 #pragma omp parallel if (total_numel(o) >= ML_OPTIM_PAR_MIN)
-    for (int s = 0; s < n_segs; s++) {
-        const size_t off = segs[s].offset, n = segs[s].numel, nchunks = (n + ML_VW - 1) / ML_VW;
-        float *restrict p = params + off, *restrict m = mm + off, *restrict v = vv + off;
-        uint16_t *restrict b16 = mirror ? mirror + off : NULL;
-        const float *restrict g = grads + off;
-        const float d = segs[s].weight_decay ? decay : 1.0f;
-        /* one vector per chunk; the last chunk may be a shorter scalar remainder */
-#pragma omp for schedule(static) nowait
-        for (size_t j = 0; j < nchunks; j++) {
-            size_t i = j * ML_VW;
-#if ML_VW > 1
-            if (i + ML_VW <= n) {
-                ml_vf P = VLOAD(p + i), M = VLOAD(m + i), V = VLOAD(v + i), G = VLOAD(g + i);
-                ADAMW_UPDATE(P, M, V, G, d, VSET1(a1), VFMA, VSQRT, VDIV_BC2);
-                VSTORE(p + i, P);
-                VSTORE(m + i, M);
-                VSTORE(v + i, V);
-                if (b16)
-#pragma omp simd
-                    for (size_t k = i; k < i + ML_VW; k++) b16[k] = ml_bf16_bits(p[k]);
-                continue;
-            }
-#endif
-            for (const size_t e = i + ML_VW < n ? i + ML_VW : n; i < e; i++) {
-                float P = p[i], M = m[i], V = v[i], G = g[i];
-                ADAMW_UPDATE(P, M, V, G, d, a1, fmaf, sqrtf, SCALAR_DIV_BC2);
-                p[i] = P;
-                m[i] = M;
-                v[i] = V;
-                if (b16) b16[i] = ml_bf16_bits(P);
-            }
+    {
+        const size_t tid = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        for (int s = 0; s < n_segs; s++) {
+            /* this thread's share of the segment's whole vectors; the last thread takes the remainder too (both
+             * paths round alike, so the split changes no result) */
+            const size_t off = segs[s].offset, n = segs[s].numel, nvec = n / ML_VW;
+            const size_t lo = nvec * tid / nt * ML_VW, hi = tid + 1 == nt ? n : nvec * (tid + 1) / nt * ML_VW;
+            adamw_range(&k, segs[s].weight_decay ? decay : 1.0f, params + off + lo, mm + off + lo, vv + off + lo,
+                        grads + off + lo, mirror ? mirror + off + lo : NULL, hi - lo);
         }
     }
 }

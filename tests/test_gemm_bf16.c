@@ -112,6 +112,37 @@ static void test_rounding(void **state) {
     }
 }
 
+/* ml_bf16_round_row (VCVTNEPS2BF16 where the CPU has it) gives ml_bf16_bits' bits for every sign and exponent (zeros,
+ * denormals, infinities, NaNs with their payloads), with the low half of the mantissa at and around every rounding
+ * boundary and at random, and for rows whose length leaves a partial vector. */
+static void test_round_row_matches_bits(void **state) {
+    (void)state;
+    enum { LOWS = 24, N = (1 << 16) * LOWS };
+    static const uint32_t fixed[] = {0x0000, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x7FFE, 0x8002};
+    static float src[N];
+    static uint16_t got[N];
+    uint32_t k = 0;
+    for (uint32_t hi = 0; hi < (1u << 16); hi++)
+        for (int j = 0; j < LOWS; j++) {
+            const uint32_t lo = j < 8 ? fixed[j] : (uint32_t)ml_rng_below(&rng, 1u << 16);
+            const uint32_t u = hi << 16 | lo;
+            memcpy(&src[k++], &u, 4);
+        }
+    ml_bf16_round_row(got, src, N);
+    for (size_t i = 0; i < N; i++)
+        if (got[i] != ml_bf16_bits(src[i])) {
+            uint32_t u;
+            memcpy(&u, &src[i], 4);
+            fail_msg("input %08x: %04x, ml_bf16_bits %04x", u, got[i], ml_bf16_bits(src[i]));
+        }
+    for (size_t n = 0; n < 40; n++) { /* partial vectors, and nothing written past n */
+        uint16_t row[48];
+        memset(row, 0xAB, sizeof row);
+        ml_bf16_round_row(row, src + 1000 * n, n);
+        for (size_t i = 0; i < 48; i++) assert_int_equal(row[i], i < n ? ml_bf16_bits(src[1000 * n + i]) : 0xABAB);
+    }
+}
+
 /* The model's three layouts through the matmul wrappers, against the reference and against fp32. */
 static void test_matmul_wrappers(void **state) {
     const int N = 70, in = 45, out = 37;
@@ -221,6 +252,7 @@ int main(void) {
                                                    : "not available: testing the portable path");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rounding),
+        cmocka_unit_test(test_round_row_matches_bits),
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_matmul_wrappers),

@@ -51,9 +51,7 @@ void ml_softmax_xent_rows_b16(uint16_t *z, float *losses, const int32_t *targets
 #pragma omp simd
             for (int v = 0; v < V; v++) row[v] = ml_bf16_value(z16[v]);
             losses[r] = xent_row(row, targets[r], V, grad_scale);
-            if (grad_scale != 0.0f)
-#pragma omp simd
-                for (int v = 0; v < V; v++) z16[v] = ml_bf16_bits(row[v]);
+            if (grad_scale != 0.0f) ml_bf16_round_row(z16, row, (size_t)V);
         }
     }
 }

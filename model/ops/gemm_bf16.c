@@ -42,17 +42,6 @@
 
 #define ML_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-int ml_bf16_available(void) {
-    static int avail = -1;
-    if (avail < 0) {
-        __builtin_cpu_init();
-        const char *off = getenv("ML_DISABLE_BF16"); /* tests: behave as a CPU without it */
-        avail = (!off || !*off || !strcmp(off, "0")) && __builtin_cpu_supports("avx512f") &&
-                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
-    }
-    return avail;
-}
-
 float ml_bf16_round(float x) { return ml_bf16_value(ml_bf16_bits(x)); }
 
 ML_BF16_TARGET static void convert_fast(uint16_t *dst, const float *src, int rows, int cols, int ld) {

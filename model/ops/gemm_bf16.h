@@ -17,9 +17,6 @@
 
 #include "common/bf16.h"
 
-/* 1 when this CPU executes AVX512-BF16 (checked once at run time). */
-int ml_bf16_available(void);
-
 void ml_gemm_bf16(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc);
 

@@ -29,8 +29,13 @@ void ml_rmsnorm_forward_b16(uint16_t *y, float *rstd, const float *x, const floa
         const float *xr = x + (int64_t)n * C;
         uint16_t *yr = y + (int64_t)n * C;
         const float r = rstd[n] = row_rstd(xr, C, eps);
+        for (int c0 = 0; c0 < C; c0 += 256) { /* a piece of the row in fp32, then rounded */
+            float y32[256];
+            const int len = C - c0 < 256 ? C - c0 : 256;
 #pragma omp simd
-        for (int c = 0; c < C; c++) yr[c] = ml_bf16_bits(xr[c] * r * w[c]);
+            for (int c = 0; c < len; c++) y32[c] = xr[c0 + c] * r * w[c0 + c];
+            ml_bf16_round_row(yr + c0, y32, (size_t)len);
+        }
     }
 }
 

@@ -55,8 +55,7 @@ void ml_swiglu_forward_b16(uint16_t *h, const uint16_t *gate, const uint16_t *up
         float g[CHUNK], u[CHUNK], hf[CHUNK];
         widen_chunk(g, u, gate + c, up + c, m);
         forward_chunk(hf, g, u, m);
-#pragma omp simd
-        for (int64_t i = 0; i < m; i++) h[c + i] = ml_bf16_bits(hf[i]);
+        ml_bf16_round_row(h + c, hf, (size_t)m);
     }
 }
 
@@ -70,7 +69,7 @@ void ml_swiglu_backward_b16(uint16_t *dgate, uint16_t *dup, const uint16_t *dh, 
 #pragma omp simd
         for (int64_t i = 0; i < m; i++) d[i] = ml_bf16_value(dh[c + i]);
         backward_chunk(dg, du, d, g, u, m);
-#pragma omp simd
-        for (int64_t i = 0; i < m; i++) dgate[c + i] = ml_bf16_bits(dg[i]), dup[c + i] = ml_bf16_bits(du[i]);
+        ml_bf16_round_row(dgate + c, dg, (size_t)m);
+        ml_bf16_round_row(dup + c, du, (size_t)m);
     }
 }

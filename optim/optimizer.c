@@ -274,22 +274,32 @@ typedef __m256 ml_vf;
 #define ML_VW 1
 #endif
 
+/* The calling thread's share [lo, hi) of a segment of n elements in a parallel region: whole vectors, the last thread
+ * taking the remainder too (the vector and scalar paths round alike, so the split changes no result). */
+static void thread_share(size_t n, size_t *lo, size_t *hi) {
+    const size_t tid = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads(), nvec = n / ML_VW;
+    *lo = nvec * tid / nt * ML_VW;
+    *hi = tid + 1 == nt ? n : nvec * (tid + 1) / nt * ML_VW;
+}
+
+/* Elements per rounding to the bf16 mirror: the block's updated weights are still in L1. */
+enum { MIRROR_BLOCK = 512 };
+
 /* One step's constants, rounded as torch rounds them. */
 typedef struct {
     float b1, a1, b2, a2, bc2_sqrt, bc2_recip, eps, neg_step;
 } adamw_consts;
 
-/* AdamW on n elements of one segment (decay factor d): whole vectors, then the scalar remainder, in blocks whose
- * updated weights are rounded to the bf16 mirror while they are in L1. Kept apart from the threading so that the
- * vector loop is only this (GCC kept the parallel loop's counters on the stack). */
+/* AdamW on n elements of one segment (decay factor d): whole vectors, then the scalar remainder, a mirror block at a
+ * time. Kept apart from the threading so that the vector loop is only this (GCC kept the parallel loop's counters on
+ * the stack). */
 static inline void adamw_range(const adamw_consts *k, float d, float *restrict p, float *restrict m, float *restrict v,
                                const float *restrict g, uint16_t *restrict b16, size_t n) {
-    enum { BLOCK = 512 };
     const float b1 = k->b1, a1 = k->a1, b2 = k->b2, a2 = k->a2, bc2_sqrt = k->bc2_sqrt, bc2_recip = k->bc2_recip,
                 eps = k->eps, neg_step = k->neg_step;
     (void)bc2_recip; /* the AVX-512 path's */
-    for (size_t b0 = 0; b0 < n; b0 += BLOCK) {
-        const size_t e = n - b0 < BLOCK ? n : b0 + BLOCK;
+    for (size_t b0 = 0; b0 < n; b0 += MIRROR_BLOCK) {
+        const size_t e = n - b0 < MIRROR_BLOCK ? n : b0 + MIRROR_BLOCK;
         size_t i = b0;
 #if ML_VW > 1
         for (; i + ML_VW <= e; i += ML_VW) {
@@ -326,16 +336,12 @@ static void adamw_step(ml_optimizer *o, float *params, const float *grads, float
     uint16_t *mirror = o->mirror16;
 
 #pragma omp parallel if (total_numel(o) >= ML_OPTIM_PAR_MIN)
-    {
-        const size_t tid = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        for (int s = 0; s < n_segs; s++) {
-            /* this thread's share of the segment's whole vectors; the last thread takes the remainder too (both
-             * paths round alike, so the split changes no result) */
-            const size_t off = segs[s].offset, n = segs[s].numel, nvec = n / ML_VW;
-            const size_t lo = nvec * tid / nt * ML_VW, hi = tid + 1 == nt ? n : nvec * (tid + 1) / nt * ML_VW;
-            adamw_range(&k, segs[s].weight_decay ? decay : 1.0f, params + off + lo, mm + off + lo, vv + off + lo,
-                        grads + off + lo, mirror ? mirror + off + lo : NULL, hi - lo);
-        }
+    for (int s = 0; s < n_segs; s++) {
+        const size_t off = segs[s].offset;
+        size_t lo, hi;
+        thread_share(segs[s].numel, &lo, &hi);
+        adamw_range(&k, segs[s].weight_decay ? decay : 1.0f, params + off + lo, mm + off + lo, vv + off + lo,
+                    grads + off + lo, mirror ? mirror + off + lo : NULL, hi - lo);
     }
 }
 
@@ -353,28 +359,23 @@ static void sgd_step(ml_optimizer *o, float *params, const float *grads, float l
 
 #pragma omp parallel if (total_numel(o) >= ML_OPTIM_PAR_MIN)
     for (int s = 0; s < n_segs; s++) {
-        const size_t off = segs[s].offset, n = segs[s].numel;
-        float *restrict p = params + off;
+        size_t lo, hi;
+        thread_share(segs[s].numel, &lo, &hi);
+        const size_t off = segs[s].offset + lo;
+        float *restrict p = params + off, *restrict b = bb ? bb + off : NULL;
         const float *restrict g = grads + off;
         uint16_t *restrict b16 = o->mirror16 ? o->mirror16 + off : NULL;
         const int decays = segs[s].weight_decay && c->weight_decay != 0;
-        if (!bb) {
-#pragma omp for simd schedule(simd : static) nowait
-            for (size_t i = 0; i < n; i++) {
-                float d = decays ? fmaf(p[i], wd, g[i]) : g[i];
-                p[i] = fmaf(d, nlr, p[i]);
-                if (b16) b16[i] = ml_bf16_bits(p[i]);
-            }
-        } else {
-            float *restrict b = bb + off;
-#pragma omp for simd schedule(simd : static) nowait
-            for (size_t i = 0; i < n; i++) {
-                float d = decays ? fmaf(p[i], wd, g[i]) : g[i];
-                float bi = first ? d : b[i] * mu + d;
-                b[i] = bi;
+        for (size_t b0 = 0; b0 < hi - lo; b0 += MIRROR_BLOCK) {
+            const size_t e = hi - lo - b0 < MIRROR_BLOCK ? hi - lo : b0 + MIRROR_BLOCK;
+#pragma omp simd
+            for (size_t i = b0; i < e; i++) {
+                const float d = decays ? fmaf(p[i], wd, g[i]) : g[i];
+                const float bi = !b ? d : first ? d : b[i] * mu + d;
+                if (b) b[i] = bi;
                 p[i] = fmaf(bi, nlr, p[i]);
-                if (b16) b16[i] = ml_bf16_bits(p[i]);
             }
+            if (b16) ml_bf16_round_row(b16 + b0, p + b0, e - b0);
         }
     }
 }

@@ -237,10 +237,10 @@ static size_t total_numel(const ml_optimizer *o) {
     } while (0)
 #define SCALAR_DIV_BC2(x) ((x) / bc2_sqrt)
 
-/* The vector path uses intrinsics only for sqrt and fma: GCC will not vectorise sqrtf without
- * -fno-math-errno, which a pragma cannot switch on for builtins, and the scalar loop is 3.5x
- * slower. Both paths round identically (IEEE sqrt, div, fma), so the split point between them
- * does not change any result. */
+/* The vector path uses intrinsics for sqrt, fma and the division by sqrt(1 - beta2^t): GCC will not vectorise sqrtf
+ * without -fno-math-errno, which a pragma cannot switch on for builtins, and the scalar loop is 3.5x slower. Both
+ * paths round identically (IEEE sqrt, div, fma; the vector division is correctly rounded too), so the split point
+ * between them does not change any result. */
 #if defined(__AVX512F__)
 #include <immintrin.h>
 typedef __m512 ml_vf;
@@ -252,7 +252,7 @@ typedef __m512 ml_vf;
 #define VSQRT(x) _mm512_sqrt_ps(x)
 /* s / bc2_sqrt rounded as the divider rounds it, by Markstein's correction: with y = RN(1 / bc2_sqrt), q = RN(s y) is
  * within an ulp of the quotient, r = s - bc2_sqrt q is exact, and RN(q + r y) is the correctly rounded quotient (s =
- * sqrt(v) is 0, normal or +inf, and the quotient normal; +inf lanes, where r is NaN, keep q = inf). Three FMA-unit
+ * sqrt(v) is 0, normal, +inf or NaN, and the quotient normal; +inf lanes, where r is NaN, keep q = inf). Three FMA-unit
  * operations instead of a division, which shares the divider with the square root. */
 #define VDIV_BC2(s) div_bc2(s, VSET1(bc2_sqrt), VSET1(bc2_recip))
 static inline __m512 div_bc2(__m512 s, __m512 b, __m512 y) {

@@ -20,6 +20,8 @@ int ml_bf16_available(void) {
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void round_row_bf16(uint16_t *dst,
                                                                                           const float *src, size_t n) {
     size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        _mm512_storeu_si512(dst + i, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i)));
     for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
     if (i < n) {
         const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);

@@ -29,9 +29,9 @@ static inline float ml_bf16_value(uint16_t b) {
  * without it). */
 int ml_bf16_available(void);
 
-/* dst[i] = ml_bf16_bits(src[i]) for i < n, on the calling thread (parallel regions call it per share): 16 at a time by
- * VCVTNEPS2BF16 where the CPU has AVX512-BF16, which rounds as ml_bf16_bits on every input (test_gemm_bf16 checks
- * every sign, exponent and rounding case); 3.4x GCC's vectorisation of ml_bf16_bits on Zen 4. */
+/* dst[i] = ml_bf16_bits(src[i]) for i < n, on the calling thread (parallel regions call it per share): 32 and 16 at
+ * a time by VCVTNE2PS2BF16 / VCVTNEPS2BF16 where the CPU has AVX512-BF16, which round as ml_bf16_bits on every input
+ * (test_gemm_bf16 checks every sign, exponent and rounding case); 3.4x GCC's vectorisation of ml_bf16_bits on Zen 4. */
 void ml_bf16_round_row(uint16_t *dst, const float *src, size_t n);
 
 #endif

@@ -22,7 +22,6 @@
  * too few column panels), so every C element has one owner and no reduction is needed. */
 #include "model/ops/gemm_bf16.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include <immintrin.h>
@@ -44,30 +43,9 @@
 
 float ml_bf16_round(float x) { return ml_bf16_value(ml_bf16_bits(x)); }
 
-ML_BF16_TARGET static void convert_fast(uint16_t *dst, const float *src, int rows, int cols, int ld) {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-        const float *s = src + (size_t)r * ld;
-        uint16_t *d = dst + (size_t)r * cols;
-        for (int c = 0; c < cols; c += 32) {
-            const int left = cols - c;
-            const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-            const __mmask16 m1 = left >= 32 ? 0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
-            const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, s + c + 16),
-                                                           _mm512_maskz_loadu_ps(m0, s + c));
-            _mm512_mask_storeu_epi16(d + c, left >= 32 ? 0xFFFFFFFFu : (__mmask32)((1ull << left) - 1), v);
-        }
-    }
-}
-
 void ml_bf16_convert(uint16_t *dst, const float *src, int rows, int cols, int ld) {
-    if (ml_bf16_available()) {
-        convert_fast(dst, src, rows, cols, ld);
-        return;
-    }
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = ml_bf16_bits(src[(size_t)r * ld + c]);
+    for (int r = 0; r < rows; r++) ml_bf16_round_row(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
 }
 
 void ml_bf16_widen(float *dst, const uint16_t *src, size_t n) {
